@@ -1,0 +1,379 @@
+"""What the three terminal benchmarks share: the shell, markers, statistics and child processes.
+
+Every system under test (the raw PTY floor, terminado, Hearth) runs the same shell with the same
+size and is driven with the same inputs; only the transport between the PTY and this process
+differs. Figures are medians (or percentiles) of a bounded number of samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+
+SHELL: list[str] = ["/bin/bash", "--norc", "--noprofile"]
+ROWS, COLS = 50, 200
+# One terminal environment for the three systems (Hearth adds TERM itself; the others get it here).
+SHELL_ENV_EXTRA = {"TERM": "xterm-256color", "PS1": "$ ", "HISTFILE": "/dev/null"}
+
+
+def shell_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "PYTHON"))}
+    env.update(SHELL_ENV_EXTRA)
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# Markers: typed as `echo X""Y` so that the echo of the command line never contains `XY`.
+
+
+def marker_command(tag: str) -> tuple[bytes, bytes]:
+    """A shell line that prints a marker, and the marker as it appears in the output."""
+    head, tail = f"BENCH_{tag}_", f"{os.getpid()}_{time.monotonic_ns() % 1_000_000_007}"
+    return f'echo {head}""{tail}\r'.encode(), f"{head}{tail}".encode()
+
+
+class MarkerWatch:
+    """Counts the bytes of an output stream and notices a marker, even across chunk boundaries."""
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self.nbytes = 0
+        self.found_at: int | None = None  # perf_counter_ns when seen
+        self.done = asyncio.Event()
+        self._tail = b""
+
+    def feed(self, data: bytes) -> bool:
+        self.nbytes += len(data)
+        if self.found_at is not None:
+            return True
+        m = len(self.marker)
+        if self.marker in data or (self._tail and self.marker in self._tail + data[: m - 1]):
+            self.found_at = time.perf_counter_ns()
+            self.done.set()
+            return True
+        if m > 1:
+            self._tail = (self._tail + data[-(m - 1) :])[-(m - 1) :]
+        return False
+
+
+class Channel:
+    """A shell's input and output as seen by the benchmark, whatever carries them.
+
+    Subclasses implement `send` and call `feed` with each output chunk as it arrives.
+    """
+
+    def __init__(self) -> None:
+        self._watch: MarkerWatch | None = None
+        self.closed = asyncio.Event()
+
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> None:
+        if self._watch is not None:
+            self._watch.feed(data)
+
+    def watch(self, marker: bytes) -> MarkerWatch:
+        """Start looking for `marker` in the output from now on (install before sending)."""
+        self._watch = MarkerWatch(marker)
+        return self._watch
+
+    async def wait(self, watch: MarkerWatch, timeout: float) -> MarkerWatch:
+        closed = asyncio.ensure_future(self.closed.wait())
+        found = asyncio.ensure_future(watch.done.wait())
+        try:
+            await asyncio.wait({closed, found}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            closed.cancel()
+            found.cancel()
+        if watch.found_at is None:
+            why = "the connection closed" if self.closed.is_set() else f"{timeout:g} s passed"
+            raise TimeoutError(f"marker {watch.marker!r} not seen: {why} ({watch.nbytes} bytes)")
+        return watch
+
+    async def run_until_marker(self, line: bytes, tag: str, timeout: float) -> MarkerWatch:
+        """Send `line` followed by an echo of a marker; wait for the marker's output."""
+        command, marker = marker_command(tag)
+        watch = self.watch(marker)
+        await self.send(line + command)
+        return await self.wait(watch, timeout)
+
+    async def ready(self, timeout: float = 10.0) -> None:
+        """The shell answers: a marker echo came back."""
+        await self.run_until_marker(b"", "READY", timeout)
+
+
+async def measure_throughput(chan: Channel, producer: str, payload: int, timeout: float) -> float:
+    """Seconds from sending `producer` to seeing the marker printed after its output."""
+    await chan.ready()
+    command, marker = marker_command("TPUT")
+    watch = chan.watch(marker)
+    t0 = time.perf_counter_ns()
+    await chan.send(producer.encode() + b"\r" + command)
+    await chan.wait(watch, timeout)
+    assert watch.found_at is not None
+    if watch.nbytes < payload:
+        raise RuntimeError(f"only {watch.nbytes} of {payload} bytes arrived")
+    return (watch.found_at - t0) / 1e9
+
+
+async def measure_echo(
+    chan: Channel, samples: int, warmup: int, timeout: float, batch: int = 100
+) -> list[float]:
+    """Seconds from typing 'x' at the prompt to seeing it echoed, per sample.
+
+    The typed line is killed (Ctrl-U) every `batch` keys so that it never wraps; a marker command
+    then proves the prompt is back before the next key.
+    """
+    await chan.ready()
+    out: list[float] = []
+    typed = 0
+    for i in range(warmup + samples):
+        if typed == batch:
+            await chan.send(b"\x15")
+            await chan.ready(timeout)
+            typed = 0
+        watch = chan.watch(b"x")
+        t0 = time.perf_counter_ns()
+        await chan.send(b"x")
+        await chan.wait(watch, timeout)
+        assert watch.found_at is not None
+        typed += 1
+        if i >= warmup:
+            out.append((watch.found_at - t0) / 1e9)
+    await chan.send(b"\x15")
+    await chan.ready(timeout)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest-rank on the sorted values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Result:
+    """One system's figures: name → value, plus notes (free text, shown under the table)."""
+
+    system: str
+    figures: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"system": self.system, "figures": self.figures, "notes": self.notes}
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of one process (its children are not counted), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def settled_rss_kib(pid: int, *, timeout: float = 3.0, quiet: float = 0.3) -> int:
+    """VmRSS once it has stopped moving for `quiet` seconds (bounded by `timeout`)."""
+    deadline = time.monotonic() + timeout
+    last, since = rss_kib(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = rss_kib(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
+class ServerProcess:
+    """A server started as a child in its own process group; stopped (TERM, grace, KILL) on exit."""
+
+    def __init__(
+        self, argv: Sequence[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _LIVE.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.argv[0]} exited with status {self.proc.returncode}; its log ends with:\n"
+                + self.log_tail()
+            )
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(grace)
+        # The shells live in sessions of their own: whatever the server left behind is reaped by
+        # the kill_leftovers() sweep, which knows their pids only through /proc.
+        self._log.close()
+
+
+_LIVE: list[ServerProcess] = []
+
+
+def stop_all_servers() -> None:
+    for server in list(_LIVE):
+        with contextlib.suppress(Exception):
+            server.stop(grace=2.0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process whose parent chain leads to `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@contextlib.contextmanager
+def server_process(
+    argv: Sequence[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(argv, env=env, log_path=log_path, cwd=cwd)
+    try:
+        yield server
+    finally:
+        leftovers = descendants(server.pid)
+        server.stop()
+        for pid in leftovers:  # shells in sessions of their own, if the server did not end them
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def dump_json(path: Path, results: list[Result], meta: dict[str, object]) -> None:
+    path.write_text(json.dumps({"meta": meta, "results": [r.to_json() for r in results]}, indent=2))
+
+
+# --------------------------------------------------------------------------------------------
+# What one run measures, and the websocket client both servers are driven with
+
+
+REPLAY_LINE = "line %04g abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ -_=+"
+
+
+@dataclass
+class Plan:
+    payload: int  # bytes the throughput producer writes
+    producer: str  # the shell command that writes them
+    runs: int  # throughput runs per system (the median is reported)
+    echo_samples: int
+    warmup: int
+    reattach_lines: int
+    reattach_samples: int
+    create_samples: int
+    terminals: int  # N idle terminals for the memory figure
+    timeout: float
+    tmp: Path
+    deflate: bool = False  # offer permessage-deflate as browsers do
+    hearth_env: dict[str, str] = field(default_factory=dict)
+    terminado_nodelay: bool = False
+
+    @property
+    def replay_command(self) -> str:
+        return f"seq -f '{REPLAY_LINE}' 1 {self.reattach_lines}"
+
+    @property
+    def replay_last_line(self) -> bytes:
+        return (REPLAY_LINE.replace("%04g", f"{self.reattach_lines:04d}")).encode()
+
+
+def ws_connect(url: str, plan: Plan, **kwargs: object) -> object:
+    from websockets.asyncio.client import connect
+
+    return connect(
+        url,
+        max_size=None,
+        compression="deflate" if plan.deflate else None,
+        ping_interval=None,
+        proxy=None,
+        open_timeout=plan.timeout,
+        close_timeout=2,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def ms(values: Sequence[float], q: float = 50) -> float:
+    return percentile(values, q) * 1000

@@ -1,0 +1,28 @@
+"""Hearth: execution sessions that are ready at once and outlive their connection."""
+
+from hearth import errors
+from hearth.config import Settings
+from hearth.errors import (
+    BadRequest,
+    Conflict,
+    HearthError,
+    LimitReached,
+    NotFound,
+    SessionClosed,
+    Unauthorized,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "HearthError",
+    "LimitReached",
+    "NotFound",
+    "SessionClosed",
+    "Settings",
+    "Unauthorized",
+    "__version__",
+    "errors",
+]

@@ -1,0 +1,110 @@
+"""Settings: one validated object, built once at start-up and passed down.
+
+Precedence: explicit values (CLI flags) > ``HEARTH_*`` environment variables > the TOML config
+file > defaults. Lists and mappings in environment variables are JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "default_data_dir", "load_settings"]
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "hearth"
+
+
+class Settings(BaseSettings):
+    """Every setting of Hearth, by the names of the contract (SPEC §4.3)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEARTH_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    tokens: dict[str, str] = Field(default_factory=dict)
+    allowed_origins: list[str] = Field(default_factory=list)
+    log_level: str = "warning"
+
+    # Terminal sessions
+    session_timeout: float = Field(3600, gt=0)
+    cleanup_interval: float = Field(300, gt=0)
+    heartbeat_interval: float = Field(30, gt=0)
+    max_buffer_size: int = Field(1000, ge=1)
+    max_buffer_bytes: int = Field(1_048_576, ge=1024)
+    max_total_buffer_bytes: int = Field(268_435_456, ge=1024)
+    max_terminals: int = Field(256, ge=1)
+    max_terminals_per_user: int = Field(32, ge=1)
+    terminal_kill_grace: float = Field(2.0, ge=0)
+    max_input_bytes: int = Field(1_048_576, ge=1)
+
+    # Kernel sessions
+    session_pool_size: int = Field(3, ge=0)
+    session_pool_max_idle_time: float = Field(600, gt=0)
+    session_pool_refill_interval: float = Field(30, gt=0)
+    max_kernels: int = Field(32, ge=1)
+    kernel_cleanup_interval: float = Field(60, gt=0)
+    default_kernel_name: str = "python3"
+    max_download_bytes: int = Field(104_857_600, ge=1)
+    download_timeout: float = Field(60, gt=0)
+    max_concurrent_kernel_starts: int = Field(2, ge=1)
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_are_usable(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for token, user in tokens.items():
+            if len(token) < 8:
+                raise ValueError("every token must be at least 8 characters long")
+            if not user or not user.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"user names are letters, digits, '-' and '_', got {user!r}")
+        return tokens
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def __repr__(self) -> str:
+        shown = self.model_dump(exclude={"tokens"})
+        shown["tokens"] = f"<{len(self.tokens)} configured>"
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    __str__ = __repr__
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: ``overrides`` (flags) win over env, env over the TOML file.
+
+    ``None`` values in ``overrides`` are ignored, so absent CLI flags don't mask lower layers.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is None:
+        return Settings(**given)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist; pass an existing TOML file")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    return _FromFile(**given)

@@ -1,0 +1,122 @@
+"""The one error tree of Hearth, shared by the server and the client.
+
+    HearthError
+     ├── RequestError            the caller's request can't be served as asked (4xx)
+     │    ├── BadRequest         400: malformed or impossible input
+     │    ├── Unauthorized       401: no token, or a wrong one
+     │    ├── OriginRefused      403: a websocket from a foreign origin
+     │    ├── NotFound           404: no such session (or not yours: same answer)
+     │    ├── Conflict           409: the id is taken
+     │    ├── SessionClosed      409: the session's process has exited
+     │    └── LimitReached       429: a configured limit is reached
+     └── ServiceError            the world broke something, not the caller (5xx)
+          ├── KernelDied         the kernel process died
+          └── DownloadFailed     a file of the request could not be fetched
+
+Every message says what is wrong and what to do about it. The server turns an error into an
+HTTP status (``status_code``) or a websocket close code (``close_code``); the client turns them back.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "DownloadFailed",
+    "HearthError",
+    "KernelDied",
+    "LimitReached",
+    "NotFound",
+    "OriginRefused",
+    "RequestError",
+    "ServiceError",
+    "SessionClosed",
+    "Unauthorized",
+    "error_for_status",
+]
+
+
+class HearthError(Exception):
+    status_code: int = 500
+    close_code: int = 1011
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class RequestError(HearthError):
+    status_code = 400
+    close_code = 4400
+
+
+class BadRequest(RequestError):
+    status_code = 400
+    close_code = 4400
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+    close_code = 4401
+
+
+class OriginRefused(RequestError):
+    status_code = 403
+    close_code = 4403
+
+
+class NotFound(RequestError):
+    status_code = 404
+    close_code = 4404
+
+
+class Conflict(RequestError):
+    status_code = 409
+    close_code = 4409
+
+
+class SessionClosed(Conflict):
+    """The session exists but its process has exited: read its output, or open a new one."""
+
+
+class LimitReached(RequestError):
+    status_code = 429
+    close_code = 4429
+
+
+class ServiceError(HearthError):
+    status_code = 500
+    close_code = 1011
+
+
+class KernelDied(ServiceError):
+    status_code = 500
+
+
+class DownloadFailed(ServiceError):
+    status_code = 502
+
+
+_BY_STATUS: dict[int, type[HearthError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: OriginRefused,
+    404: NotFound,
+    409: Conflict,
+    422: BadRequest,
+    429: LimitReached,
+    502: DownloadFailed,
+}
+
+
+def error_for_status(status_code: int, message: str) -> HearthError:
+    """The typed error for an HTTP status or websocket close code (4xxx) and its message."""
+    if 4000 <= status_code < 5000:
+        status_code -= 4000
+    cls = _BY_STATUS.get(status_code)
+    if cls is None:
+        cls = RequestError if 400 <= status_code < 500 else ServiceError
+    return cls(message)

@@ -1,0 +1,157 @@
+"""The wire: REST models and websocket frames of terminal sessions (pure, shared by the server
+and the client).
+
+Terminal websocket frames (SPEC §3.4):
+- output, server → client: binary, ``0x01`` + 8-byte big-endian offset + raw bytes;
+- input, client → server: binary raw bytes, or text ``{"type": "input", "data": …}``;
+- everything else: JSON text frames with a ``type``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "OUTPUT_FRAME",
+    "ClientFrame",
+    "FrameError",
+    "TerminalCreate",
+    "TerminalRename",
+    "TerminalState",
+    "decode_client_text",
+    "decode_output",
+    "encode_output",
+]
+
+OUTPUT_FRAME = 0x01
+_HEADER = struct.Struct(">BQ")
+SESSION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class FrameError(ValueError):
+    """A client frame that can't be understood; the message says what is expected."""
+
+
+def encode_output(offset: int, data: bytes) -> bytes:
+    return _HEADER.pack(OUTPUT_FRAME, offset) + data
+
+
+def decode_output(frame: bytes) -> tuple[int, bytes]:
+    if len(frame) < _HEADER.size or frame[0] != OUTPUT_FRAME:
+        raise FrameError("not an output frame: expected 0x01, an 8-byte offset, then data")
+    _, offset = _HEADER.unpack_from(frame)
+    return offset, frame[_HEADER.size :]
+
+
+# --- client → server text frames ---------------------------------------------------------
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class InputFrame(_Frame):
+    type: Literal["input"]
+    data: str
+
+
+class ResizeFrame(_Frame):
+    type: Literal["resize"]
+    rows: int = Field(ge=1, le=1000)
+    cols: int = Field(ge=1, le=1000)
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[InputFrame | ResizeFrame | PingFrame, Field(discriminator="type")]
+_client_frame: TypeAdapter[InputFrame | ResizeFrame | PingFrame] = TypeAdapter(ClientFrame)
+_KNOWN = ("input", "resize", "ping")
+
+
+def decode_client_text(text: str) -> InputFrame | ResizeFrame | PingFrame:
+    """Parse a client text frame; raises ``FrameError`` with what to send instead."""
+    try:
+        raw: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FrameError(f"malformed JSON ({exc.msg}); send a JSON object with a 'type'") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise FrameError("a text frame is a JSON object with a string 'type'")
+    if raw["type"] not in _KNOWN:
+        raise FrameError(f"unknown frame type {raw['type']!r}; expected one of {', '.join(_KNOWN)}")
+    try:
+        return _client_frame.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "frame"
+        raise FrameError(f"bad {raw['type']} frame: {where}: {first['msg']}") from None
+
+
+# --- REST models -------------------------------------------------------------------------
+
+
+class TerminalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, pattern=SESSION_ID)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    rows: int = Field(24, ge=1, le=1000)
+    cols: int = Field(80, ge=1, le=1000)
+
+
+class TerminalRename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TerminalState(BaseModel):
+    """A terminal session as the API shows it (SPEC §3.1)."""
+
+    id: str
+    name: str
+    user: str
+    protocol: Literal["local", "ssh"]
+    status: Literal["active", "disconnected", "closed"]
+    alive: bool
+    exit_code: int | None
+    created_at: float
+    last_activity: float
+    expires_at: float | None
+    rows: int
+    cols: int
+    viewers: int
+    output_start: int
+    output_end: int
+    command: list[str] = Field(default_factory=list)
+
+
+class TerminalStatusAnswer(BaseModel):
+    exists: bool
+    alive: bool
+    last_activity: float | None
+
+
+class ResumeAnswer(BaseModel):
+    session: TerminalState
+    ws_url: str
+
+
+class HistoryEntry(BaseModel):
+    seq: int
+    type: Literal["input", "output", "system", "error"]
+    data: str
+    offset: int
+    timestamp: float
+
+
+class CleanupAnswer(BaseModel):
+    closed: list[str]

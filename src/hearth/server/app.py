@@ -1,0 +1,109 @@
+"""The application: one lifespan opens the store, the terminal manager and the kernel pool, and
+closes them in reverse order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hearth import __version__
+from hearth.config import Settings
+from hearth.errors import HearthError
+from hearth.server import routes_terminals, ws_terminals
+from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
+from hearth.server.metrics import Metrics
+from hearth.store import SqliteStore
+from hearth.terminals.manager import TerminalManager
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("hearth.server")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app for ``settings``; everything it runs lives inside its lifespan."""
+    data_dir = settings.data_dir.expanduser()
+    tokens = settings.tokens or load_or_create_token(data_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = time.monotonic()
+        async with contextlib.AsyncExitStack() as stack:
+            store = SqliteStore(data_dir / "hearth.sqlite3")
+            stack.callback(store.close)
+            app.state.store = store
+            app.state.terminals = await stack.enter_async_context(
+                TerminalManager(settings, store=store)
+            )
+            # --- kernel sessions (hearth.kernels) are wired here ---
+            app.state.ready = True
+            log.info("ready", extra={"seconds": round(time.monotonic() - started, 3)})
+            try:
+                yield
+            finally:
+                app.state.ready = False
+                log.info("shutting down")
+
+    app = FastAPI(
+        title="Hearth",
+        version=__version__,
+        summary="Execution sessions that are ready at once and outlive their connection.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.authenticator = Authenticator(tokens)
+    app.state.metrics = Metrics()
+    app.state.ready = False
+    _install_error_handlers(app)
+    _install_public_routes(app)
+    app.include_router(routes_terminals.router)
+    app.include_router(routes_terminals.legacy_router)
+    app.include_router(ws_terminals.router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HearthError)
+    async def _hearth_error(request: Request, exc: HearthError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route {request.url.path}; see /docs for the API."
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _install_public_routes(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> JSONResponse:
+        if not request.app.state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> PlainTextResponse:
+        body = request.app.state.metrics.render()
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/login", include_in_schema=False)
+    async def login(request: Request, token: str = "", next: str = "/") -> Response:
+        auth: Authenticator = request.app.state.authenticator
+        if auth.user_for(token) is None:
+            return JSONResponse(
+                {"detail": "Wrong token: open the URL that 'hearth serve' printed."},
+                status_code=401,
+            )
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict")
+        return response

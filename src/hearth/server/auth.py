@@ -1,0 +1,103 @@
+"""Tokens → users, and the websocket Origin check.
+
+A request carries its token as ``Authorization: Bearer``, as ``?token=`` (browsers' websockets),
+or as the ``hearth_token`` cookie that ``/login`` sets. Tokens are compared in constant time and
+never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from hearth.errors import OriginRefused, Unauthorized
+
+__all__ = [
+    "COOKIE_NAME",
+    "Authenticator",
+    "CurrentUser",
+    "check_origin",
+    "current_user",
+    "load_or_create_token",
+    "token_of",
+]
+
+COOKIE_NAME = "hearth_token"
+DEFAULT_USER = "default"
+
+
+class Authenticator:
+    def __init__(self, tokens: dict[str, str]) -> None:
+        if not tokens:
+            raise ValueError("an authenticator needs at least one token")
+        self._tokens = [(t.encode(), user) for t, user in tokens.items()]
+
+    def user_for(self, token: str | None) -> str | None:
+        """The user owning ``token``; every configured token is compared, in constant time."""
+        if not token:
+            return None
+        given = token.encode()
+        found: str | None = None
+        for candidate, user in self._tokens:
+            if hmac.compare_digest(candidate, given):
+                found = user
+        return found
+
+
+def token_of(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return conn.query_params.get("token") or conn.cookies.get(COOKIE_NAME)
+
+
+def current_user(conn: HTTPConnection) -> str:
+    auth: Authenticator = conn.app.state.authenticator
+    user = auth.user_for(token_of(conn))
+    if user is None:
+        raise Unauthorized(
+            "Missing or wrong token: send 'Authorization: Bearer <token>', '?token=<token>', "
+            "or log in at /login?token=<token>."
+        )
+    return user
+
+
+CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def check_origin(conn: HTTPConnection, allowed: list[str]) -> None:
+    """Refuse a cross-site websocket: an Origin that is neither ours nor explicitly allowed."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return  # not a browser: nothing to hijack
+    host = conn.headers.get("host", "")
+    scheme = "https" if conn.url.scheme in ("https", "wss") else "http"
+    parts = urlsplit(origin)
+    if f"{parts.scheme}://{parts.netloc}".lower() == f"{scheme}://{host}".lower():
+        return
+    if origin.rstrip("/") in {o.rstrip("/") for o in allowed} or "*" in allowed:
+        return
+    raise OriginRefused(
+        f"Origin {origin!r} is not this server's; add it to the allowed_origins setting to allow it."
+    )
+
+
+def load_or_create_token(data_dir: Path) -> dict[str, str]:
+    """The generated token of user ``default``, kept in the data directory across restarts."""
+    path = data_dir / "token"
+    if path.is_file():
+        token = path.read_text().strip()
+        if token:
+            return {token: DEFAULT_USER}
+    token = secrets.token_urlsafe(32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return {token: DEFAULT_USER}

@@ -1,0 +1,149 @@
+"""REST routes of terminal sessions (SPEC §3.2), under /api/v1/terminal and the first design's
+/api/terminal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from hearth.protocol import (
+    SESSION_ID,
+    CleanupAnswer,
+    HistoryEntry,
+    ResumeAnswer,
+    TerminalCreate,
+    TerminalRename,
+    TerminalState,
+    TerminalStatusAnswer,
+)
+from hearth.server.auth import CurrentUser
+from hearth.terminals.asciicast import entry_text, render_cast
+from hearth.terminals.manager import TerminalManager, TerminalSpec
+from hearth.terminals.session import TerminalInfo
+
+__all__ = ["legacy_router", "router", "state_of"]
+
+
+def terminals(request: Request) -> TerminalManager:
+    manager: TerminalManager = request.app.state.terminals
+    return manager
+
+
+Terminals = Annotated[TerminalManager, Depends(terminals)]
+SessionId = Annotated[str, Path(pattern=SESSION_ID, description="1–64 of [A-Za-z0-9_-]")]
+
+
+def state_of(info: TerminalInfo) -> TerminalState:
+    return TerminalState.model_validate(info, from_attributes=True)
+
+
+def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=["terminals"], include_in_schema=include_in_schema)
+
+    @router.post("/sessions", status_code=201)
+    async def create(body: TerminalCreate, user: CurrentUser, manager: Terminals) -> TerminalState:
+        spec = TerminalSpec(
+            id=body.id,
+            name=body.name,
+            command=body.command,
+            cwd=body.cwd,
+            env=body.env,
+            rows=body.rows,
+            cols=body.cols,
+        )
+        return state_of(await manager.create(user, spec))
+
+    @router.get("/sessions")
+    async def list_sessions(user: CurrentUser, manager: Terminals) -> list[TerminalState]:
+        return [state_of(i) for i in manager.list(user)]
+
+    @router.get("/sessions/{id}")
+    async def get(id: SessionId, user: CurrentUser, manager: Terminals) -> TerminalState:
+        return state_of(manager.get(user, id))
+
+    async def status(id: str, user: CurrentUser, manager: Terminals) -> TerminalStatusAnswer:
+        session = manager.find(user, id)
+        if session is None:
+            return TerminalStatusAnswer(exists=False, alive=False, last_activity=None)
+        return TerminalStatusAnswer(
+            exists=True, alive=session.alive, last_activity=session.last_activity
+        )
+
+    router.add_api_route("/session/{id}/status", status, methods=["GET"])
+    router.add_api_route("/sessions/{id}/status", status, methods=["GET"])
+
+    @router.put("/sessions/{id}/resume")
+    async def resume(id: SessionId, user: CurrentUser, manager: Terminals) -> ResumeAnswer:
+        info = manager.touch(user, id)
+        return ResumeAnswer(session=state_of(info), ws_url=ws_path.format(id=id))
+
+    @router.patch("/sessions/{id}")
+    async def rename(
+        id: SessionId, body: TerminalRename, user: CurrentUser, manager: Terminals
+    ) -> TerminalState:
+        return state_of(manager.rename(user, id, body.name))
+
+    @router.delete("/sessions/{id}", status_code=204)
+    async def close(id: SessionId, user: CurrentUser, manager: Terminals) -> Response:
+        await manager.close(user, id)
+        return Response(status_code=204)
+
+    @router.get("/sessions/{id}/history")
+    async def history(
+        id: SessionId,
+        user: CurrentUser,
+        manager: Terminals,
+        since: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    ) -> list[HistoryEntry]:
+        manager.get(user, id)
+        session = manager.find(user, id)
+        assert session is not None
+        buffer = session.buffer
+        entries = session.history.select(since, limit)
+        return [
+            HistoryEntry(
+                seq=e.seq, type=e.type.value, data=text, offset=e.offset, timestamp=e.timestamp
+            )
+            for e, text in entry_text(entries, lambda off, n: _read(buffer, off, n))
+        ]
+
+    @router.get("/sessions/{id}/recording.cast", response_class=PlainTextResponse)
+    async def recording(id: SessionId, user: CurrentUser, manager: Terminals) -> PlainTextResponse:
+        manager.get(user, id)
+        session = manager.find(user, id)
+        assert session is not None
+        buffer = session.buffer
+        cast = render_cast(
+            width=session.cols,
+            height=session.rows,
+            started=session.created_at,
+            title=session.name,
+            env={"TERM": "xterm-256color", "SHELL": session.command[0]},
+            entries=entry_text(session.history.select(), lambda off, n: _read(buffer, off, n)),
+        )
+        return PlainTextResponse(
+            cast,
+            media_type="application/x-asciicast",
+            headers={"Content-Disposition": f'attachment; filename="{id}.cast"'},
+        )
+
+    @router.post("/cleanup")
+    async def cleanup(user: CurrentUser, manager: Terminals) -> CleanupAnswer:
+        return CleanupAnswer(closed=await manager.cleanup(user))
+
+    return router
+
+
+def _read(buffer: object, offset: int, length: int) -> bytes:
+    from hearth.terminals.buffer import OutputBuffer
+
+    assert isinstance(buffer, OutputBuffer)
+    start = max(offset, buffer.start)
+    return buffer.read(start, offset + length - start)
+
+
+router = _build("/api/v1/terminal", "/api/v1/terminal/ws/{id}?reconnect=true", True)
+legacy_router = _build("/api/terminal", "/ws/terminal/{id}?resume=true", False)

@@ -1,0 +1,42 @@
+"""Run the app under uvicorn with the transport settings terminals need."""
+
+from __future__ import annotations
+
+import socket
+from asyncio import BaseTransport
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from hearth.config import Settings
+from hearth.server.app import create_app
+
+__all__ = ["NoDelayWebSocketProtocol", "server_config"]
+
+
+class NoDelayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Websockets with TCP_NODELAY: without it every second small frame (a keystroke echo)
+    waits for the peer's delayed ACK, ~40 ms."""
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+def server_config(settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws=NoDelayWebSocketProtocol,
+        ws_ping_interval=settings.heartbeat_interval,
+        ws_ping_timeout=2 * settings.heartbeat_interval,
+        ws_per_message_deflate=False,  # terminal output is latency-bound; compression costs CPU
+        ws_max_size=settings.max_input_bytes + 65536,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,175 @@
+"""The terminal websocket (SPEC §3.4): a hello, then two pumps — session → client and
+client → session — where the first to finish cancels the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from hearth.config import Settings
+from hearth.errors import BadRequest, HearthError, NotFound
+from hearth.protocol import (
+    FrameError,
+    InputFrame,
+    PingFrame,
+    ResizeFrame,
+    decode_client_text,
+    encode_output,
+)
+from hearth.server.auth import check_origin, current_user
+from hearth.server.metrics import Metrics
+from hearth.server.routes_terminals import state_of
+from hearth.terminals.attachment import Attachment
+from hearth.terminals.events import Exited, Missed, Output, ReplayDone, Resized, ViewerCount
+from hearth.terminals.manager import TerminalManager, TerminalSpec, valid_session_id
+
+__all__ = ["router"]
+
+log = logging.getLogger("hearth.server.ws")
+router = APIRouter()
+
+
+class _Params:
+    """The query string of a terminal websocket, validated."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        q = ws.query_params
+        flag = q.get("reconnect", q.get("resume", "false")).lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise BadRequest("reconnect must be true or false")
+        self.reconnect = flag in ("true", "1")
+        self.since = _int(q.get("since"), "since", 0, 2**63 - 1)
+        self.rows = _int(q.get("rows"), "rows", 1, 1000)
+        self.cols = _int(q.get("cols"), "cols", 1, 1000)
+
+
+def _int(value: str | None, name: str, lo: int, hi: int) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {value!r}") from None
+    if not lo <= number <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}, got {number}")
+    return number
+
+
+@router.websocket("/api/v1/terminal/ws/{id}")
+@router.websocket("/ws/terminal/{id}")
+async def terminal_ws(ws: WebSocket, id: str) -> None:
+    settings: Settings = ws.app.state.settings
+    manager: TerminalManager = ws.app.state.terminals
+    metrics: Metrics = ws.app.state.metrics
+    await ws.accept()
+    try:
+        check_origin(ws, settings.allowed_origins)
+        user = current_user(ws)
+        if not valid_session_id(id):
+            raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
+        params = _Params(ws)
+        if params.reconnect:
+            manager.get(user, id)
+        else:
+            await manager.ensure(
+                user, TerminalSpec(id=id, rows=params.rows or 24, cols=params.cols or 80)
+            )
+        attachment = manager.attach(user, id, params.since)
+    except HearthError as exc:
+        reason = "session not found" if isinstance(exc, NotFound) else exc.message
+        await ws.close(exc.close_code, reason[:120])
+        return
+    metrics.websockets_open.labels("terminal").inc()
+    try:
+        async with attachment:
+            if params.rows and params.cols and params.reconnect:
+                manager.resize(user, id, params.rows, params.cols, by=attachment)
+            await _serve(ws, manager, user, id, attachment, metrics)
+    finally:
+        metrics.websockets_open.labels("terminal").dec()
+
+
+async def _serve(
+    ws: WebSocket,
+    manager: TerminalManager,
+    user: str,
+    id: str,
+    attachment: Attachment,
+    metrics: Metrics,
+) -> None:
+    lock = asyncio.Lock()  # the two pumps share one socket
+
+    async def send_json(message: dict[str, Any]) -> None:
+        async with lock:
+            await ws.send_text(json.dumps(message))
+
+    info = manager.get(user, id)
+    await send_json(
+        {
+            "type": "hello",
+            "session": state_of(info).model_dump(),
+            "replay_from": attachment.replay_from,
+            "replay_bytes": attachment.replay_bytes,
+            "missed_bytes": attachment.missed_bytes,
+        }
+    )
+    streamed = metrics.bytes_streamed.labels("terminal")
+
+    async def session_to_client() -> None:
+        async for event in attachment:
+            if isinstance(event, Output):
+                async with lock:
+                    await ws.send_bytes(encode_output(event.offset, event.data))
+                streamed.inc(len(event.data))
+            elif isinstance(event, ReplayDone):
+                await send_json({"type": "replay_done", "offset": event.offset})
+            elif isinstance(event, Missed):
+                await send_json(
+                    {"type": "missed", "missed_bytes": event.missed_bytes, "offset": event.offset}
+                )
+            elif isinstance(event, Resized):
+                await send_json({"type": "resize", "rows": event.rows, "cols": event.cols})
+            elif isinstance(event, ViewerCount):
+                await send_json({"type": "viewers", "count": event.count})
+            elif isinstance(event, Exited):
+                await send_json({"type": "exit", "exit_code": event.exit_code})
+        async with lock:
+            await ws.close(1000, "session exited")
+
+    async def client_to_session() -> None:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                if message.get("bytes") is not None:
+                    manager.write(user, id, message["bytes"])
+                elif message.get("text") is not None:
+                    frame = decode_client_text(message["text"])
+                    if isinstance(frame, InputFrame):
+                        manager.write(user, id, frame.data.encode())
+                    elif isinstance(frame, ResizeFrame):
+                        manager.resize(user, id, frame.rows, frame.cols, by=attachment)
+                    elif isinstance(frame, PingFrame):
+                        await send_json({"type": "pong"})
+            except FrameError as exc:
+                await send_json({"type": "error", "message": str(exc)})
+            except HearthError as exc:
+                await send_json({"type": "error", "message": exc.message})
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            pumps = [tg.create_task(session_to_client()), tg.create_task(client_to_session())]
+            for pump in pumps:
+                pump.add_done_callback(lambda _: [p.cancel() for p in pumps])
+    except* (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away; the session stays
+    if ws.application_state != WebSocketState.DISCONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.close(1000)

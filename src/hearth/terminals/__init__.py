@@ -1,0 +1,1 @@
+"""Terminal sessions: shells on PTYs whose output is addressed by absolute byte offsets."""

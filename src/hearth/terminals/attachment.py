@@ -1,0 +1,110 @@
+"""A viewer of a terminal session: a reader at its own offset in the output stream.
+
+Each attachment is sent from its own offset as fast as its consumer pulls, so a slow viewer
+never stalls the shell or the other viewers. Its small event queue is bounded: resize and viewer
+count events replace an older one of their kind instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from hearth.terminals.events import (
+    Event,
+    Exited,
+    Missed,
+    Output,
+    ReplayDone,
+    Resized,
+    ViewerCount,
+)
+
+if TYPE_CHECKING:
+    from hearth.terminals.session import TerminalSession
+
+__all__ = ["Attachment"]
+
+FRAME_BYTES = 256 * 1024  # the most output one Output event carries
+
+
+class Attachment:
+    def __init__(self, session: TerminalSession, since: int | None) -> None:
+        buffer = session.buffer
+        if since is not None and since > buffer.end:
+            raise ValueError(f"since={since} is beyond the end of the output ({buffer.end})")
+        start = buffer.start if since is None else since
+        self.session = session
+        self.missed_bytes = max(0, buffer.start - start)
+        self.replay_from = max(start, buffer.start)
+        self.replay_bytes = buffer.end - self.replay_from
+        self.offset = self.replay_from  # next byte to hand out
+        self.holding = True  # may hold the PTY reader back (see TerminalSession flow control)
+        self._replay_end = buffer.end
+        self._replay_done = False
+        self._exit_sent = False
+        self._events: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self.closed = False
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def push(self, event: Event) -> None:
+        if isinstance(event, Resized | ViewerCount):
+            for i, queued in enumerate(self._events):
+                if type(queued) is type(event):
+                    del self._events[i]
+                    break
+        self._events.append(event)
+        self._wake.set()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            event = self.next_nowait()
+            if event is not None:
+                return event
+            if self.closed or self._exit_sent:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+
+    def next_nowait(self) -> Event | None:
+        """The next event if one is ready (replay, then live output, then exit)."""
+        if self._events:
+            return self._events.popleft()
+        session, buffer = self.session, self.session.buffer
+        if not self._replay_done and self.offset >= self._replay_end:
+            self._replay_done = True
+            return ReplayDone(self.offset)
+        if self.offset < buffer.start:
+            missed = buffer.start - self.offset
+            self.offset = buffer.start
+            return Missed(missed, self.offset)
+        data = buffer.read(self.offset, FRAME_BYTES)
+        if data:
+            offset = self.offset
+            self.offset += len(data)
+            session.on_progress(self)
+            return Output(offset, data)
+        if session.exit_code is not None and session.drained and not self._exit_sent:
+            self._exit_sent = True
+            return Exited(session.exit_code)
+        return None
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._wake.set()
+            self.session.detach(self)
+
+    async def __aenter__(self) -> Attachment:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

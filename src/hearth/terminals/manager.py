@@ -1,0 +1,335 @@
+"""The terminal manager: every user's terminal sessions, their limits and their lifetimes.
+
+Plain asyncio; knows nothing of HTTP. The web tier calls ``create/get/list/close/write/resize/
+attach`` and turns the results into REST answers and websocket frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from hearth.config import Settings
+from hearth.store import SessionStore
+from hearth.errors import BadRequest, Conflict, LimitReached, NotFound, SessionClosed
+from hearth.terminals.attachment import Attachment
+from hearth.terminals.buffer import OutputBuffer
+from hearth.terminals.history import History
+from hearth.terminals.idle import expired
+from hearth.terminals.pty import PtyProcess
+from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
+
+__all__ = ["TerminalManager", "TerminalSpec", "valid_session_id"]
+
+log = logging.getLogger("hearth.terminals")
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def valid_session_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalSpec:
+    """What a client may ask of a new terminal session (all optional)."""
+
+    id: str | None = None
+    name: str | None = None
+    command: list[str] | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    rows: int = 24
+    cols: int = 80
+
+
+def login_shell() -> str:
+    shell = os.environ.get("SHELL")
+    if not shell:
+        with contextlib.suppress(KeyError):
+            shell = pwd.getpwuid(os.getuid()).pw_shell
+    return shell if shell and os.path.exists(shell) else "/bin/bash"
+
+
+class TerminalManager:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: SessionStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._sessions: dict[tuple[str, str], TerminalSession] = {}
+        self._counters: dict[str, int] = {}
+        self._total_bytes = 0
+        self._store = store
+        self._task_group: asyncio.TaskGroup | None = None
+        self._creating = 0
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._store is not None:
+            # Processes don't outlive the server yet (step 2 of the architecture): records of a
+            # previous run name sessions that are gone.
+            for record in self._store.list("terminal"):
+                self._store.delete("terminal", record["user"], record["id"])
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
+        self._cleanup_task = self._task_group.create_task(self._cleanup_loop())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cleanup_task.cancel()
+        await asyncio.shield(self._close_all())
+        assert self._task_group is not None
+        await self._task_group.__aexit__(exc_type, exc, tb)
+
+    async def _close_all(self) -> None:
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        if sessions:
+            log.info("closing all terminals", extra={"count": len(sessions)})
+            grace = self.settings.terminal_kill_grace
+            await asyncio.gather(*(s.aclose(grace) for s in sessions), return_exceptions=True)
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cleanup_interval)
+            try:
+                await self.cleanup()
+            except Exception:
+                log.exception("cleanup pass failed")
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def _session(self, user: str, id: str) -> TerminalSession:
+        session = self._sessions.get((user, id))
+        if session is None:
+            raise NotFound(f"No terminal session {id!r}; list yours at /api/v1/terminal/sessions.")
+        return session
+
+    def get(self, user: str, id: str) -> TerminalInfo:
+        return self._session(user, id).info()
+
+    def find(self, user: str, id: str) -> TerminalSession | None:
+        return self._sessions.get((user, id))
+
+    def list(self, user: str) -> list[TerminalInfo]:
+        mine = [s.info() for (owner, _), s in self._sessions.items() if owner == user]
+        return sorted(mine, key=lambda i: i.created_at, reverse=True)
+
+    def counts(self) -> Iterator[tuple[str, str, int]]:
+        by_status = dict.fromkeys(TerminalStatus, 0)
+        for s in self._sessions.values():
+            by_status[s.status] += 1
+        for status, count in by_status.items():
+            yield ("terminal", status.value, count)
+
+    @property
+    def total_buffered_bytes(self) -> int:
+        return self._total_bytes
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def create(self, user: str, spec: TerminalSpec) -> TerminalInfo:
+        """Start a session; returns once its process runs and its reader is attached."""
+        id = spec.id if spec.id is not None else self._new_id(user)
+        if not valid_session_id(id):
+            raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
+        if (user, id) in self._sessions:
+            raise Conflict(f"You already have a terminal session {id!r}; attach to it or pick another id.")
+        self._check_limits(user)
+        cwd = self._working_dir(spec.cwd)
+        command = spec.command or [login_shell()]
+        env = self._environment(spec.env)
+        self._creating += 1
+        try:
+            process = PtyProcess.spawn(command, cwd=cwd, env=env, rows=spec.rows, cols=spec.cols)
+        except OSError as exc:
+            raise BadRequest(f"Cannot start {command[0]!r}: {exc.strerror or exc}.") from None
+        finally:
+            self._creating -= 1
+        if (user, id) in self._sessions:  # lost a race with a concurrent create of the same id
+            await process.terminate(0)
+            raise Conflict(f"You already have a terminal session {id!r}; attach to it or pick another id.")
+        number = self._counters[user] = self._counters.get(user, 0) + 1
+        session = TerminalSession(
+            id=id,
+            user=user,
+            name=spec.name or f"Terminal {number}",
+            command=command,
+            process=process,
+            rows=spec.rows,
+            cols=spec.cols,
+            buffer=OutputBuffer(self.settings.max_buffer_size, self.settings.max_buffer_bytes),
+            history=History(max_entries=max(1000, 4 * self.settings.max_buffer_size)),
+            timeout=self.settings.session_timeout,
+            clock=self._clock,
+            on_buffer_change=self._on_buffer_change,
+        )
+        self._sessions[(user, id)] = session
+        self._record(session)
+        log.info("created", extra={"user": user, "session": id, "pid": process.pid})
+        return session.info()
+
+    async def ensure(self, user: str, spec: TerminalSpec) -> TerminalInfo:
+        """The caller's session ``spec.id`` if it exists, else a new one (never kills work)."""
+        if spec.id is not None and (user, spec.id) in self._sessions:
+            return self._sessions[(user, spec.id)].info()
+        return await self.create(user, spec)
+
+    async def close(self, user: str, id: str) -> None:
+        session = self._session(user, id)
+        await self._remove(session)
+
+    async def _remove(self, session: TerminalSession) -> None:
+        key = (session.user, session.id)
+        if self._sessions.get(key) is session:
+            del self._sessions[key]
+            self._total_bytes -= len(session.buffer)
+            if self._store is not None:
+                self._store.delete("terminal", session.user, session.id)
+        await session.aclose(self.settings.terminal_kill_grace)
+        log.info("closed", extra={"user": session.user, "session": session.id})
+
+    async def cleanup(self, user: str | None = None) -> list[str]:
+        """Close and remove timed-out sessions; returns the ids removed (of ``user`` if given)."""
+        now = self._clock()
+        doomed = [
+            s
+            for s in self._sessions.values()
+            if expired(now, s.last_activity, len(s.attachments), self.settings.session_timeout)
+        ]
+        await asyncio.gather(*(self._remove(s) for s in doomed))
+        return [s.id for s in doomed if user is None or s.user == user]
+
+    # --- operations ------------------------------------------------------------------------
+
+    def rename(self, user: str, id: str, name: str) -> TerminalInfo:
+        session = self._session(user, id)
+        session.name = name
+        session.touch()
+        self._record(session)
+        return session.info()
+
+    def touch(self, user: str, id: str) -> TerminalInfo:
+        session = self._session(user, id)
+        session.touch()
+        return session.info()
+
+    def write(self, user: str, id: str, data: bytes) -> None:
+        session = self._session(user, id)
+        if len(data) + session.pending_input > self.settings.max_input_bytes:
+            raise LimitReached(
+                f"Input of {len(data)} bytes exceeds what the terminal can queue "
+                f"({self.settings.max_input_bytes} bytes); send it in smaller pieces."
+            )
+        try:
+            session.write(data)
+        except BrokenPipeError:
+            raise SessionClosed(
+                f"Terminal session {id!r} has exited; its output stays readable, open a new one "
+                "to type."
+            ) from None
+
+    def resize(self, user: str, id: str, rows: int, cols: int, by: Attachment | None = None) -> None:
+        self._session(user, id).resize(rows, cols, by)
+
+    def attach(self, user: str, id: str, since: int | None = None) -> Attachment:
+        """A new viewer from ``since`` (default: the oldest buffered byte); ``aclose`` it."""
+        session = self._session(user, id)
+        try:
+            return session.attach(since)
+        except ValueError as exc:
+            raise BadRequest(f"{exc}; resume from output_end or earlier.") from None
+
+    # --- limits ----------------------------------------------------------------------------
+
+    def _check_limits(self, user: str) -> None:
+        s = self.settings
+        if len(self._sessions) + self._creating >= s.max_terminals:
+            raise LimitReached(
+                f"The server runs its maximum of {s.max_terminals} terminals; close one first."
+            )
+        mine = sum(1 for owner, _ in self._sessions if owner == user)
+        if mine >= s.max_terminals_per_user:
+            raise LimitReached(
+                f"You have {mine} terminal sessions, the most allowed "
+                f"(max_terminals_per_user); close one first."
+            )
+
+    def _on_buffer_change(self, delta: int) -> None:
+        self._total_bytes += delta
+        if delta > 0 and self._total_bytes > self.settings.max_total_buffer_bytes:
+            self._shed_buffers()
+
+    def _shed_buffers(self) -> None:
+        """Over max_total_buffer_bytes: drop the oldest output of idle sessions first."""
+        excess = self._total_bytes - self.settings.max_total_buffer_bytes
+        order = sorted(
+            self._sessions.values(), key=lambda s: (len(s.attachments) > 0, s.last_activity)
+        )
+        for session in order:
+            if excess <= 0:
+                break
+            dropped = session.buffer.drop_oldest(min(excess, len(session.buffer)))
+            session.history.forget_before(session.buffer.start)
+            self._total_bytes -= dropped
+            excess -= dropped
+            if dropped:
+                log.info("shed output", extra={"session": session.id, "bytes": dropped})
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _record(self, session: TerminalSession) -> None:
+        if self._store is not None:
+            self._store.put(
+                "terminal",
+                session.user,
+                session.id,
+                {
+                    "id": session.id,
+                    "user": session.user,
+                    "name": session.name,
+                    "command": session.command,
+                    "created_at": session.created_at,
+                },
+            )
+
+    def _new_id(self, user: str) -> str:
+        while True:
+            id = secrets.token_hex(6)
+            if (user, id) not in self._sessions:
+                return id
+
+    def _working_dir(self, cwd: str | None) -> Path:
+        path = Path(cwd).expanduser() if cwd else Path.home()
+        if not path.is_dir():
+            raise BadRequest(f"Working directory {cwd!r} does not exist; give an existing one.")
+        return path
+
+    def _environment(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+        env.update(extra)
+        env["TERM"] = "xterm-256color"
+        env.setdefault("COLORTERM", "truecolor")
+        return env

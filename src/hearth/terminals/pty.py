@@ -1,0 +1,166 @@
+"""A child process on a pseudo-terminal, in a session of its own.
+
+The child is a session leader with the PTY as its controlling terminal, so job control works and
+the whole session can be torn down: SIGHUP to the process group and to every process of the
+session, a bounded grace, SIGKILL, reap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import signal
+import struct
+import subprocess
+import termios
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["PtyProcess", "exit_status"]
+
+log = logging.getLogger("hearth.terminals.pty")
+
+
+def _become_terminal_owner() -> None:  # runs in the child, after setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def exit_status(returncode: int) -> int:
+    """A shell's view of how a process ended: its code, or 128 + the signal that killed it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class PtyProcess:
+    """The master side of a PTY and the process on its slave side.
+
+    ``fd`` is the master, non-blocking; reading it is the owner's job. ``exited`` resolves to the
+    exit status once the process is reaped.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], fd: int) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.fd = fd
+        self._loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[int] = self._loop.create_future()
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(self._pidfd, self._on_exit)
+        self._fd_closed = False
+
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        rows: int,
+        cols: int,
+    ) -> PtyProcess:
+        """Start ``argv`` on a new PTY. Raises ``OSError`` (e.g. FileNotFoundError) if it can't."""
+        master, slave = os.openpty()
+        try:
+            set_window_size(slave, rows, cols)
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=cwd,
+                env=dict(env),
+                start_new_session=True,
+                preexec_fn=_become_terminal_owner,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        return cls(popen, master)
+
+    def resize(self, rows: int, cols: int) -> None:
+        if not self._fd_closed:
+            set_window_size(self.fd, rows, cols)  # the kernel sends SIGWINCH to the foreground
+
+    def write(self, data: bytes) -> int:
+        """Write what the PTY takes now; returns the count (0 when its input queue is full)."""
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+
+    def close_fd(self) -> None:
+        """Close the master: the slave side sees a hangup."""
+        if not self._fd_closed:
+            self._fd_closed = True
+            self._loop.remove_reader(self.fd)
+            self._loop.remove_writer(self.fd)
+            os.close(self.fd)
+
+    def signal_session(self, sig: int) -> None:
+        """Send ``sig`` to the process group and every other process of the child's session."""
+        for pid in _session_members(self.pid) | {self.pid}:
+            try:
+                if pid == self.pid:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    async def terminate(self, grace: float) -> int:
+        """Ask (SIGHUP), wait ``grace`` seconds, force (SIGKILL), reap. Idempotent."""
+        if not self.exited.done():
+            log.info("hangup", extra={"pid": self.pid})
+            self.signal_session(signal.SIGHUP)
+            self.close_fd()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), grace)
+            except TimeoutError:
+                log.warning("kill after grace", extra={"pid": self.pid, "grace": grace})
+        self.signal_session(signal.SIGKILL)  # stragglers of the session die with it
+        self.close_fd()
+        return await self.exited
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        returncode = self._popen.wait()
+        if not self.exited.done():
+            self.exited.set_result(exit_status(returncode))
+
+
+def _session_members(sid: int) -> set[int]:
+    """Pids whose session id is ``sid`` (Linux /proc); empty where /proc can't tell."""
+    members: set[int] = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command: state ppid pgrp session ...
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 3 and int(fields[3]) == sid:
+            members.add(int(name))
+    return members
+
+
+def is_eof(exc: OSError) -> bool:
+    """EIO on a PTY master means every slave fd is closed: end of output."""
+    return exc.errno == errno.EIO

@@ -1,0 +1,341 @@
+"""A terminal session: a process on a PTY, its output buffer, its history and its viewers.
+
+The PTY is read whether or not anyone watches, straight from the event loop's reader callback.
+
+Flow control. A viewer is a reader at its own offset. While a viewer is *holding*, the buffer
+keeps the bytes it has not been sent yet even beyond the caps (the buffer's floor), up to
+``pin_limit`` extra bytes. Past that the PTY reader pauses, so a program that outputs faster than
+its viewers read waits, as on a real terminal, and nobody watching loses a byte. A viewer that
+lags while another keeps up, or that makes no progress for ``stall_timeout`` seconds, stops
+holding: the shell goes on, and that viewer is told how many bytes it missed and resumes at the
+oldest buffered byte. It holds again once it has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from hearth.terminals.attachment import Attachment
+from hearth.terminals.buffer import OutputBuffer
+from hearth.terminals.events import Resized, ViewerCount
+from hearth.terminals.history import EntryType, History
+from hearth.terminals.pty import PtyProcess, is_eof
+
+__all__ = ["TerminalInfo", "TerminalSession", "TerminalStatus"]
+
+log = logging.getLogger("hearth.terminals")
+
+READ_BYTES = 64 * 1024
+STALL_TIMEOUT = 2.0
+
+
+class TerminalStatus(StrEnum):
+    ACTIVE = "active"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalInfo:
+    """A snapshot of a session's state, as the API shows it (SPEC §3.1)."""
+
+    id: str
+    name: str
+    user: str
+    protocol: str
+    status: TerminalStatus
+    alive: bool
+    exit_code: int | None
+    created_at: float
+    last_activity: float
+    expires_at: float | None
+    rows: int
+    cols: int
+    viewers: int
+    output_start: int
+    output_end: int
+    command: list[str] = field(default_factory=list)
+
+
+class TerminalSession:
+    def __init__(
+        self,
+        *,
+        id: str,
+        user: str,
+        name: str,
+        command: list[str],
+        process: PtyProcess,
+        rows: int,
+        cols: int,
+        buffer: OutputBuffer,
+        history: History,
+        timeout: float,
+        clock: Callable[[], float],
+        on_buffer_change: Callable[[int], None] = lambda delta: None,
+    ) -> None:
+        self.id = id
+        self.user = user
+        self.name = name
+        self.command = command
+        self.process = process
+        self.rows = rows
+        self.cols = cols
+        self.buffer = buffer
+        self.history = history
+        self.timeout = timeout
+        self._clock = clock
+        self._on_buffer_change = on_buffer_change
+        self.created_at = self.last_activity = clock()
+        self.exit_code: int | None = None
+        self.drained = False  # every byte the process wrote is in the buffer
+        self.attachments: set[Attachment] = set()
+        self.pin_limit = max(256 * 1024, buffer.max_bytes)
+        self._loop = asyncio.get_running_loop()
+        self._reading = False
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._pending_input = bytearray()
+        self._closing = False
+        self._resume_reading()
+        process.exited.add_done_callback(self._on_process_exit)
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_code is None
+
+    @property
+    def status(self) -> TerminalStatus:
+        if not self.alive:
+            return TerminalStatus.CLOSED
+        return TerminalStatus.ACTIVE if self.attachments else TerminalStatus.DISCONNECTED
+
+    @property
+    def expires_at(self) -> float | None:
+        return None if self.attachments else self.last_activity + self.timeout
+
+    def info(self) -> TerminalInfo:
+        return TerminalInfo(
+            id=self.id,
+            name=self.name,
+            user=self.user,
+            protocol="local",
+            status=self.status,
+            alive=self.alive,
+            exit_code=self.exit_code,
+            created_at=self.created_at,
+            last_activity=self.last_activity,
+            expires_at=self.expires_at,
+            rows=self.rows,
+            cols=self.cols,
+            viewers=len(self.attachments),
+            output_start=self.buffer.start,
+            output_end=self.buffer.end,
+            command=list(self.command),
+        )
+
+    def touch(self) -> None:
+        self.last_activity = self._clock()
+
+    # --- viewers ---------------------------------------------------------------------------
+
+    def attach(self, since: int | None) -> Attachment:
+        attachment = Attachment(self, since)
+        self.attachments.add(attachment)
+        self.touch()
+        self._broadcast_viewers()
+        return attachment
+
+    def detach(self, attachment: Attachment) -> None:
+        if attachment in self.attachments:
+            self.attachments.discard(attachment)
+            self.touch()
+            self._broadcast_viewers()
+            self._relieve()
+
+    def _broadcast_viewers(self) -> None:
+        event = ViewerCount(len(self.attachments))
+        for a in self.attachments:
+            a.push(event)
+
+    # --- input -----------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue input for the process; what the PTY can't take now is written when it can."""
+        if not self.alive or self._closing:
+            raise BrokenPipeError("the session's process has exited")
+        if not data:
+            return
+        self.touch()
+        self.history.add(EntryType.INPUT, self.buffer.end, self.last_activity, data)
+        if self._pending_input:
+            self._pending_input += data
+            return
+        written = self.process.write(data)
+        if written < len(data):
+            self._pending_input += data[written:]
+            self._loop.add_writer(self.process.fd, self._flush_input)
+
+    @property
+    def pending_input(self) -> int:
+        return len(self._pending_input)
+
+    def _flush_input(self) -> None:
+        try:
+            written = self.process.write(bytes(self._pending_input))
+        except OSError:
+            written = len(self._pending_input)  # the process is gone; so is its input
+        del self._pending_input[:written]
+        if not self._pending_input:
+            self._loop.remove_writer(self.process.fd)
+
+    def resize(self, rows: int, cols: int, by: Attachment | None = None) -> None:
+        """The last resize wins; the other viewers are told."""
+        self.rows, self.cols = rows, cols
+        if self.alive:
+            self.process.resize(rows, cols)
+        self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), f"resize {cols}x{rows}")
+        for a in self.attachments:
+            if a is not by:
+                a.push(Resized(rows, cols))
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.process.fd, READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if not is_eof(exc):
+                log.warning("read failed", extra={"session": self.id, "error": str(exc)})
+            self._pause_reading()
+            return
+        if not data:
+            self._pause_reading()
+            return
+        self._append(data)
+        if self.buffer.pinned_bytes > self.pin_limit:
+            self._hold_back()
+
+    def _append(self, data: bytes) -> None:
+        before = len(self.buffer)
+        self.last_activity = now = self._clock()
+        self.buffer.append(data, floor=self._floor())
+        self.history.add_output(self.buffer.end - len(data), len(data), now)
+        self.history.forget_before(self.buffer.start)
+        self._on_buffer_change(len(self.buffer) - before)
+        for a in self.attachments:
+            a.notify()
+
+    def _floor(self) -> int | None:
+        offsets = [a.offset for a in self.attachments if a.holding]
+        return min(offsets) if offsets else None
+
+    def _hold_back(self) -> None:
+        """Too many bytes pinned by lagging viewers: release laggards or pause the reader."""
+        policy_start = self.buffer.start + self.buffer.pinned_bytes
+        holders = [a for a in self.attachments if a.holding]
+        if any(a.offset >= policy_start for a in holders):
+            self._release([a for a in holders if a.offset < policy_start])
+            return
+        self._pause_reading()
+        self._restart_stall_timer()
+
+    def on_progress(self, attachment: Attachment) -> None:
+        """An attachment took output; it may free the reader or hold again."""
+        if not attachment.holding and attachment.offset >= self.buffer.end:
+            attachment.holding = True
+        if self._stall_timer is not None:
+            self._restart_stall_timer()
+        self._relieve()
+
+    def _relieve(self) -> None:
+        before = len(self.buffer)
+        self.buffer.trim(self._floor())
+        self.history.forget_before(self.buffer.start)
+        self._on_buffer_change(len(self.buffer) - before)
+        if not self._reading and self.buffer.pinned_bytes <= self.pin_limit // 2:
+            self._resume_reading()
+
+    def _restart_stall_timer(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        self._stall_timer = self._loop.call_later(STALL_TIMEOUT, self._on_stall)
+
+    def _on_stall(self) -> None:
+        self._stall_timer = None
+        stalled = [a for a in self.attachments if a.holding and a.offset < self.buffer.end]
+        log.info("viewers stalled", extra={"session": self.id, "count": len(stalled)})
+        self._release(stalled)
+
+    def _release(self, attachments: list[Attachment]) -> None:
+        for a in attachments:
+            a.holding = False
+            a.notify()
+        self._relieve()
+
+    def _pause_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self.process.fd)
+
+    def _resume_reading(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if not self._reading and not self.drained and not self._closing:
+            self._reading = True
+            self._loop.add_reader(self.process.fd, self._on_readable)
+
+    # --- end -------------------------------------------------------------------------------
+
+    def _on_process_exit(self, exited: asyncio.Future[int]) -> None:
+        if exited.cancelled():
+            return
+        self._drain()
+        self.exit_code = exited.result()
+        self.history.add(
+            EntryType.SYSTEM, self.buffer.end, self._clock(), f"exited {self.exit_code}"
+        )
+        self.touch()
+        log.info("exited", extra={"session": self.id, "exit_code": self.exit_code})
+        for a in self.attachments:
+            a.notify()
+
+    def _drain(self) -> None:
+        """Read what the process wrote before it exited, then hang up the PTY."""
+        self._pause_reading()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        while not self._closing:
+            try:
+                data = os.read(self.process.fd, READ_BYTES)
+            except OSError:
+                break
+            if not data:
+                break
+            self._append(data)
+        self.drained = True
+        self.process.close_fd()
+
+    async def aclose(self, grace: float) -> None:
+        """Terminate the process session (SIGHUP, grace, SIGKILL, reap) and end every viewer."""
+        self._closing = True
+        self._pause_reading()
+        try:
+            await asyncio.shield(self.process.terminate(grace))
+        finally:
+            self.drained = True
+            self._pending_input.clear()
+            for a in list(self.attachments):
+                a.closed = True
+                a.notify()
+            self.attachments.clear()
