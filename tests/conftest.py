@@ -1,0 +1,111 @@
+"""Fixtures shared by the whole suite: a real Hearth server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from hearth.config import Settings
+from hearth.server.serve import server_config
+
+ALICE = "tok-alice-1"
+BOB = "tok-bob-22"
+TOKENS = {ALICE: "alice", BOB: "bob"}
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def app(self) -> Any:
+        return self.server.config.app
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the server's event loop and return its result (for state checks)."""
+        loop = self.loop
+
+        async def run() -> Any:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+
+    loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_server(settings: Settings) -> RunningServer:
+    config = server_config(settings)
+    server = uvicorn.Server(config)
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        holder["loop"] = loop
+        loop.run_until_complete(server.serve())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="hearth-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    running = RunningServer(settings, server, thread, port)
+    running.loop = holder["loop"]
+    return running
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def make(**overrides: Any) -> RunningServer:
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "data_dir": tmp_path / f"data{len(started)}",
+            "tokens": TOKENS,
+            "session_pool_size": 0,
+            "terminal_kill_grace": 1.0,
+        }
+        values.update(overrides)
+        running = start_server(Settings(**values))
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., RunningServer]) -> RunningServer:
+    return make_server()
