@@ -5,6 +5,7 @@ size and is driven with the same inputs; only the transport between the PTY and 
 differs. Figures are medians (or percentiles) of a bounded number of samples.
 """
 
+# ruff: noqa: ASYNC109 - the timeouts are the plan's, passed down
 from __future__ import annotations
 
 import asyncio
@@ -117,18 +118,54 @@ class Channel:
         await self.run_until_marker(b"", "READY", timeout)
 
 
-async def measure_throughput(chan: Channel, producer: str, payload: int, timeout: float) -> float:
+@dataclass
+class ThroughputRun:
+    seconds: float
+    nbytes: int  # bytes received (the payload, its CR of each LF, the prompt)
+    client_cpu: float  # CPU seconds this process spent
+    server_cpu: float | None  # CPU seconds the server process spent
+
+
+async def measure_throughput(
+    chan: Channel, producer: str, payload: int, timeout: float, server_pid: int | None = None
+) -> ThroughputRun:
     """Seconds from sending `producer` to seeing the marker printed after its output."""
     await chan.ready()
     command, marker = marker_command("TPUT")
     watch = chan.watch(marker)
+    server0 = cpu_seconds(server_pid) if server_pid else None
+    cpu0 = time.process_time()
     t0 = time.perf_counter_ns()
     await chan.send(producer.encode() + b"\r" + command)
     await chan.wait(watch, timeout)
     assert watch.found_at is not None
+    client_cpu = time.process_time() - cpu0
+    server_cpu = cpu_seconds(server_pid) - server0 if server_pid and server0 is not None else None
     if watch.nbytes < payload:
         raise RuntimeError(f"only {watch.nbytes} of {payload} bytes arrived")
-    return (watch.found_at - t0) / 1e9
+    seconds = (watch.found_at - t0) / 1e9
+    log(
+        f"  {payload / seconds / 1e6:6.1f} MB/s  {seconds:.3f} s  {watch.nbytes} bytes  "
+        f"cpu: client {client_cpu:.2f} s"
+        + (f", server {server_cpu:.2f} s" if server_cpu is not None else "")
+    )
+    return ThroughputRun(seconds, watch.nbytes, client_cpu, server_cpu)
+
+
+def summarize_throughput(runs: list[ThroughputRun], payload: int) -> dict[str, float]:
+    """The median run's figures (by time), plus the spread of all runs."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    mid = ordered[len(ordered) // 2] if len(ordered) % 2 else ordered[len(ordered) // 2 - 1]
+    out = {
+        "throughput_s": median([r.seconds for r in runs]),
+        "throughput_mbps": payload / median([r.seconds for r in runs]) / 1e6,
+        "throughput_min_mbps": payload / ordered[-1].seconds / 1e6,
+        "throughput_max_mbps": payload / ordered[0].seconds / 1e6,
+        "throughput_client_cpu_s": mid.client_cpu,
+    }
+    if mid.server_cpu is not None:
+        out["throughput_server_cpu_s"] = mid.server_cpu
+    return out
 
 
 async def measure_echo(
@@ -205,6 +242,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (its children not counted)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settled_rss_kib(pid: int, *, timeout: float = 3.0, quiet: float = 0.3) -> int:
@@ -331,7 +374,7 @@ def dump_json(path: Path, results: list[Result], meta: dict[str, object]) -> Non
 # What one run measures, and the websocket client both servers are driven with
 
 
-REPLAY_LINE = "line %04g abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ -_=+"
+REPLAY_LINE = "line %04.0f abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ -_=+"
 
 
 @dataclass
@@ -348,16 +391,20 @@ class Plan:
     timeout: float
     tmp: Path
     deflate: bool = False  # offer permessage-deflate as browsers do
-    hearth_env: dict[str, str] = field(default_factory=dict)
+    hearth_env: dict[str, str] = field(default_factory=dict)  # every Hearth server
+    hearth_tput_env: dict[str, str] = field(default_factory=dict)  # the throughput server
     terminado_nodelay: bool = False
+
+    replay_format: str = "%g"  # seq -f format of the reattach lines (REPLAY_LINE: 80 columns)
 
     @property
     def replay_command(self) -> str:
-        return f"seq -f '{REPLAY_LINE}' 1 {self.reattach_lines}"
+        return f"seq -f '{self.replay_format}' 1 {self.reattach_lines}"
 
     @property
     def replay_last_line(self) -> bytes:
-        return (REPLAY_LINE.replace("%04g", f"{self.reattach_lines:04d}")).encode()
+        n, fmt = self.reattach_lines, self.replay_format
+        return f"\r\n{fmt % (n - 1)}\r\n{fmt % n}\r\n".encode()
 
 
 def ws_connect(url: str, plan: Plan, **kwargs: object) -> object:

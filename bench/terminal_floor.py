@@ -4,6 +4,7 @@ No server, no framing, no socket: `loop.add_reader(master)` and `os.read(master,
 a terminal server adds on top of this is its overhead.
 """
 
+# ruff: noqa: ASYNC109 - the timeouts are the plan's, passed down
 from __future__ import annotations
 
 import asyncio
@@ -24,11 +25,16 @@ from terminal_common import (
     ROWS,
     SHELL,
     Channel,
+    Plan,
     Result,
+    ThroughputRun,
+    log,
     marker_command,
     measure_echo,
     measure_throughput,
+    ms,
     shell_env,
+    summarize_throughput,
 )
 
 READ_SIZE = 65536
@@ -102,7 +108,7 @@ class RawPty(Channel):
             os.close(self.fd)
 
 
-async def throughput(producer: str, payload: int, runs: int, timeout: float) -> list[float]:
+async def throughput(producer: str, payload: int, runs: int, timeout: float) -> list[ThroughputRun]:
     out = []
     for _ in range(runs):
         pty = RawPty()
@@ -180,32 +186,22 @@ async def _memory_child(n: int) -> None:
         await pty.close()
 
 
-async def run(args: object) -> Result:
-    from bench_terminals import Plan
-
-    assert isinstance(args, Plan)
+async def run(plan: Plan) -> Result:
     result = Result("floor")
-    tput = await throughput(args.producer, args.payload, args.runs, args.timeout)
-    result.figures["throughput_s"] = min(tput)
-    result.figures["throughput_mbps"] = args.payload / min(tput) / 1e6
-    echo = await echo_latency(args.echo_samples, args.warmup, args.timeout)
-    result.figures["echo_p50_ms"] = _ms(echo, 50)
-    result.figures["echo_p99_ms"] = _ms(echo, 99)
-    create = await create_to_answer(args.create_samples, args.timeout)
-    result.figures["create_ms"] = _ms(create, 50)
-    per, buffered = await memory_per_terminal(args.terminals)
+    log("floor: throughput")
+    tput = await throughput(plan.producer, plan.payload, plan.runs, plan.timeout)
+    result.figures.update(summarize_throughput(tput, plan.payload))
+    log("floor: echo")
+    echo = await echo_latency(plan.echo_samples, plan.warmup, plan.timeout)
+    result.figures["echo_p50_ms"] = ms(echo, 50)
+    result.figures["echo_p99_ms"] = ms(echo, 99)
+    log("floor: create")
+    result.figures["create_ms"] = ms(await create_to_answer(plan.create_samples, plan.timeout))
+    log("floor: memory")
+    per, buffered = await memory_per_terminal(plan.terminals)
     result.figures["memory_kib"] = per
-    result.notes.append(
-        f"floor memory: a plain asyncio process holding {args.terminals} PTY shells "
-        f"({buffered} prompt bytes kept)"
-    )
+    result.figures["memory_buffered_bytes"] = buffered
     return result
-
-
-def _ms(values: list[float], q: float) -> float:
-    from terminal_common import percentile
-
-    return percentile(values, q) * 1000
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "memory":

@@ -34,6 +34,7 @@ class StatsHandler(tornado.web.RequestHandler):
                 {
                     "pid": os.getpid(),
                     "terminals": len(self.manager.terminals),
+                    "names": sorted(self.manager.terminals),
                     "buffered_bytes": buffered,
                     "version": terminado.__version__,
                 }
@@ -45,9 +46,12 @@ class KillHandler(tornado.web.RequestHandler):
     def initialize(self, manager: terminado.NamedTermManager) -> None:
         self.manager = manager
 
-    async def delete(self, name: str) -> None:
-        if name in self.manager.terminals:
-            await self.manager.terminate(name, force=True)
+    def delete(self, name: str) -> None:
+        # SIGHUP to the process group, as a closed terminal window would; the PTY's EOF then
+        # removes the terminal from the manager.
+        term = self.manager.terminals.get(name)
+        if term is not None:
+            term.killpg(signal.SIGHUP)
         self.set_status(204)
 
 

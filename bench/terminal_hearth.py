@@ -1,0 +1,369 @@
+"""Hearth, driven as its users drive it: `hearth serve` in a child process, REST and websocket.
+
+Sessions are created with `POST /api/v1/terminal/sessions` (command = the benchmark's shell) and
+attached with `WS /api/v1/terminal/ws/{id}?reconnect=true`; output arrives as binary frames
+(`0x01`, 8-byte big-endian offset, data), whose offsets are checked: a gap or an overlap is
+reported, so a figure can't be bought by dropping bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from terminal_common import (
+    COLS,
+    REPO_DIR,
+    ROWS,
+    SHELL,
+    SHELL_ENV_EXTRA,
+    Channel,
+    Plan,
+    Result,
+    descendants,
+    free_port,
+    log,
+    marker_command,
+    measure_echo,
+    measure_throughput,
+    ms,
+    server_process,
+    settled_rss_kib,
+    shell_env,
+    summarize_throughput,
+    ws_connect,
+)
+
+TOKEN = "bench-token-1"
+USER = "bench"
+API = "/api/v1/terminal"
+
+# Settings the benchmark gives every Hearth server: no kernel pool (this measures terminals) and
+# room for the memory figure's terminals. Everything else is the default unless --hearth-env.
+BASE_ENV = {
+    "HEARTH_TOKENS": json.dumps({TOKEN: USER}),
+    "HEARTH_SESSION_POOL_SIZE": "0",
+    "HEARTH_MAX_TERMINALS": "1000",
+    "HEARTH_MAX_TERMINALS_PER_USER": "1000",
+}
+
+
+def hearth_bin() -> Path:
+    return Path(os.environ.get("HEARTH_BIN", REPO_DIR / ".venv" / "bin" / "hearth"))
+
+
+class HearthChannel(Channel):
+    """One websocket viewer: checks that offsets follow each other, feeds the data on."""
+
+    def __init__(self, ws: Any) -> None:
+        super().__init__()
+        self.ws = ws
+        self.hello: dict[str, Any] | None = None
+        self.got_hello = asyncio.Event()
+        self.replay_done: dict[str, Any] | None = None
+        self.replay_done_at: int | None = None
+        self.got_replay_done = asyncio.Event()
+        self.replayed = bytearray()
+        self.expected: int | None = None
+        self.gap_bytes = 0
+        self.overlap_bytes = 0
+        self.errors: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    if message[0] != 1:
+                        raise RuntimeError(f"unknown binary frame type {message[0]}")
+                    offset = int.from_bytes(message[1:9], "big")
+                    data = message[9:]
+                    if self.expected is not None:
+                        if offset > self.expected:
+                            self.gap_bytes += offset - self.expected
+                        elif offset < self.expected:
+                            self.overlap_bytes += self.expected - offset
+                    self.expected = offset + len(data)
+                    if self.replay_done is None:
+                        self.replayed += data
+                    self.feed(data)
+                    continue
+                frame = json.loads(message)
+                kind = frame.get("type")
+                if kind == "hello":
+                    self.hello = frame
+                    self.expected = frame["replay_from"]
+                    self.got_hello.set()
+                elif kind == "replay_done":
+                    self.replay_done_at = time.perf_counter_ns()
+                    self.replay_done = frame
+                    self.got_replay_done.set()
+                elif kind == "error":
+                    self.errors.append(frame)
+        except Exception as exc:  # a dropped connection ends the stream
+            self.errors.append({"exception": repr(exc)})
+        finally:
+            self.close_code = getattr(self.ws, "close_code", None)
+            self.closed.set()
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def aclose(self) -> None:
+        await self.ws.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    def check_stream(self, who: str) -> None:
+        if self.gap_bytes or self.overlap_bytes:
+            raise RuntimeError(
+                f"{who}: offsets skipped {self.gap_bytes} bytes and repeated "
+                f"{self.overlap_bytes} bytes"
+            )
+
+
+class Hearth:
+    def __init__(self, port: int, plan: Plan) -> None:
+        self.base = f"127.0.0.1:{port}"
+        self.plan = plan
+        self.http = httpx.AsyncClient(
+            base_url=f"http://{self.base}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            trust_env=False,
+            timeout=plan.timeout,
+        )
+        self._n = 0
+
+    def new_id(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}-{self._n}"
+
+    async def create(self, session_id: str) -> dict[str, Any]:
+        body = {
+            "id": session_id,
+            "command": SHELL,
+            "env": {k: v for k, v in SHELL_ENV_EXTRA.items() if k != "TERM"},
+            "rows": ROWS,
+            "cols": COLS,
+        }
+        r = await self.http.post(f"{API}/sessions", json=body)
+        if r.status_code != 201:
+            raise RuntimeError(f"create {session_id}: HTTP {r.status_code} {r.text}")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def delete(self, session_id: str) -> None:
+        await self.http.delete(f"{API}/sessions/{session_id}")
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        r = await self.http.get(f"{API}/sessions")
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    @contextlib.asynccontextmanager
+    async def attach(self, session_id: str, **params: str) -> AsyncIterator[HearthChannel]:
+        query = {"token": TOKEN, "reconnect": "true", "rows": str(ROWS), "cols": str(COLS)}
+        query.update(params)
+        url = f"ws://{self.base}{API}/ws/{session_id}?" + "&".join(
+            f"{k}={v}" for k, v in query.items()
+        )
+        async with ws_connect(url, self.plan) as ws:  # type: ignore[attr-defined]
+            chan = HearthChannel(ws)
+            try:
+                yield chan
+            finally:
+                await chan.aclose()
+
+    @contextlib.asynccontextmanager
+    async def session(self, prefix: str) -> AsyncIterator[HearthChannel]:
+        """A new session with one viewer attached, replay done; closed afterwards."""
+        session_id = self.new_id(prefix)
+        await self.create(session_id)
+        try:
+            async with self.attach(session_id) as chan:
+                await asyncio.wait_for(chan.got_replay_done.wait(), self.plan.timeout)
+                yield chan
+        finally:
+            await self.delete(session_id)
+
+
+def listening_pid(port: int, candidates: list[int]) -> int:
+    """The process (among `candidates`) that holds the listening socket on 127.0.0.1:`port`."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return pid
+    return candidates[0]
+
+
+@contextlib.contextmanager
+def hearth_server(plan: Plan, name: str, extra_env: dict[str, str]) -> Iterator[tuple[int, int]]:
+    """Start `hearth serve` on a free port; yields (port, pid of the serving process)."""
+    binary = hearth_bin()
+    if not binary.exists():
+        raise RuntimeError(f"{binary} not found: `.venv/bin/pip install -e .` first")
+    port = free_port()
+    data_dir = plan.tmp / f"hearth-{name}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = shell_env()
+    env.update(BASE_ENV)
+    env.update(extra_env)
+    env.update(plan.hearth_env)
+    argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--data-dir", str(data_dir)]
+    log_path = plan.tmp / f"hearth-{name}.log"
+    with server_process(argv, env=env, log_path=log_path) as server:
+        deadline = time.monotonic() + 60
+        with httpx.Client(trust_env=False, timeout=2) as client:
+            while True:
+                server.check_alive()
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("hearth was not healthy within 60 s:\n" + server.log_tail())
+                time.sleep(0.05)
+        pid = listening_pid(port, [server.pid, *descendants(server.pid)])
+        yield port, pid
+
+
+async def run(plan: Plan) -> Result:
+    result = Result("hearth")
+    shown = {k: v for k, v in BASE_ENV.items() if k != "HEARTH_TOKENS"} | plan.hearth_env
+    result.notes.append(
+        "hearth settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()) + " (else defaults)"
+    )
+
+    # Throughput: a viewer that falls more than max_buffer_bytes behind would be told it missed
+    # bytes instead of getting them; the run checks the offsets, so a lossy run fails loudly.
+    with hearth_server(plan, "tput", plan.hearth_tput_env) as (port, pid):
+        h = Hearth(port, plan)
+        log("hearth: throughput")
+        runs = []
+        for _ in range(plan.runs):
+            async with h.session("tput") as chan:
+                runs.append(
+                    await measure_throughput(chan, plan.producer, plan.payload, plan.timeout, pid)
+                )
+                chan.check_stream("hearth throughput")
+        result.figures.update(summarize_throughput(runs, plan.payload))
+        await h.http.aclose()
+
+    with hearth_server(plan, "main", {}) as (port, pid):
+        h = Hearth(port, plan)
+        log("hearth: echo")
+        async with h.session("echo") as chan:
+            echo = await measure_echo(chan, plan.echo_samples, plan.warmup, plan.timeout)
+            chan.check_stream("hearth echo")
+        result.figures["echo_p50_ms"] = ms(echo, 50)
+        result.figures["echo_p99_ms"] = ms(echo, 99)
+
+        log("hearth: reattach")
+        times, nbytes = await reattach(h, plan)
+        result.figures["reattach_ms"] = ms(times)
+        result.figures["reattach_bytes"] = nbytes
+
+        log("hearth: create")
+        result.figures["create_ms"] = ms(await create_to_answer(h, plan))
+        await h.http.aclose()
+
+    with hearth_server(plan, "memory", {}) as (port, pid):
+        h = Hearth(port, plan)
+        log("hearth: memory")
+        per, buffered = await memory_per_terminal(h, plan, pid)
+        result.figures["memory_kib"] = per
+        result.figures["memory_buffered_bytes"] = buffered
+        await h.http.aclose()
+    return result
+
+
+async def reattach(h: Hearth, plan: Plan) -> tuple[list[float], int]:
+    """Produce the lines, disconnect; then time connect(reconnect=true) → `replay_done`."""
+    session_id = h.new_id("reattach")
+    await h.create(session_id)
+    async with h.attach(session_id) as chan:
+        await asyncio.wait_for(chan.got_replay_done.wait(), plan.timeout)
+        await chan.ready()
+        await chan.run_until_marker(plan.replay_command.encode() + b"\r", "LINES", plan.timeout)
+    await asyncio.sleep(0.2)
+    times, nbytes = [], 0
+    for _ in range(plan.reattach_samples):
+        t0 = time.perf_counter_ns()
+        async with h.attach(session_id) as chan:
+            await asyncio.wait_for(chan.got_replay_done.wait(), plan.timeout)
+            assert chan.replay_done_at is not None and chan.hello is not None
+            times.append((chan.replay_done_at - t0) / 1e9)
+            chan.check_stream("hearth reattach")
+            if len(chan.replayed) != chan.hello["replay_bytes"]:
+                raise RuntimeError(
+                    f"hearth replayed {len(chan.replayed)} bytes, hello announced "
+                    f"{chan.hello['replay_bytes']}"
+                )
+            if plan.replay_last_line not in chan.replayed:
+                raise RuntimeError("hearth's replay misses the last line")
+            nbytes = len(chan.replayed)
+    await h.delete(session_id)
+    return times, nbytes
+
+
+async def create_to_answer(h: Hearth, plan: Plan) -> list[float]:
+    """Seconds from the create request to the echo's answer (create, attach, type, read)."""
+    out = []
+    for _ in range(plan.create_samples):
+        session_id = h.new_id("create")
+        command, marker = marker_command("HI")
+        t0 = time.perf_counter_ns()
+        await h.create(session_id)
+        async with h.attach(session_id) as chan:
+            watch = chan.watch(marker)
+            await chan.send(command)
+            await chan.wait(watch, plan.timeout)
+            assert watch.found_at is not None
+            out.append((watch.found_at - t0) / 1e9)
+        await h.delete(session_id)
+        await asyncio.sleep(0.2)  # the teardown must not land in the next sample
+    return out
+
+
+async def memory_per_terminal(h: Hearth, plan: Plan, pid: int) -> tuple[float, int]:
+    """KiB of server RSS per idle terminal (no viewer), beyond its buffered bytes."""
+
+    def buffered(sessions: list[dict[str, Any]]) -> int:
+        return sum(s["output_end"] - s["output_start"] for s in sessions)
+
+    warm = [h.new_id("memwarm") for _ in range(5)]
+    for session_id in warm:
+        await h.create(session_id)
+        async with h.attach(session_id) as chan:
+            await asyncio.wait_for(chan.got_replay_done.wait(), plan.timeout)
+            await chan.ready()
+    await asyncio.sleep(0.5)
+    before = await asyncio.to_thread(settled_rss_kib, pid)
+    buffered_before = buffered(await h.sessions())
+    ids = [h.new_id("mem") for _ in range(plan.terminals)]
+    for session_id in ids:
+        await h.create(session_id)
+    await asyncio.sleep(1.0)  # every shell prints its prompt
+    after = await asyncio.to_thread(settled_rss_kib, pid)
+    sessions = await h.sessions()
+    nbytes = buffered(sessions) - buffered_before
+    alive = sum(1 for s in sessions if s["alive"])
+    if alive < plan.terminals + len(warm):
+        raise RuntimeError(f"hearth holds {alive} live terminals, not {plan.terminals + len(warm)}")
+    # The sessions are left to the server's shutdown.
+    return (after - before - nbytes / 1024) / plan.terminals, nbytes
