@@ -76,9 +76,7 @@ class PoolPolicy:
         )
 
 
-def idle_expired(
-    last_activity: Iterable[tuple[K, float]], now: float, max_idle: float
-) -> list[K]:
+def idle_expired(last_activity: Iterable[tuple[K, float]], now: float, max_idle: float) -> list[K]:
     """The keys whose last activity is ``max_idle`` seconds old or more, oldest first."""
     expired = [(at, key) for key, at in last_activity if now - at >= max_idle]
     expired.sort(key=lambda pair: pair[0])

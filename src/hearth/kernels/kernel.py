@@ -1,0 +1,279 @@
+"""One kernel process and its client. Its lifetime is one ``async with``; it is ready when the
+block is entered: the kernel answered ``kernel_info`` and IOPub is connected.
+
+Messages are routed by a pump per channel to the request they answer (by parent ``msg_id``);
+the pumps live in the kernel's own task group. When the process exits, every pending request is
+told at once (a pidfd watch, no polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+from jupyter_client.manager import AsyncKernelManager
+
+from hearth.errors import KernelDied
+from hearth.kernels.outputs import Event, dead_kernel_error, done_event, event_from_message
+from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
+from hearth.kernels.shield import shielded
+
+__all__ = ["MARKER_VARIABLE", "Kernel", "KernelSpec", "kernel_environment"]
+
+log = logging.getLogger("hearth.kernels")
+
+MARKER_VARIABLE = "HEARTH_KERNEL_ID"
+_DIED = object()
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """How to start one kernel: which kernelspec, where, with which environment."""
+
+    name: str
+    cwd: Path
+    runtime_dir: Path  # private to this kernel: connection file, IPython dir, log
+    env: Mapping[str, str] = field(default_factory=dict)
+    start_timeout: float = 60.0
+    stop_grace: float = 1.0
+    interrupt_grace: float = 5.0
+    context: zmq.asyncio.Context | None = None
+
+
+class Kernel:
+    def __init__(self, spec: KernelSpec, on_death: Callable[[Kernel], None] | None = None) -> None:
+        self.spec = spec
+        self._on_death = on_death
+        self.id = secrets.token_hex(8)
+        self.pid = 0
+        self.died = asyncio.Event()
+        self.why_dead = ""
+        self._km: AsyncKernelManager | None = None
+        self._client: Any = None
+        self._watch: ExitWatch | None = None
+        self._waiters: dict[str, asyncio.Queue[Any]] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+        self._pumps: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Kernel:
+        try:
+            async with asyncio.timeout(self.spec.start_timeout):
+                await self._start()
+        except BaseException as exc:
+            await shielded(self._stop())
+            if isinstance(exc, TimeoutError):
+                raise KernelDied(
+                    self._failure(f"did not answer within {self.spec.start_timeout:g} s")
+                ) from exc
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await shielded(self._stop())
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        rt = self.spec.runtime_dir
+        rt.mkdir(parents=True, exist_ok=True)
+        km = self._km = AsyncKernelManager(
+            kernel_name=self.spec.name,
+            connection_file=str(rt / "kernel.json"),
+            **({"context": self.spec.context} if self.spec.context is not None else {}),
+        )
+        env = dict(self.spec.env)
+        env[MARKER_VARIABLE] = self.id
+        env["IPYTHONDIR"] = str(rt / "ipython")
+        argv = km.kernel_spec.argv if km.kernel_spec is not None else []
+        # A kernel's history must not outlive it: the next user of the pool could read it.
+        extra = ["--HistoryManager.enabled=False"] if "ipykernel" in " ".join(argv) else []
+        out = os.open(rt / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            await km.start_kernel(
+                cwd=str(self.spec.cwd),
+                env=env,
+                extra_arguments=extra,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            os.close(out)
+        assert km.provisioner is not None
+        self.pid = int(km.provisioner.pid)  # type: ignore[attr-defined]
+        self._watch = ExitWatch(self.pid)
+        self._watch.exited.add_done_callback(lambda _: self._declare_dead("the process exited"))
+        self._client = km.client()
+        self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        await self._until_ready()
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        for channel in (self._client.shell_channel, self._client.iopub_channel):
+            self._pumps.append(self._tasks.create_task(self._pump(channel.socket)))
+
+    async def _until_ready(self) -> None:
+        """Ask ``kernel_info`` until it is answered and an IOPub message has arrived (so the
+        subscription is live: no output of the first execute can be lost)."""
+        client = self._client
+        exited = self._watch.exited if self._watch else asyncio.get_running_loop().create_future()
+        replied = False
+        while True:
+            if exited.done():
+                raise KernelDied(self._failure("exited during start-up"))
+            if not replied:
+                client.kernel_info()
+                with contextlib.suppress(Exception):  # queue.Empty on timeout
+                    msg = await client.shell_channel.get_msg(timeout=0.5)
+                    replied = msg["msg_type"] == "kernel_info_reply"
+                continue
+            with contextlib.suppress(Exception):
+                await client.iopub_channel.get_msg(timeout=0.1)
+                return
+            replied = False  # IOPub not connected yet: ask again, which publishes again
+
+    def _failure(self, what: str) -> str:
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = (self.spec.runtime_dir / "kernel.log").read_text(errors="replace")[-800:]
+        detail = f"; its log ends with:\n{tail.strip()}" if tail.strip() else ""
+        return f"Kernel {self.spec.name!r} {what}{detail}"
+
+    # -- messages -------------------------------------------------------------------------------
+
+    async def _pump(self, socket: zmq.asyncio.Socket) -> None:
+        session = self._client.session
+        try:
+            while True:
+                frames = await socket.recv_multipart()
+                _, parts = session.feed_identities(frames)
+                msg = session.deserialize(parts)
+                waiter = self._waiters.get(msg["parent_header"].get("msg_id", ""))
+                if waiter is not None:
+                    waiter.put_nowait(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken channel is a dead kernel to us
+            self._declare_dead(f"its channel broke ({exc!r})")
+
+    def _declare_dead(self, why: str) -> None:
+        if self.died.is_set():
+            return
+        self.why_dead = why
+        self.died.set()
+        for waiter in self._waiters.values():
+            waiter.put_nowait(_DIED)
+        if self._on_death is not None:
+            self._on_death(self)
+
+    async def execute(
+        self, code: str, interrupt_after: float | None = None
+    ) -> AsyncIterator[Event]:
+        """Run ``code``; yields its output events, then a ``done`` event.
+
+        After ``interrupt_after`` seconds the kernel is interrupted and the status is ``timeout``;
+        a kernel that ignores the interrupt or dies is reported as dead (``restarted`` is set:
+        its owner restarts it)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self.died.is_set():
+            yield dead_kernel_error(f"The kernel died: {self.why_dead}.")
+            yield done_event("error", None, 0.0, True)
+            return
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
+        self._waiters[msg_id] = queue
+        deadline = None if interrupt_after is None else started + interrupt_after
+        status, count, reply, idle, interrupted = "ok", None, False, False, False
+        try:
+            while not (reply and idle):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        msg = await queue.get()
+                except TimeoutError:
+                    if interrupted:
+                        self._declare_dead("it did not respond to an interrupt")
+                        continue
+                    interrupted = True
+                    await self.interrupt()
+                    deadline = loop.time() + self.spec.interrupt_grace
+                    continue
+                if msg is _DIED:
+                    yield dead_kernel_error(f"The kernel died: {self.why_dead}.")
+                    final = "timeout" if interrupted else "error"
+                    yield done_event(final, None, (loop.time() - started) * 1000, True)
+                    return
+                kind = msg["msg_type"]
+                if kind == "execute_reply":
+                    reply = True
+                    status = msg["content"].get("status", "error")
+                    count = msg["content"].get("execution_count")
+                elif kind == "status":
+                    idle = msg["content"].get("execution_state") == "idle"
+                else:
+                    event = event_from_message(kind, msg["content"])
+                    if event is not None:
+                        yield event
+            final = "timeout" if interrupted else ("ok" if status == "ok" else "error")
+            yield done_event(final, count, (loop.time() - started) * 1000, False)
+        finally:
+            self._waiters.pop(msg_id, None)
+
+    async def interrupt(self) -> None:
+        if self._km is not None and not self.died.is_set():
+            await self._km.interrupt_kernel()
+
+    # -- stop -------------------------------------------------------------------------------
+
+    async def _stop(self) -> None:
+        """Ask (SIGTERM to the group), wait a bounded grace, kill everything, reap, clean up."""
+        self._declare_dead("it was stopped")
+        if self._tasks is not None:
+            for task in self._pumps:  # they only end by cancellation
+                task.cancel()
+            await self._tasks.__aexit__(None, None, None)
+        if self._client is not None:
+            self._client.stop_channels()
+        km = self._km
+        if self.pid:
+            exited = self._watch.exited if self._watch else None
+            if exited is not None and not exited.done():
+                signal_group(self.pid, signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.spec.stop_grace):
+                        await asyncio.shield(exited)
+            strays = await asyncio.to_thread(kill_everything, self.pid, _marker(self.id))
+            if strays:
+                log.info("killed %d stray processes of kernel %s", strays, self.id)
+        if km is not None and km.provisioner is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await km.provisioner.wait()
+            with contextlib.suppress(Exception):
+                await km.cleanup_resources()
+        if self._watch is not None:
+            self._watch.close()
+        await asyncio.to_thread(shutil.rmtree, self.spec.runtime_dir, True)
+        log.debug("kernel %s (pid %d) stopped", self.id, self.pid)
+
+
+def _marker(kernel_id: str) -> bytes:
+    return f"{MARKER_VARIABLE}={kernel_id}".encode()
+
+
+def kernel_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment a kernel starts with: the server's, minus Hearth's own settings (tokens!)
+    and the server's working directory variables."""
+    return {
+        k: v for k, v in base.items() if not k.startswith("HEARTH_") and k not in ("PWD", "OLDPWD")
+    }

@@ -1,0 +1,343 @@
+"""The warm pool: every kernel session's task, and the bookkeeping of who holds which.
+
+``async with KernelPool(...) as pool`` starts ``target`` kernels and returns once they are ready;
+leaving the block stops every kernel. Each session runs as a task of the pool's task group (see
+``session.py``), and so does the maintenance loop: refill every ``refill_interval`` seconds (the
+safety net: taking a session refills at once), and idle reclaim every ``cleanup_interval``.
+The decisions are ``policy.py``'s; this module carries them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self
+
+import zmq.asyncio
+
+from hearth.errors import LimitReached
+from hearth.kernels.gate import StartGate
+from hearth.kernels.kernel import KernelSpec
+from hearth.kernels.policy import Acquire, PoolCounts, PoolPolicy, Release, idle_expired
+from hearth.kernels.session import KernelSession, Want
+from hearth.kernels.status import KernelStatus
+from hearth.kernels.workdirs import WorkDirs
+
+__all__ = ["KernelPool", "Observer", "PoolConfig"]
+
+log = logging.getLogger("hearth.kernels")
+S = KernelStatus
+
+
+class Observer(Protocol):
+    """What the pool reports to (the server's metrics); every method must be cheap."""
+
+    def kernel_event(self, event: str) -> None: ...
+    def pool_changed(self, counts: PoolCounts) -> None: ...
+    def acquired(self, source: str, seconds: float) -> None: ...
+
+
+class _Quiet:
+    def kernel_event(self, event: str) -> None:
+        pass
+
+    def pool_changed(self, counts: PoolCounts) -> None:
+        pass
+
+    def acquired(self, source: str, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    target: int
+    max_kernels: int
+    kernel_name: str  # what the pool holds
+    max_concurrent_starts: int
+    refill_interval: float
+    cleanup_interval: float
+    max_idle_time: float
+    start_timeout: float = 60.0
+
+
+class KernelPool:
+    def __init__(
+        self,
+        config: PoolConfig,
+        dirs: WorkDirs,
+        env: Mapping[str, str],
+        *,
+        forget: Callable[[str, str], None] = lambda user, session_id: None,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.policy = PoolPolicy(config.target, config.max_kernels)
+        self.dirs = dirs
+        self._env = env
+        self._forget = forget
+        self._observer: Observer = observer or _Quiet()
+        self._clock = clock
+        self._gate = StartGate(config.max_concurrent_starts)
+        self._sessions: dict[str, KernelSession] = {}
+        self._by_key: dict[tuple[str, str], KernelSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            self._zmq = zmq.asyncio.Context()
+            stack.callback(self._zmq.destroy, linger=0)
+            self._group = await stack.enter_async_context(asyncio.TaskGroup())
+            stack.push_async_callback(self._stop_everything)
+            self._maintenance = self._group.create_task(self._maintain())
+            self.refill()
+            await self._until_warm()
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    async def _stop_everything(self) -> None:
+        log.info("stopping %d kernel sessions", len(self._tasks))
+        self._maintenance.cancel()
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    async def _until_warm(self) -> None:
+        while True:
+            counts = self.counts()
+            if counts.ready >= self.policy.target or not counts.starting:
+                return
+            await self._changed.wait()
+
+    # -- who holds what -----------------------------------------------------------------------
+
+    def find(self, user: str, session_id: str) -> KernelSession | None:
+        return self._by_key.get((user, session_id))
+
+    def owned_by(self, user: str) -> list[KernelSession]:
+        return [s for (owner, _), s in self._by_key.items() if owner == user]
+
+    def counts(self) -> PoolCounts:
+        ready = starting = users = destroying = 0
+        for s in self._sessions.values():
+            if s.status is S.CLOSED:
+                continue
+            if s.destroying:
+                destroying += 1
+            elif s.owner is not None:
+                users += 1
+            elif s.status is S.POOLED:
+                ready += 1
+            else:
+                starting += 1
+        return PoolCounts(ready, starting, users, destroying)
+
+    def pool_state(self) -> dict[str, int]:
+        c = self.counts()
+        return {
+            "target": self.policy.target,
+            "ready": c.ready,
+            "starting": c.starting,
+            "active": c.users,
+            "max_kernels": self.policy.max_kernels,
+        }
+
+    def status_counts(self) -> Iterable[tuple[str, str, int]]:
+        """(kind, status, count) rows for the sessions gauge."""
+        by_status: dict[str, int] = {}
+        for s in self._sessions.values():
+            by_status[s.status.value] = by_status.get(s.status.value, 0) + 1
+        return [("kernel", status, n) for status, n in sorted(by_status.items())]
+
+    def _on_event(self, session: KernelSession, event: str) -> None:
+        if event != "status":
+            self._observer.kernel_event(event)
+        self._observer.pool_changed(self.counts())
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- sessions' tasks ------------------------------------------------------------------------
+
+    def _spawn(self, kernel_name: str, working_dir: Path | None, urgent: bool) -> KernelSession:
+        uid = "k-" + secrets.token_hex(6)
+        session = KernelSession(
+            uid,
+            kernel_name,
+            working_dir or self.dirs.new_pool_dir(uid),
+            spec_for=self._spec_for,
+            gate=self._gate,
+            urgent=urgent,
+            clock=self._clock,
+            on_event=self._on_event,
+        )
+        self._sessions[uid] = session
+        self._tasks[uid] = self._group.create_task(self._life(session), name=f"kernel {uid}")
+        return session
+
+    def _spec_for(self, session: KernelSession) -> KernelSpec:
+        return KernelSpec(
+            name=session.kernel_name,
+            cwd=session.working_dir,
+            runtime_dir=self.dirs.new_runtime_dir(),
+            env=self._env,
+            start_timeout=self.config.start_timeout,
+            context=self._zmq,
+        )
+
+    async def _life(self, session: KernelSession) -> None:
+        try:
+            await session.run(self._reset)
+        except Exception:
+            log.exception("kernel session %s failed", session.name)
+        finally:
+            self._sessions.pop(session.uid, None)
+            self._tasks.pop(session.uid, None)
+            if session.owner is not None:
+                self._unregister(session)
+            if session.destroying:
+                self._observer.kernel_event("destroy")
+            self._on_event(session, "status")
+            with contextlib.suppress(OSError):
+                await self.dirs.delete(self.dirs.throw_away(session.working_dir))
+
+    async def _reset(self, session: KernelSession) -> None:
+        """Recycle: the old kernel is stopped; wipe every trace of its user."""
+        await self.dirs.delete(session.working_dir)
+        session.working_dir = self.dirs.new_pool_dir(session.uid)
+        session.owner = session.session_id = None
+        session.files = []
+        session.from_pool = session.restarted_pending = False
+        session.execution_count = 0
+        session.created_at = session.last_activity = self._clock()
+
+    def refill(self) -> None:
+        """Start pool kernels up to the target (in the background)."""
+        for _ in range(self.policy.refill(self.counts())):
+            self._spawn(self.config.kernel_name, None, urgent=False)
+
+    async def _maintain(self) -> None:
+        period = min(self.config.refill_interval, self.config.cleanup_interval)
+        next_cleanup = self._clock() + self.config.cleanup_interval
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if self._clock() >= next_cleanup:
+                    next_cleanup = self._clock() + self.config.cleanup_interval
+                    self.reclaim_idle()
+                self.check_pool()
+            except Exception:
+                log.exception("kernel pool maintenance failed; trying again next time")
+
+    def check_pool(self) -> None:
+        """Replace pooled kernels found dead, then refill."""
+        for s in list(self._sessions.values()):
+            if s.status is S.POOLED and s.kernel_dead():
+                s.ask(Want.RESTART)
+        self.refill()
+
+    def reclaim_idle(self) -> list[str]:
+        """Release every session idle for ``session_pool_max_idle_time``; their ids."""
+        active = [(s, s.last_activity) for s in self._by_key.values() if s.status is S.ACTIVE]
+        expired = idle_expired(active, self._clock(), self.config.max_idle_time)
+        names = []
+        for s in expired:
+            names.append(s.session_id or s.uid)
+            s.mark_idle()
+            self.release(s)
+        return names
+
+    # -- handing out and taking back ------------------------------------------------------
+
+    def check_room(self, kernel_name: str) -> Acquire:
+        counts = self.counts()
+        decision = self.policy.acquire(counts)
+        if kernel_name != self.config.kernel_name:  # the pool holds default kernels
+            room = counts.total < self.policy.max_kernels
+            decision = Acquire.COLD if room else Acquire.REFUSE
+        if decision is Acquire.REFUSE:
+            raise LimitReached(self.policy.refused_message(counts))
+        return decision
+
+    async def hand_out(self, user: str, sid: str, name: str) -> KernelSession:
+        """A ready session for ``user`` under id ``sid``: taken from the pool, claimed from the
+        pool's starts, or started now (when max_kernels allows); the observer gets its latency."""
+        started = time.perf_counter()
+        session, source = await self._hand_out(user, sid, name)
+        self._observer.acquired(source, time.perf_counter() - started)
+        self.refill()
+        return session
+
+    async def _hand_out(self, user: str, sid: str, name: str) -> tuple[KernelSession, str]:
+        while True:
+            decision = self.check_room(name)
+            if decision is Acquire.TAKE:
+                session = next(s for s in self._sessions.values() if s.status is S.POOLED)
+                self._assign(session, user, sid, from_pool=True)
+                session.hand_out()
+                return session, "pool"
+            if decision is Acquire.COLD:
+                workdir = self.dirs.move_in(self.dirs.new_pool_dir("new-" + sid), user, sid)
+                session = self._spawn(name, workdir, urgent=True)
+                break
+            claimable = (S.STARTING, S.DEAD)  # not CLEANING: a recycle's reset is still ahead
+            claimed = next(
+                (
+                    s
+                    for s in self._sessions.values()
+                    if s.status in claimable and s.owner is None and not s.destroying
+                ),
+                None,
+            )
+            if claimed is not None:
+                session = claimed
+                self._gate.promote(session.ticket)
+                break
+            await self._changed.wait()
+        self._assign(session, user, sid, from_pool=False, move=False)
+        try:
+            await session.wait_ready()
+        except BaseException:
+            if session.owner is not None:
+                self.release(session)
+            raise
+        # The kernel runs now (a directory renamed while a process is spawned in it would fail
+        # the spawn); its cwd follows the rename.
+        session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
+        return session, "cold" if decision is Acquire.COLD else "claim"
+
+    def _assign(
+        self, session: KernelSession, user: str, sid: str, *, from_pool: bool, move: bool = True
+    ) -> None:
+        if move:
+            session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
+        session.owner, session.session_id, session.from_pool = user, sid, from_pool
+        session.created_at = session.last_activity = self._clock()
+        self._by_key[(user, sid)] = session
+        self._on_event(session, "status")
+
+    def _unregister(self, session: KernelSession) -> None:
+        assert session.owner is not None and session.session_id is not None
+        self._by_key.pop((session.owner, session.session_id), None)
+        self._forget(session.owner, session.session_id)
+
+    def release(self, session: KernelSession) -> None:
+        self._unregister(session)
+        session.working_dir = self.dirs.throw_away(session.working_dir)
+        default = session.kernel_name == self.config.kernel_name
+        decision = self.policy.release(self.counts()) if default else Release.DESTROY
+        session.owner = session.session_id = None
+        if decision is Release.RECYCLE:
+            session.ask(Want.RECYCLE)
+        else:
+            session.destroying = True
+            session.ask(Want.CLOSE)
+        self._on_event(session, "status")

@@ -1,0 +1,257 @@
+"""Kernel sessions as the web tier sees them: calls by user and session id.
+
+``async with KernelService(settings, store=...) as kernels`` opens the pool (warm when the block
+is entered) and an HTTP client for downloads. A session of another user is answered exactly as a
+missing one. Nothing here knows HTTP: the web tier turns these calls into answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+from jupyter_client.kernelspec import KernelSpecManager
+
+from hearth.config import Settings
+from hearth.errors import BadRequest, NotFound
+from hearth.kernels import files as fileops
+from hearth.kernels.kernel import kernel_environment
+from hearth.kernels.outputs import Event
+from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
+from hearth.kernels.pool import KernelPool, Observer, PoolConfig
+from hearth.kernels.session import KernelSession
+from hearth.kernels.workdirs import WorkDirs
+from hearth.store import SessionStore
+
+__all__ = ["KernelService"]
+
+KIND = "kernel"
+
+
+class KernelService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: SessionStore | None = None,
+        observer: Observer | None = None,
+        clock: Callable[[], float] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dirs = WorkDirs(settings.data_dir.expanduser())
+        self._store = store
+        config = PoolConfig(
+            target=settings.session_pool_size,
+            max_kernels=settings.max_kernels,
+            kernel_name=settings.default_kernel_name,
+            max_concurrent_starts=settings.max_concurrent_kernel_starts,
+            refill_interval=settings.session_pool_refill_interval,
+            cleanup_interval=settings.kernel_cleanup_interval,
+            max_idle_time=settings.session_pool_max_idle_time,
+        )
+        env = kernel_environment(os.environ if environ is None else environ)
+        extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+        self.pool = KernelPool(
+            config, self.dirs, env, forget=self._forget, observer=observer, **extra
+        )
+        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        self.kernel_names: frozenset[str] = frozenset()
+
+    async def __aenter__(self) -> Self:
+        self.kernel_names = frozenset(KernelSpecManager().find_kernel_specs())
+        if self.settings.default_kernel_name not in self.kernel_names:
+            raise ValueError(
+                f"default_kernel_name {self.settings.default_kernel_name!r} is not an installed "
+                f"kernelspec; installed: {sorted(self.kernel_names)}"
+            )
+        self.dirs.reset()
+        self._forget_stale_records()
+        async with contextlib.AsyncExitStack() as stack:
+            self.http = await stack.enter_async_context(
+                httpx.AsyncClient(follow_redirects=True, timeout=self.settings.download_timeout)
+            )
+            await stack.enter_async_context(self.pool)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    # -- records --------------------------------------------------------------------------------
+
+    def _forget_stale_records(self) -> None:
+        """Sessions of a previous run: their kernels are gone, so are they."""
+        if self._store is None:
+            return
+        for record in self._store.list(KIND):
+            self._store.delete(KIND, record["user"], record["session_id"])
+            self.dirs.throw_away(self.dirs.of(record["user"], record["session_id"]))
+
+    def _forget(self, user: str, session_id: str) -> None:
+        if self._store is not None:
+            self._store.delete(KIND, user, session_id)
+
+    def _save(self, session: KernelSession) -> None:
+        if self._store is not None and session.owner and session.session_id:
+            record = {**self.info(session), "user": session.owner}
+            self._store.put(KIND, session.owner, session.session_id, record)
+
+    def _find(self, user: str, session_id: str) -> KernelSession:
+        session = self.pool.find(user, session_id)
+        if session is None:
+            raise NotFound(
+                f"No kernel session {session_id[:80]!r}: create it with POST /api/v1/sessions."
+            )
+        return session
+
+    @staticmethod
+    def info(s: KernelSession) -> dict[str, Any]:
+        return {
+            "session_id": s.session_id,
+            "status": s.status.value,
+            "kernel_name": s.kernel_name,
+            "working_dir": str(s.working_dir),
+            "files": list(s.files),
+            "created_at": s.created_at,
+            "last_activity": s.last_activity,
+            "from_pool": s.from_pool,
+            "execution_count": s.execution_count,
+        }
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def get(self, user: str, session_id: str) -> dict[str, Any]:
+        return self.info(self._find(user, session_id))
+
+    def sessions(self, user: str) -> list[dict[str, Any]]:
+        """The caller's sessions, newest first."""
+        mine = sorted(self.pool.owned_by(user), key=lambda s: s.created_at, reverse=True)
+        return [self.info(s) for s in mine]
+
+    def pool_state(self) -> dict[str, int]:
+        return self.pool.pool_state()
+
+    def execute(
+        self, user: str, session_id: str, code: str, timeout: float | None = None
+    ) -> AsyncIterator[Event]:
+        """The events of running ``code`` (looked up now, so a wrong id fails before streaming)."""
+        if timeout is not None and not timeout > 0:
+            raise BadRequest(f"timeout must be a positive number of seconds, got {timeout}.")
+        return self._find(user, session_id).execute(code, timeout)
+
+    async def interrupt(self, user: str, session_id: str) -> dict[str, Any]:
+        session = self._find(user, session_id)
+        await session.interrupt()
+        return self.info(session)
+
+    async def restart(self, user: str, session_id: str) -> dict[str, Any]:
+        session = self._find(user, session_id)
+        await session.restart()
+        return self.info(session)
+
+    def terminate(self, user: str, session_id: str) -> None:
+        """Recycle the session into the pool, or destroy it when the pool is full."""
+        self.pool.release(self._find(user, session_id))
+
+    async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
+        session = self._find(user, session_id)
+        session.touch()
+        return await asyncio.to_thread(fileops.list_files, session.working_dir)
+
+    def file_path(self, user: str, session_id: str, path: str) -> Path:
+        session = self._find(user, session_id)
+        session.touch()
+        return fileops.readable_file(session.working_dir, safe_relative_path(path))
+
+    async def write_file(
+        self, user: str, session_id: str, path: str, chunks: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        session = self._find(user, session_id)
+        session.touch()
+        rel = safe_relative_path(path)
+        limit = self.settings.max_download_bytes
+        return await fileops.write_file(session.working_dir, rel, chunks, limit)
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        user: str,
+        session_id: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+        kernel_name: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Reuse the caller's session ``session_id`` (fetching only files it does not have yet)
+        or hand out a new one with its files; returns (info, created)."""
+        requests = fileops.parse_file_requests(files or [])
+        name = kernel_name or self.settings.default_kernel_name
+        if name not in self.kernel_names:
+            raise BadRequest(
+                f"No kernelspec {name[:80]!r} is installed; installed: {sorted(self.kernel_names)}."
+            )
+        sid = check_session_id(session_id) if session_id is not None else new_session_id()
+        async with self._creating_lock((user, sid)):
+            session = self.pool.find(user, sid)
+            created = session is None
+            if session is None:
+                session = await self._new_session(user, sid, name, requests)
+            else:
+                await self._download_missing(session, requests)
+                session.touch()
+            self._save(session)
+            return self.info(session), created
+
+    @contextlib.asynccontextmanager
+    async def _creating_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock = self._creating.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._creating.get(key) is lock:
+                del self._creating[key]
+
+    async def _download(self, request: fileops.FileRequest, root: Path) -> dict[str, Any]:
+        s = self.settings
+        return await fileops.download(
+            self.http, request, root, s.max_download_bytes, s.download_timeout
+        )
+
+    async def _download_missing(
+        self, session: KernelSession, requests: list[fileops.FileRequest]
+    ) -> None:
+        have = {f["url"] for f in session.files}
+        for request in requests:
+            if request.url in have:
+                continue
+            entry = await self._download(request, session.working_dir)
+            session.files = [f for f in session.files if f["path"] != entry["path"]] + [entry]
+            have.add(request.url)
+
+    async def _new_session(
+        self, user: str, sid: str, name: str, requests: list[fileops.FileRequest]
+    ) -> KernelSession:
+        """Files are fetched first into a staging directory, so that a failed download costs no
+        kernel; then a session is handed out and the files moved into its directory."""
+        self.pool.check_room(name)  # fail fast, before downloading
+        entries: list[dict[str, Any]] = []
+        staged = self.dirs.new_incoming_dir() if requests else None
+        try:
+            if staged is not None:
+                for request in requests:
+                    entry = await self._download(request, staged)
+                    entries = [e for e in entries if e["path"] != entry["path"]] + [entry]
+            session = await self.pool.hand_out(user, sid, name)
+            if staged is not None:
+                self.dirs.merge(staged, session.working_dir)
+        finally:
+            if staged is not None:
+                await self.dirs.delete(staged)
+        session.files = entries
+        return session

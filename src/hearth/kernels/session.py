@@ -1,0 +1,203 @@
+"""A kernel session: the slot that one task of the service runs, holding successive kernels.
+
+The task (:meth:`KernelSession.run`) owns every kernel the session has: it starts one, waits
+until it is asked to restart, recycle or close — or the kernel dies —, stops it, and goes on.
+Callers never start or stop kernels themselves; they ask, and the task does it, so each kernel's
+``async with`` opens and closes in one task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from hearth.errors import KernelDied, NotFound
+from hearth.kernels.gate import StartGate
+from hearth.kernels.kernel import Kernel, KernelSpec
+from hearth.kernels.outputs import Event
+from hearth.kernels.procs import is_gone
+from hearth.kernels.status import KernelStatus, Lifecycle
+
+__all__ = ["KernelSession", "Want"]
+
+log = logging.getLogger("hearth.kernels")
+S = KernelStatus
+
+
+class Want(enum.Enum):
+    RUN = "run"
+    RESTART = "restart"
+    RECYCLE = "recycle"
+    CLOSE = "close"
+
+
+class KernelSession:
+    def __init__(
+        self,
+        uid: str,
+        kernel_name: str,
+        working_dir: Path,
+        *,
+        spec_for: Callable[[KernelSession], KernelSpec],
+        gate: StartGate,
+        urgent: bool,
+        clock: Callable[[], float],
+        on_event: Callable[[KernelSession, str], None],
+    ) -> None:
+        self.uid = uid
+        self.kernel_name = kernel_name
+        self.working_dir = working_dir
+        self.owner: str | None = None
+        self.session_id: str | None = None
+        self.files: list[dict[str, Any]] = []
+        self.from_pool = False
+        self.destroying = False
+        self.restarted_pending = False
+        self.execution_count = 0
+        self.created_at = self.last_activity = clock()
+        self.life = Lifecycle(uid)
+        self.start_error: BaseException | None = None
+        self.ticket = gate.request(urgent)
+        self._gate = gate
+        self._spec_for = spec_for
+        self._clock = clock
+        self._on_event = on_event
+        self._kernel: Kernel | None = None
+        self._want = Want.RUN
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._exec_lock = asyncio.Lock()
+
+    @property
+    def status(self) -> KernelStatus:
+        return self.life.status
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}/{self.session_id}" if self.owner else self.uid
+
+    def hand_out(self) -> None:
+        self._move(S.ACTIVE, "hand out")
+
+    def kernel_dead(self) -> bool:
+        kernel = self._kernel
+        return kernel is not None and (kernel.died.is_set() or is_gone(kernel.pid))
+
+    def mark_idle(self) -> None:
+        self._move(S.IDLE, "reclaim the idle")
+
+    def touch(self) -> None:
+        self.last_activity = self._clock()
+
+    def _move(self, to: KernelStatus, call: str) -> None:
+        self.life.move(to, call)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        self._on_event(self, "status")
+
+    # -- what callers ask ---------------------------------------------------------------------
+
+    def ask(self, want: Want) -> None:
+        """Ask the session's task to restart, recycle or close it; CLOSE wins over the rest."""
+        if self._want is not Want.CLOSE:
+            self._want = want
+        self._wake.set()
+
+    async def wait_ready(self) -> Kernel:
+        """The current kernel once it is ready (waiting through a start or restart)."""
+        while True:
+            if self.status is S.CLOSED:
+                if self.start_error is not None:
+                    raise KernelDied(f"The kernel could not start: {self.start_error}")
+                raise NotFound(f"Kernel session {self.session_id!r} was closed meanwhile.")
+            if self._kernel is not None and self.status not in (S.STARTING, S.DEAD):
+                return self._kernel
+            await self._changed.wait()
+
+    async def execute(self, code: str, time_limit: float | None) -> AsyncIterator[Event]:
+        """Run ``code`` after the executions queued before it; yields events, ``done`` last."""
+        self.touch()
+        async with self._exec_lock:
+            kernel = await self.wait_ready()
+            self._move(S.EXECUTING, "execute code in")
+            try:
+                async for event in kernel.execute(code, time_limit):
+                    if event["type"] == "done":
+                        event["restarted"] = event["restarted"] or self.restarted_pending
+                        self.restarted_pending = False
+                        if event["execution_count"] is not None:
+                            self.execution_count = event["execution_count"]
+                    yield event
+            finally:
+                if self.status is S.EXECUTING:
+                    self._move(S.ACTIVE, "finish an execution in")
+                self.touch()
+
+    async def interrupt(self) -> None:
+        self.touch()
+        kernel = self._kernel
+        if kernel is not None and self.status in (S.ACTIVE, S.EXECUTING):
+            await kernel.interrupt()
+
+    async def restart(self) -> None:
+        self.touch()
+        self.ask(Want.RESTART)
+        await self.wait_ready()
+
+    # -- the task -----------------------------------------------------------------------------
+
+    async def run(self, reset: Callable[[KernelSession], Awaitable[None]]) -> None:
+        """The session's whole life; ``reset`` clears it for the pool after a recycle."""
+        try:
+            while True:
+                await self._one_kernel()
+                want = self._want
+                if want is Want.CLOSE:
+                    break
+                if want is Want.RECYCLE:
+                    await reset(self)
+                    self._on_event(self, "recycle")
+                self.ticket = self._gate.request(urgent=self.owner is not None)
+                self._move(S.STARTING, "start a kernel for")
+        finally:
+            self._kernel = None
+            if self.status is not S.CLOSED:
+                self._move(S.CLOSED, "close")
+
+    async def _one_kernel(self) -> None:
+        self._want = Want.RUN
+        self._wake.clear()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                async with self._gate.slot(self.ticket):
+                    spec = self._spec_for(self)
+                    kernel = Kernel(spec, on_death=self._kernel_died)
+                    await stack.enter_async_context(kernel)
+                stack.callback(setattr, self, "_kernel", None)
+                self._kernel = kernel
+                self.start_error = None
+                self._on_event(self, "start")
+                if self._want is Want.RUN:
+                    self._move(S.ACTIVE if self.owner else S.POOLED, "hand out")
+                    await self._wake.wait()
+                stopping = self._want in (Want.RECYCLE, Want.CLOSE)
+                self._move(S.CLEANING if stopping else S.STARTING, self._want.value)
+        except Exception as exc:
+            log.warning("kernel session %s could not start a kernel: %s", self.name, exc)
+            self.start_error = exc
+            self.ask(Want.CLOSE)
+
+    def _kernel_died(self, kernel: Kernel) -> None:
+        if kernel is not self._kernel or self._want is not Want.RUN:
+            return  # stopped on purpose
+        log.warning("kernel of session %s died: %s", self.name, kernel.why_dead)
+        self._on_event(self, "death")
+        if self.owner is not None:
+            self.restarted_pending = True
+        self._move(S.DEAD, "notice the death of")
+        self.ask(Want.RESTART)

@@ -1,0 +1,94 @@
+"""Where kernel sessions live on disk, and the moves between places.
+
+::
+
+    <data_dir>/sessions/<user>/<id>/     a user's session: the kernel's cwd
+    <data_dir>/kernels/pool/<uid>/       a pooled kernel's cwd, renamed into sessions/ when taken
+    <data_dir>/kernels/incoming/<rand>/  files downloaded for a session not yet handed out
+    <data_dir>/kernels/trash/<rand>/     a released session's directory, deleted in the background
+    <data_dir>/kernels/runtime/<rand>/   one kernel's connection file, IPython dir and log
+
+A pooled kernel is handed out by renaming its directory: the kernel's cwd follows the rename
+(it is the same directory), so the kernel is in its user's directory at once, with no message
+sent to it. A released directory is renamed away before it is deleted, so the same id can be
+created again at once without the deletion touching the new directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+__all__ = ["WorkDirs"]
+
+
+class WorkDirs:
+    def __init__(self, data_dir: Path) -> None:
+        self.sessions = data_dir / "sessions"
+        base = data_dir / "kernels"
+        self.pool = base / "pool"
+        self.incoming = base / "incoming"
+        self.trash = base / "trash"
+        self.runtime = base / "runtime"
+
+    def reset(self) -> None:
+        """Start-up: what a previous run left in the kernels' own places is stale."""
+        for place in (self.pool, self.incoming, self.trash, self.runtime):
+            shutil.rmtree(place, ignore_errors=True)
+            place.mkdir(parents=True, exist_ok=True)
+        self.sessions.mkdir(parents=True, exist_ok=True)
+
+    def of(self, user: str, session_id: str) -> Path:
+        return self.sessions / user / session_id
+
+    def new_pool_dir(self, uid: str) -> Path:
+        path = self.pool / uid
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def new_runtime_dir(self) -> Path:
+        return self.runtime / secrets.token_hex(6)
+
+    def new_incoming_dir(self) -> Path:
+        path = self.incoming / secrets.token_hex(6)
+        path.mkdir(parents=True)
+        return path
+
+    def move_in(self, current: Path, user: str, session_id: str) -> Path:
+        """Rename ``current`` (a pool or fresh directory) to the session's own directory."""
+        dest = self.of(user, session_id)
+        if current == dest:
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():  # left by a crash: never the directory of a live session
+            self.throw_away(dest)
+        if current.exists():
+            os.rename(current, dest)
+        else:
+            dest.mkdir()
+        return dest
+
+    def throw_away(self, path: Path) -> Path:
+        """Rename ``path`` into the trash (instantly); delete it later with :meth:`delete`."""
+        trashed = self.trash / secrets.token_hex(6)
+        if path.exists():
+            os.rename(path, trashed)
+        return trashed
+
+    @staticmethod
+    async def delete(path: Path) -> None:
+        await asyncio.to_thread(shutil.rmtree, path, True)
+
+    @staticmethod
+    def merge(staged: Path, dest: Path) -> None:
+        """Move every file of ``staged`` into ``dest`` (same file system), then drop ``staged``."""
+        for folder, _, names in os.walk(staged):
+            for name in names:
+                src = Path(folder, name)
+                target = dest / src.relative_to(staged)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, target)
+        shutil.rmtree(staged, ignore_errors=True)
