@@ -245,6 +245,9 @@ class Kernel:
         if self._client is not None:
             self._client.stop_channels()
         km = self._km
+        if not self.pid and km is not None and km.provisioner is not None:
+            # stopped while starting: the process may run already
+            self.pid = int(getattr(km.provisioner, "pid", None) or 0)
         if self.pid:
             exited = self._watch.exited if self._watch else None
             if exited is not None and not exited.done():

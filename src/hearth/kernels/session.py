@@ -147,6 +147,8 @@ class KernelSession:
     async def restart(self) -> None:
         self.touch()
         self.ask(Want.RESTART)
+        if self.status in (S.ACTIVE, S.EXECUTING, S.IDLE):
+            self._move(S.STARTING, "restart")  # so that nobody is handed the old kernel
         await self.wait_ready()
 
     # -- the task -----------------------------------------------------------------------------
