@@ -114,7 +114,8 @@ class OutputBuffer:
             self._policy_lines -= excess
         if self._end - cut > self.max_bytes:
             limit = self._end - self.max_bytes
-            boundary = self._first_line_start_from(limit)
+            # A line that starts exactly at ``limit`` fits: look for its newline at limit - 1.
+            boundary = self._first_line_start_from(limit - 1)
             new_cut = boundary if boundary is not None else limit
             self._policy_lines -= self._count_newlines(cut, new_cut)
             cut = new_cut
