@@ -13,7 +13,7 @@ import json
 import struct
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 __all__ = [
     "OUTPUT_FRAME",
@@ -58,11 +58,24 @@ class InputFrame(_Frame):
     type: Literal["input"]
     data: str
 
+    @field_validator("data")
+    @classmethod
+    def _encodable(cls, data: str) -> str:
+        # JSON can escape a lone surrogate ("\ud800"), which has no UTF-8 form for the PTY.
+        try:
+            data.encode()
+        except UnicodeEncodeError:
+            raise ValueError(
+                "text with a lone surrogate can't be typed; send valid Unicode"
+            ) from None
+        return data
+
 
 class ResizeFrame(_Frame):
     type: Literal["resize"]
-    rows: int = Field(ge=1, le=1000)
-    cols: int = Field(ge=1, le=1000)
+    # Strict: ``true`` or ``"24"`` is a client bug, not a size.
+    rows: int = Field(ge=1, le=1000, strict=True)
+    cols: int = Field(ge=1, le=1000, strict=True)
 
 
 class PingFrame(_Frame):
@@ -80,6 +93,10 @@ def decode_client_text(text: str) -> InputFrame | ResizeFrame | PingFrame:
         raw: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FrameError(f"malformed JSON ({exc.msg}); send a JSON object with a 'type'") from None
+    except (ValueError, RecursionError):  # an int of more than 4300 digits; absurd nesting
+        raise FrameError(
+            "malformed JSON (too deep or too large); send a small JSON object"
+        ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise FrameError("a text frame is a JSON object with a string 'type'")
     if raw["type"] not in _KNOWN:
