@@ -16,7 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,7 +178,7 @@ class Kernel:
 
     async def execute(
         self, code: str, interrupt_after: float | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run ``code``; yields its output events, then a ``done`` event.
 
         After ``interrupt_after`` seconds the kernel is interrupted and the status is ``timeout``;

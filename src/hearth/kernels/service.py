@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -139,7 +139,7 @@ class KernelService:
 
     def execute(
         self, user: str, session_id: str, code: str, timeout: float | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The events of running ``code`` (looked up now, so a wrong id fails before streaming)."""
         if timeout is not None and not timeout > 0:
             raise BadRequest(f"timeout must be a positive number of seconds, got {timeout}.")

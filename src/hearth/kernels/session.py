@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ class KernelSession:
                 return self._kernel
             await self._changed.wait()
 
-    async def execute(self, code: str, time_limit: float | None) -> AsyncIterator[Event]:
+    async def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[Event, None]:
         """Run ``code`` after the executions queued before it; yields events, ``done`` last."""
         self.touch()
         async with self._exec_lock:

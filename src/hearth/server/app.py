@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hearth import __version__
 from hearth.config import Settings
 from hearth.errors import HearthError
-from hearth.server import routes_terminals, ws_terminals
+from hearth.server import routes_kernels, routes_terminals, ws_terminals
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
 from hearth.store import SqliteStore
@@ -41,7 +41,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.terminals = await stack.enter_async_context(
                 TerminalManager(settings, store=store)
             )
-            # --- kernel sessions (hearth.kernels) are wired here ---
+            app.state.kernels = await stack.enter_async_context(
+                routes_kernels.kernel_service(settings, store, app.state.metrics)
+            )
             app.state.ready = True
             log.info("ready", extra={"seconds": round(time.monotonic() - started, 3)})
             try:
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_terminals.router)
     app.include_router(routes_terminals.legacy_router)
     app.include_router(ws_terminals.router)
+    app.include_router(routes_kernels.router)
     return app
 
 

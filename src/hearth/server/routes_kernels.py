@@ -1,0 +1,285 @@
+"""Kernel sessions over HTTP and websockets (SPEC §4.2): a thin skin over ``KernelService``.
+
+Execution answers come three ways from the same events: folded into one JSON answer, as
+newline-delimited JSON (``?stream=true``), or as websocket frames tagged with a request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.websockets import WebSocketDisconnect
+
+from hearth.config import Settings
+from hearth.errors import HearthError
+from hearth.kernels.outputs import Event, Outputs, done_event
+from hearth.kernels.policy import PoolCounts
+from hearth.kernels.service import KernelService
+from hearth.server.auth import CurrentUser, check_origin, current_user
+from hearth.server.metrics import Metrics
+from hearth.store import SessionStore
+
+__all__ = ["kernel_service", "router"]
+
+log = logging.getLogger("hearth.server.kernels")
+router = APIRouter(prefix="/api/v1", tags=["kernels"])
+
+
+class FileSpec(BaseModel):
+    url: str = Field(description="http(s) URL to download")
+    path: str | None = Field(None, description="where it lands, relative to the working dir")
+
+
+class CreateBody(BaseModel):
+    session_id: str | None = None
+    files: list[FileSpec] = Field(default_factory=list)
+    kernel_name: str | None = None
+
+
+class ExecuteBody(BaseModel):
+    code: str
+    timeout: float | None = Field(None, description="seconds; then the kernel is interrupted")
+
+
+class _MetricsObserver:
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def kernel_event(self, event: str) -> None:
+        self.m.kernel_events.labels(event).inc()
+
+    def pool_changed(self, counts: PoolCounts) -> None:
+        self.m.pool_size.labels("ready").set(counts.ready)
+        self.m.pool_size.labels("starting").set(counts.starting)
+        self.m.pool_size.labels("active").set(counts.users)
+
+    def acquired(self, source: str, seconds: float) -> None:
+        self.m.acquire_seconds.labels(source).observe(seconds)
+        self.m.pool_requests.labels("hit" if source == "pool" else "miss").inc()
+
+
+def kernel_service(settings: Settings, store: SessionStore, metrics: Metrics) -> KernelService:
+    """The service the app's lifespan enters, reporting to ``metrics``."""
+    service = KernelService(settings, store=store, observer=_MetricsObserver(metrics))
+    metrics.add_session_source(service.pool.status_counts)
+    return service
+
+
+def _kernels(request: Request) -> KernelService:
+    service: KernelService = request.app.state.kernels
+    return service
+
+
+Kernels = Annotated[KernelService, Depends(_kernels)]
+
+
+@router.post("/sessions", status_code=201)
+async def create(body: CreateBody, user: CurrentUser, kernels: Kernels) -> JSONResponse:
+    files = [f.model_dump(exclude_none=True) for f in body.files]
+    info, created = await kernels.create(user, body.session_id, files, body.kernel_name)
+    return JSONResponse(info, status_code=201 if created else 200)
+
+
+@router.get("/sessions")
+async def list_sessions(user: CurrentUser, kernels: Kernels) -> list[dict[str, Any]]:
+    return kernels.sessions(user)
+
+
+@router.get("/sessions/{session_id}")
+async def get(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+    return kernels.get(user, session_id)
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def terminate(session_id: str, user: CurrentUser, kernels: Kernels) -> Response:
+    kernels.terminate(user, session_id)
+    return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/execute", response_model=None)
+async def execute(
+    session_id: str,
+    body: ExecuteBody,
+    user: CurrentUser,
+    kernels: Kernels,
+    stream: Annotated[bool, Query()] = False,
+) -> dict[str, Any] | StreamingResponse:
+    events = kernels.execute(user, session_id, body.code, body.timeout)
+    if stream:
+        return StreamingResponse(_ndjson(events), media_type="application/x-ndjson")
+    outputs = Outputs()
+    async with contextlib.aclosing(events):
+        async for event in events:
+            outputs.add(event)
+    return outputs.result()
+
+
+async def _guarded(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    """The events, closed however the consumer stops; an error once streaming has begun
+    becomes an error output and a final ``done`` (the status line is already sent)."""
+    async with contextlib.aclosing(events):
+        try:
+            async for event in events:
+                yield event
+        except HearthError as exc:
+            yield {
+                "type": "error",
+                "ename": type(exc).__name__,
+                "evalue": exc.message,
+                "traceback": [],
+            }
+            yield done_event("error", None, 0.0, False)
+
+
+async def _ndjson(events: AsyncGenerator[Event, None]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(_guarded(events)) as guarded:
+        async for event in guarded:
+            yield json.dumps(event).encode() + b"\n"
+
+
+@router.post("/sessions/{session_id}/interrupt")
+async def interrupt(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+    return await kernels.interrupt(user, session_id)
+
+
+@router.post("/sessions/{session_id}/restart")
+async def restart(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+    return await kernels.restart(user, session_id)
+
+
+@router.get("/sessions/{session_id}/files")
+async def list_files(session_id: str, user: CurrentUser, kernels: Kernels) -> list[dict[str, Any]]:
+    return await kernels.list_files(user, session_id)
+
+
+@router.get("/sessions/{session_id}/files/{path:path}")
+async def download(session_id: str, path: str, user: CurrentUser, kernels: Kernels) -> Response:
+    return FileResponse(kernels.file_path(user, session_id, path))
+
+
+@router.put("/sessions/{session_id}/files/{path:path}")
+async def upload(
+    session_id: str, path: str, request: Request, user: CurrentUser, kernels: Kernels
+) -> dict[str, Any]:
+    return await kernels.write_file(user, session_id, path, request.stream())
+
+
+@router.get("/pool")
+async def pool(user: CurrentUser, kernels: Kernels) -> dict[str, int]:
+    return kernels.pool_state()
+
+
+@router.websocket("/sessions/{session_id}/ws")
+async def kernel_ws(ws: WebSocket, session_id: str) -> None:
+    """``{"type":"execute","code","request_id"}`` → the events tagged with ``request_id``;
+    ``{"type":"interrupt"}``; ``{"type":"ping"}`` → ``{"type":"pong"}``."""
+    kernels: KernelService = ws.app.state.kernels
+    metrics: Metrics = ws.app.state.metrics
+    await ws.accept()
+    try:
+        check_origin(ws, ws.app.state.settings.allowed_origins)
+        user = current_user(ws)
+        kernels.get(user, session_id)
+    except HearthError as exc:
+        await ws.close(code=exc.close_code, reason=exc.message[:120])
+        return
+    metrics.websockets_open.labels("kernel").inc()
+    try:
+        await _KernelSocket(ws, kernels, user, session_id, metrics).serve()
+    finally:
+        metrics.websockets_open.labels("kernel").dec()
+
+
+class _KernelSocket:
+    """Two pumps: frames in (each execute runs as a task), events out through a bounded queue
+    (a slow client slows the reading of its own executions, nothing else). The first pump to
+    end cancels the other and the executes — the kernel itself keeps running the code."""
+
+    def __init__(
+        self, ws: WebSocket, kernels: KernelService, user: str, sid: str, metrics: Metrics
+    ) -> None:
+        self.ws, self.kernels, self.user, self.sid, self.metrics = ws, kernels, user, sid, metrics
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self.group = tg
+            self._start(self._pump(self._receive))
+            self._start(self._pump(self._send))
+
+    def _start(self, coro: Any) -> None:
+        task = self.group.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _pump(self, body: Any) -> None:
+        try:
+            await body()
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass  # the client went away: not an error of ours
+        finally:
+            me = asyncio.current_task()
+            for task in list(self.tasks):
+                if task is not me:
+                    task.cancel()
+
+    async def _send(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            text = json.dumps(frame)
+            await self.ws.send_text(text)
+            self.metrics.bytes_streamed.labels("kernel").inc(len(text))
+
+    async def _receive(self) -> None:
+        while True:
+            frame, problem = _decode(await self.ws.receive_text())
+            if problem:
+                await self.outbox.put({"type": "error", "message": problem, **frame})
+            elif frame["type"] == "execute":
+                self._start(self._execute(frame))
+            elif frame["type"] == "interrupt":
+                await self.kernels.interrupt(self.user, self.sid)
+            else:
+                await self.outbox.put({"type": "pong"})
+
+    async def _execute(self, frame: dict[str, Any]) -> None:
+        tag = {"request_id": frame.get("request_id")}
+        try:
+            events = self.kernels.execute(self.user, self.sid, frame["code"], frame.get("timeout"))
+        except HearthError as exc:
+            await self.outbox.put({"type": "error", "message": exc.message, **tag})
+            return
+        async with contextlib.aclosing(_guarded(events)) as guarded:
+            async for event in guarded:
+                await self.outbox.put({**event, **tag})
+
+
+def _decode(raw: str) -> tuple[dict[str, Any], str]:
+    """The frame and '' if it is one we serve, else what is wrong with it."""
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return {}, 'Frames are JSON objects, e.g. {"type": "execute", "code": "1+1"}.'
+    if not isinstance(frame, dict):
+        return {}, "Frames are JSON objects with a 'type'."
+    tag = {"request_id": frame["request_id"]} if "request_id" in frame else {}
+    kind = frame.get("type")
+    if kind == "execute":
+        if not isinstance(frame.get("code"), str):
+            return tag, "An execute frame needs a 'code' string."
+        limit = frame.get("timeout")
+        if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
+            return tag, "'timeout' must be a positive number of seconds."
+        return frame, ""
+    if kind in ("interrupt", "ping"):
+        return frame, ""
+    return tag, f"Unknown frame type {str(kind)[:40]!r}: use execute, interrupt or ping."
