@@ -182,20 +182,20 @@ def test_any_json_object_decodes_or_raises_a_frame_error(raw: dict[str, object])
 
 
 def test_terminal_create_defaults() -> None:
-    body = TerminalCreate()
+    body = TerminalCreate.model_validate({})
     assert (body.id, body.name, body.command, body.cwd) == (None, None, None, None)
     assert (body.env, body.rows, body.cols) == ({}, 24, 80)
 
 
 @pytest.mark.parametrize("id", ["a", "A-z_09", "x" * 64])
 def test_terminal_create_accepts_session_ids(id: str) -> None:
-    assert TerminalCreate(id=id).id == id
+    assert TerminalCreate.model_validate({"id": id}).id == id
 
 
 @pytest.mark.parametrize("id", ["", "x" * 65, "a b", "a/b", "é", "a.b", "../x", "a\n"])
 def test_terminal_create_rejects_bad_session_ids(id: str) -> None:
     with pytest.raises(ValidationError):
-        TerminalCreate(id=id)
+        TerminalCreate.model_validate({"id": id})
 
 
 @pytest.mark.parametrize(
