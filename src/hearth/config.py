@@ -7,12 +7,14 @@ file > defaults. Lists and mappings in environment variables are JSON.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -30,7 +32,12 @@ class Settings(BaseSettings):
     """Every setting of Hearth, by the names of the contract (SPEC §4.3)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="HEARTH_", extra="forbid", frozen=True, validate_default=True
+        env_prefix="HEARTH_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        # A validation error would echo the input, and the input of ``tokens`` is secrets.
+        hide_input_in_errors=True,
     )
 
     # Server
@@ -83,7 +90,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
     def __repr__(self) -> str:
         shown = self.model_dump(exclude={"tokens"})
@@ -91,6 +98,24 @@ class Settings(BaseSettings):
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     __str__ = __repr__
+
+
+# pydantic-settings deep-merges mappings across sources; for ``tokens`` that would keep a token of
+# the file alive after ``HEARTH_TOKENS`` dropped it. Here a higher layer replaces a setting whole.
+
+
+def _not_given(values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in given}
+
+
+class _EnvSource(EnvSettingsSource):
+    def __call__(self) -> dict[str, Any]:
+        return _not_given(super().__call__(), self.current_state)
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    def __call__(self) -> dict[str, Any]:
+        return _not_given(super().__call__(), self.current_state)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -102,9 +127,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is None:
         return Settings(**given)
     if not config_file.is_file():
-        raise FileNotFoundError(f"config file {config_file} does not exist; pass an existing TOML file")
+        raise FileNotFoundError(
+            f"config file {config_file} does not exist; pass an existing TOML file"
+        )
 
     class _FromFile(Settings):
-        model_config = SettingsConfigDict(toml_file=config_file)
+        model_config = SettingsConfigDict(toml_file=config_file, title="Settings")
 
-    return _FromFile(**given)
+    try:
+        return _FromFile(**given)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {config_file} is not valid TOML: {exc}") from None
