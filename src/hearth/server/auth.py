@@ -82,10 +82,12 @@ def check_origin(conn: HTTPConnection, allowed: list[str]) -> None:
     parts = urlsplit(origin)
     if f"{parts.scheme}://{parts.netloc}".lower() == f"{scheme}://{host}".lower():
         return
-    if origin.rstrip("/") in {o.rstrip("/") for o in allowed} or "*" in allowed:
+    # Browsers send the host in lower case; the configured list may not be.
+    if origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in allowed} or "*" in allowed:
         return
     raise OriginRefused(
-        f"Origin {origin!r} is not this server's; add it to the allowed_origins setting to allow it."
+        f"Origin {origin!r} is not this server's; "
+        "add it to the allowed_origins setting to allow it."
     )
 
 
