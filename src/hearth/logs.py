@@ -10,7 +10,11 @@ from typing import Any
 
 __all__ = ["configure_logging", "redact"]
 
-_SECRET = re.compile(r"((?:token|hearth_token)=)[^&\s\"']+|(Bearer\s+)\S+", re.IGNORECASE)
+# ``token=…`` (query, cookie header, also percent-encoded), ``'hearth_token': '…'`` (a mapping's
+# repr or JSON), ``Bearer …``.
+_SECRET = re.compile(
+    r"""(token(?:=|%3D|['"]\s*:\s*['"]?))[^&\s"';]+|(Bearer\s+)\S+""", re.IGNORECASE
+)
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
