@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.terminals = await stack.enter_async_context(
                 TerminalManager(settings, store=store)
             )
+            app.state.metrics.add_session_source(app.state.terminals.counts)
             app.state.kernels = await stack.enter_async_context(
                 routes_kernels.kernel_service(settings, store, app.state.metrics)
             )
