@@ -14,7 +14,8 @@
           └── DownloadFailed     a file of the request could not be fetched
 
 Every message says what is wrong and what to do about it. The server turns an error into an
-HTTP status (``status_code``) or a websocket close code (``close_code``); the client turns them back.
+HTTP status (``status_code``) or a websocket close code (``close_code``); the client turns
+them back.
 """
 
 from __future__ import annotations

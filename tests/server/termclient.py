@@ -44,7 +44,9 @@ class TermClient:
         if isinstance(message, bytes):
             offset, data = decode_output(message)
             if self.next_offset is not None:
-                assert offset == self.next_offset, f"gap or overlap at {offset}, expected {self.next_offset}"
+                assert offset == self.next_offset, (
+                    f"gap or overlap at {offset}, expected {self.next_offset}"
+                )
             if self.first_offset is None:
                 self.first_offset = offset
             self.output += data

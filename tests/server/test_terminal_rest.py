@@ -55,7 +55,9 @@ def test_public_endpoints_need_no_token(server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize("headers", [{}, auth("wrong-token-1")])
-def test_missing_or_wrong_token_is_401_with_a_hint(server: RunningServer, headers: dict[str, str]) -> None:
+def test_missing_or_wrong_token_is_401_with_a_hint(
+    server: RunningServer, headers: dict[str, str]
+) -> None:
     with httpx.Client(base_url=server.url, headers=headers) as c:
         r = c.get(f"{API}/sessions")
     assert r.status_code == 401
@@ -105,9 +107,9 @@ def test_other_users_sessions_look_missing(server: RunningServer) -> None:
         missing = bob.get(f"{API}/sessions/nothing-here")
         theirs = bob.get(f"{API}/sessions/secret")
         assert theirs.status_code == missing.status_code == 404
-        assert theirs.json()["detail"].replace("secret", "X") == missing.json()[
-            "detail"
-        ].replace("nothing-here", "X")
+        assert theirs.json()["detail"].replace("secret", "X") == missing.json()["detail"].replace(
+            "nothing-here", "X"
+        )
         assert bob.get(f"{API}/sessions").json() == []
         assert bob.delete(f"{API}/sessions/secret").status_code == 404
         assert bob.patch(f"{API}/sessions/secret", json={"name": "x"}).status_code == 404
@@ -169,7 +171,9 @@ def test_malformed_json_is_422_not_500(server: RunningServer) -> None:
             f"{API}/sessions", content=b"{not json", headers={"content-type": "application/json"}
         )
         assert r.status_code == 422
-        r = c.patch(f"{API}/sessions/x", content=b"[]", headers={"content-type": "application/json"})
+        r = c.patch(
+            f"{API}/sessions/x", content=b"[]", headers={"content-type": "application/json"}
+        )
         assert r.status_code in (404, 422)
         assert c.get("/api/v1/terminal/sessions/bad%20id").status_code == 422
         assert c.get("/healthz").status_code == 200
@@ -238,7 +242,9 @@ def test_exit_keeps_output_readable_until_timeout_then_cleanup_removes_it(make_s
 
 def test_history_and_recording(server: RunningServer) -> None:
     with client(server) as c:
-        create(c, id="h", command=["/bin/sh", "-c", "printf 'héllo\\n'; read x; echo got $x; sleep 30"])
+        create(
+            c, id="h", command=["/bin/sh", "-c", "printf 'héllo\\n'; read x; echo got $x; sleep 30"]
+        )
         poll(lambda: c.get(f"{API}/sessions/h").json()["output_end"] >= 7)
         server.call(lambda: server.app.state.terminals.write("alice", "h", b"42\n"))
         poll(lambda: "got 42" in json.dumps(c.get(f"{API}/sessions/h/history").json()))

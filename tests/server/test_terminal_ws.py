@@ -23,7 +23,9 @@ def rest(server: RunningServer, token: str = ALICE) -> httpx.AsyncClient:
     )
 
 
-async def make(server: RunningServer, id: str, command: list[str] | None = None, **body: object) -> dict:  # type: ignore[type-arg]
+async def make(
+    server: RunningServer, id: str, command: list[str] | None = None, **body: object
+) -> dict:  # type: ignore[type-arg]
     async with rest(server) as c:
         r = await c.post(f"{API}/sessions", json={"id": id, "command": command or SHELL, **body})
         assert r.status_code == 201, r.text
@@ -152,7 +154,9 @@ async def test_since_older_than_buffer_reports_exact_missed_bytes(make_server) -
 
 async def test_since_beyond_end_is_4400(server: RunningServer) -> None:
     await make(server, "b")
-    code = await close_code_of(server.ws_url, f"{API}/ws/b?token={ALICE}&reconnect=true&since=999999")
+    code = await close_code_of(
+        server.ws_url, f"{API}/ws/b?token={ALICE}&reconnect=true&since=999999"
+    )
     assert code == 4400
 
 
@@ -175,10 +179,14 @@ async def test_reconnect_to_missing_or_foreign_session_is_4404(server: RunningSe
     await make(server, "mine")
     assert await close_code_of(server.ws_url, f"{API}/ws/nope?token={ALICE}&reconnect=true") == 4404
     assert await close_code_of(server.ws_url, f"{API}/ws/mine?token={BOB}&reconnect=true") == 4404
-    assert await close_code_of(server.ws_url, f"/ws/terminal/nope?token={ALICE}&resume=true") == 4404
+    assert (
+        await close_code_of(server.ws_url, f"/ws/terminal/nope?token={ALICE}&resume=true") == 4404
+    )
 
 
-async def test_reconnect_false_attaches_to_existing_and_never_kills_it(server: RunningServer) -> None:
+async def test_reconnect_false_attaches_to_existing_and_never_kills_it(
+    server: RunningServer,
+) -> None:
     t = await TermClient.connect(server.ws_url, "keep", ALICE)
     await t.send(b"export MARK=kept-$((20+22))\n")
     await t.close()
@@ -192,7 +200,9 @@ async def test_legacy_ws_path(server: RunningServer) -> None:
     await make(server, "old")
     import websockets
 
-    async with websockets.connect(f"{server.ws_url}/ws/terminal/old?token={ALICE}&resume=true") as ws:
+    async with websockets.connect(
+        f"{server.ws_url}/ws/terminal/old?token={ALICE}&resume=true"
+    ) as ws:
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello" and hello["session"]["id"] == "old"
 
@@ -211,8 +221,14 @@ async def test_origin_check(make_server) -> None:  # type: ignore[no-untyped-def
 
 async def test_bad_frames_get_error_frames_and_the_connection_stays(server: RunningServer) -> None:
     t = await TermClient.connect(server.ws_url, "f", ALICE)
-    for bad in ["{not json", "[1,2]", '{"type": "launch"}', '{"type":"resize","rows":0,"cols":5}',
-                '{"type":"input"}', '{"no":"type"}']:
+    for bad in [
+        "{not json",
+        "[1,2]",
+        '{"type": "launch"}',
+        '{"type":"resize","rows":0,"cols":5}',
+        '{"type":"input"}',
+        '{"no":"type"}',
+    ]:
         await t.send(bad)
         error = await t.frame("error")
         assert error["message"]
@@ -301,7 +317,11 @@ async def test_cleanup_loop_runs_by_itself(make_server) -> None:  # type: ignore
 
 async def test_stalled_viewer_does_not_block_the_shell_or_others(make_server) -> None:  # type: ignore[no-untyped-def]
     server = make_server(max_buffer_bytes=64 * 1024, max_buffer_size=100_000)
-    cmd = ["/bin/sh", "-c", "read go; head -c 30000000 /dev/zero | tr '\\0' 'x'; echo; echo END; sleep 60"]
+    cmd = [
+        "/bin/sh",
+        "-c",
+        "read go; head -c 30000000 /dev/zero | tr '\\0' 'x'; echo; echo END; sleep 60",
+    ]
     await make(server, "flood", cmd)
     stalled = await TermClient.connect(server.ws_url, "flood", ALICE, reconnect="true")
     live = await TermClient.connect(server.ws_url, "flood", ALICE, reconnect="true")
@@ -339,7 +359,7 @@ async def test_total_buffer_cap_drops_idle_sessions_output_first(make_server) ->
     await make(server, "old-idle", ["/bin/sh", "-c", "seq 1 30000; sleep 60"])
     await poll_info(server, "old-idle", lambda i: i["output_end"] >= len(seq_output(30000)))
     watched = await TermClient.connect(server.ws_url, "busy", ALICE)
-    await watched.send(b"seq 1 30000; echo EN\"\"D\n")
+    await watched.send(b'seq 1 30000; echo EN""D\n')
     await watched.read_until(b"END\r\n")
     idle = await poll_info(server, "old-idle", lambda i: True)
     busy = await poll_info(server, "busy", lambda i: True)
@@ -358,6 +378,8 @@ async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
         text = (await c.get("/metrics")).text
     assert 'hearth_sessions{kind="terminal",status="active"} 1.0' in text
     assert 'hearth_websockets_open{kind="terminal"} 1.0' in text
-    streamed = [line for line in text.splitlines() if line.startswith("hearth_bytes_streamed_total")]
+    streamed = [
+        line for line in text.splitlines() if line.startswith("hearth_bytes_streamed_total")
+    ]
     assert streamed and float(streamed[0].split()[-1]) > 0
     await t.close()

@@ -33,7 +33,9 @@ class Metrics:
         self._session_sources: list[SessionCounts] = []
         self.registry.register(_SessionCollector(self._session_sources))
         r = self.registry
-        self.websockets_open = Gauge("hearth_websockets_open", "Open websockets", ["kind"], registry=r)
+        self.websockets_open = Gauge(
+            "hearth_websockets_open", "Open websockets", ["kind"], registry=r
+        )
         self.bytes_streamed = Counter(
             "hearth_bytes_streamed", "Bytes sent to clients over websockets", ["kind"], registry=r
         )

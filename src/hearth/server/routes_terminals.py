@@ -57,7 +57,7 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
 
     @router.get("/sessions")
     async def list_sessions(user: CurrentUser, manager: Terminals) -> list[TerminalState]:
-        return [state_of(i) for i in manager.list(user)]
+        return [state_of(i) for i in manager.list_sessions(user)]
 
     @router.get("/sessions/{id}")
     async def get(id: SessionId, user: CurrentUser, manager: Terminals) -> TerminalState:

@@ -11,7 +11,7 @@ from hearth.terminals.history import Entry, EntryType
 __all__ = ["entry_text", "render_cast"]
 
 
-def entry_text(entries: Iterable[Entry], read: "ReadFn") -> list[tuple[Entry, str]]:
+def entry_text(entries: Iterable[Entry], read: ReadFn) -> list[tuple[Entry, str]]:
     """Each entry with its text; output is decoded across entries so no character is split."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     expected = -1

@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Self
 
 from hearth.config import Settings
-from hearth.store import SessionStore
 from hearth.errors import BadRequest, Conflict, LimitReached, NotFound, SessionClosed
+from hearth.store import SessionStore
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
 from hearth.terminals.history import History
@@ -133,7 +133,7 @@ class TerminalManager:
     def find(self, user: str, id: str) -> TerminalSession | None:
         return self._sessions.get((user, id))
 
-    def list(self, user: str) -> list[TerminalInfo]:
+    def list_sessions(self, user: str) -> list[TerminalInfo]:
         mine = [s.info() for (owner, _), s in self._sessions.items() if owner == user]
         return sorted(mine, key=lambda i: i.created_at, reverse=True)
 
@@ -156,7 +156,9 @@ class TerminalManager:
         if not valid_session_id(id):
             raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
         if (user, id) in self._sessions:
-            raise Conflict(f"You already have a terminal session {id!r}; attach to it or pick another id.")
+            raise Conflict(
+                f"You already have a terminal session {id!r}; attach to it or pick another id."
+            )
         self._check_limits(user)
         cwd = self._working_dir(spec.cwd)
         command = spec.command or [login_shell()]
@@ -170,7 +172,9 @@ class TerminalManager:
             self._creating -= 1
         if (user, id) in self._sessions:  # lost a race with a concurrent create of the same id
             await process.terminate(0)
-            raise Conflict(f"You already have a terminal session {id!r}; attach to it or pick another id.")
+            raise Conflict(
+                f"You already have a terminal session {id!r}; attach to it or pick another id."
+            )
         number = self._counters[user] = self._counters.get(user, 0) + 1
         session = TerminalSession(
             id=id,
@@ -251,7 +255,9 @@ class TerminalManager:
                 "to type."
             ) from None
 
-    def resize(self, user: str, id: str, rows: int, cols: int, by: Attachment | None = None) -> None:
+    def resize(
+        self, user: str, id: str, rows: int, cols: int, by: Attachment | None = None
+    ) -> None:
         self._session(user, id).resize(rows, cols, by)
 
     def attach(self, user: str, id: str, since: int | None = None) -> Attachment:
