@@ -383,3 +383,49 @@ async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
     ]
     assert streamed and float(streamed[0].split()[-1]) > 0
     await t.close()
+
+
+async def test_viewer_that_stops_answering_pings_is_dropped_and_the_session_stays(
+    make_server,
+) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import os
+    import socket
+
+    server = make_server(heartbeat_interval=0.2)
+    await make(server, "hb")
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {API}/ws/hb?token={ALICE}&reconnect=true HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    try:
+        await poll_info(server, "hb", lambda i: i["viewers"] == 1)
+        # this client never answers a ping: dropped after two intervals, session kept
+        info = await poll_info(server, "hb", lambda i: i["viewers"] == 0, timeout=10)
+        assert info["alive"] and info["status"] == "disconnected"
+    finally:
+        sock.close()
+
+
+async def test_websocket_connections_use_tcp_nodelay(server: RunningServer) -> None:
+    import socket
+
+    t = await TermClient.connect(server.ws_url, "nd", ALICE)
+
+    def server_side_flags() -> list[int]:
+        flags = []
+        for conn in server.server.server_state.connections:
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None and hasattr(conn, "conn"):  # the websocket protocols
+                flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return flags
+
+    flags = server.call(server_side_flags)
+    assert flags and all(flags)
+    await t.close()

@@ -1,0 +1,188 @@
+"""`hearth serve` as a user runs it: a real process, its printed URL, its logs, its shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+HEARTH = [sys.executable, "-m", "hearth"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], port: int, url_line: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.url_line = url_line
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return what it wrote to stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    running: list[Served] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Served:
+        port = free_port()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+        full_env.update({"HEARTH_SESSION_POOL_SIZE": "0", **(env or {})})
+        proc = subprocess.Popen(
+            [*HEARTH, "serve", "--port", str(port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        served = Served(proc, port, line)
+        running.append(served)
+        assert "Hearth is serving at" in line, served.stop()
+        return served
+
+    yield start
+    for served in running:
+        served.stop()
+
+
+def test_generated_token_is_printed_stored_and_reused(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    first = serve("--data-dir", str(data))
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", first.url_line)
+    assert match, first.url_line
+    token = match.group(2)
+    assert (data / "token").read_text().strip() == token
+    assert oct((data / "token").stat().st_mode & 0o777) == "0o600"
+    with httpx.Client(base_url=first.base) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        r = c.get("/api/v1/terminal/sessions", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    first.stop()
+    second = serve("--data-dir", str(data))
+    assert f"token={token}" in second.url_line
+
+
+def test_configured_tokens_are_not_printed(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    served = serve("--data-dir", str(tmp_path), env={"HEARTH_TOKENS": '{"tok-carol-3": "carol"}'})
+    assert "token" not in served.url_line
+    assert not (tmp_path / "token").exists()
+
+
+def test_flag_beats_env_beats_file(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "hearth.toml"
+    config.write_text(
+        'session_timeout = 11\nmax_terminals_per_user = 1\ntokens = {"tok-file-11" = "filer"}\n'
+    )
+    served = serve(
+        "--config",
+        str(config),
+        "--data-dir",
+        str(tmp_path / "d"),
+        env={"HEARTH_SESSION_TIMEOUT": "22"},
+    )
+    with httpx.Client(base_url=served.base, headers={"Authorization": "Bearer tok-file-11"}) as c:
+        created = c.post("/api/v1/terminal/sessions", json={"command": ["/bin/sh"]}).json()
+        assert created["expires_at"] - created["last_activity"] == pytest.approx(22)
+        assert c.post("/api/v1/terminal/sessions", json={}).status_code == 429  # from the file
+    assert f":{served.port}/" in served.url_line  # the flag won over everything
+
+
+def test_bad_settings_fail_with_a_clear_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*HEARTH, "serve", "--data-dir", str(tmp_path), "--config", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "none.toml" in result.stderr
+    result = subprocess.run(
+        [*HEARTH, "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HEARTH_MAX_TERMINALS": "lots"},
+    )
+    assert result.returncode == 2
+    assert "max_terminals" in result.stderr
+
+
+def test_tokens_never_reach_the_logs(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    secret = "tok-very-secret-1"
+    served = serve(
+        "--data-dir",
+        str(tmp_path),
+        env={"HEARTH_TOKENS": json.dumps({secret: "dave"}), "HEARTH_LOG_LEVEL": "debug"},
+    )
+    with httpx.Client(base_url=served.base) as c:
+        c.get("/api/v1/terminal/sessions", params={"token": secret})
+        c.get("/api/v1/terminal/sessions", headers={"Authorization": f"Bearer {secret}"})
+        c.get("/login", params={"token": secret})
+        c.get("/api/v1/terminal/sessions", params={"token": secret + "x"})
+        c.post(
+            "/api/v1/terminal/sessions",
+            params={"token": secret},
+            json={"command": ["/bin/sh", "-c", "exit 0"]},
+        )
+    err = served.stop()
+    assert err, "debug logging wrote nothing; the check would be vacuous"
+    assert secret not in err
+
+
+def test_shutdown_hangs_up_every_terminal(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pidfile = tmp_path / "child.pid"
+    served = serve("--data-dir", str(tmp_path), env={"HEARTH_TOKENS": '{"tok-erin-55": "erin"}'})
+    with httpx.Client(base_url=served.base, headers={"Authorization": "Bearer tok-erin-55"}) as c:
+        script = f"sleep 300 & echo $! > {pidfile}; wait"
+        assert (
+            c.post(
+                "/api/v1/terminal/sessions", json={"command": ["/bin/sh", "-c", script]}
+            ).status_code
+            == 201
+        )
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = int(pidfile.read_text())
+    err = served.stop()
+    assert served.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a terminal's child outlived the server"
+        time.sleep(0.02)
