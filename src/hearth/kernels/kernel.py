@@ -121,6 +121,25 @@ class Kernel:
         await self._tasks.__aenter__()
         for channel in (self._client.shell_channel, self._client.iopub_channel):
             self._pumps.append(self._tasks.create_task(self._pump(channel.socket)))
+        if km.kernel_spec is not None and km.kernel_spec.language.lower() == "python":
+            await self._warm_up()
+
+    async def _warm_up(self) -> None:
+        """Run one throwaway cell: a fresh kernel's first execute costs ~2x a later one (lazy
+        imports, first compile); paying it here keeps it out of the first user answer. Not
+        stored in history, nothing printed."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        msg_id = self._client.execute("1+1", silent=False, store_history=False)
+        self._waiters[msg_id] = queue
+        try:
+            while True:
+                msg = await queue.get()
+                if msg is _DIED:
+                    raise KernelDied(self._failure("died while warming up"))
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return
+        finally:
+            self._waiters.pop(msg_id, None)
 
     async def _until_ready(self) -> None:
         """Ask ``kernel_info`` until it is answered and an IOPub message has arrived (so the

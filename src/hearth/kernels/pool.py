@@ -64,6 +64,7 @@ class PoolConfig:
     cleanup_interval: float
     max_idle_time: float
     start_timeout: float = 60.0
+    refill_delay: float = 0.2
 
 
 class KernelPool:
@@ -89,6 +90,8 @@ class KernelPool:
         self._by_key: dict[tuple[str, str], KernelSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
+        self._refill_timer: asyncio.TimerHandle | None = None
+        self._closing = False
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
@@ -107,6 +110,9 @@ class KernelPool:
 
     async def _stop_everything(self) -> None:
         log.info("stopping %d kernel sessions", len(self._tasks))
+        self._closing = True
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
         self._maintenance.cancel()
         for task in list(self._tasks.values()):
             task.cancel()
@@ -221,6 +227,8 @@ class KernelPool:
 
     def refill(self) -> None:
         """Start pool kernels up to the target (in the background)."""
+        if self._closing:
+            return
         for _ in range(self.policy.refill(self.counts())):
             self._spawn(self.config.kernel_name, None, urgent=False)
 
@@ -273,8 +281,21 @@ class KernelPool:
         started = time.perf_counter()
         session, source = await self._hand_out(user, sid, name)
         self._observer.acquired(source, time.perf_counter() - started)
-        self.refill()
+        self._refill_soon()
         return session
+
+    def _refill_soon(self) -> None:
+        """Refill right after a take, but not inside the taker's first answer: a kernel start
+        forks the server and burns a CPU for ~0.4 s, which would double the latency of the
+        session just handed out (its first execute usually follows within milliseconds)."""
+        if self._refill_timer is None or self._refill_timer.cancelled():
+            loop = asyncio.get_running_loop()
+            self._refill_timer = loop.call_later(self.config.refill_delay, self._timed_refill)
+
+    def _timed_refill(self) -> None:
+        self._refill_timer = None
+        if not self._closing:
+            self.refill()
 
     async def _hand_out(self, user: str, sid: str, name: str) -> tuple[KernelSession, str]:
         while True:

@@ -1,0 +1,269 @@
+"""Kernel session benchmarks against raw jupyter_client, measured in the same run.
+
+    .venv/bin/python bench/bench_kernels.py [--rounds N] [--executes N]
+
+P1  request → first ``1+1`` result: Hearth's warm pool (POST /api/v1/sessions, then execute,
+    over HTTP to a ``hearth serve`` subprocess) vs a cold start with raw jupyter_client
+    (AsyncKernelManager.start_kernel + wait_for_ready + execute).
+P2  execute round trip of ``1+1`` on a running kernel: Hearth over HTTP and over the websocket
+    vs raw jupyter_client (``execute_interactive``, and a minimal send/receive loop: the floor).
+M   memory of a pooled kernel (RSS and PSS, from /proc).
+
+Prints a table; figures are medians (p90 in brackets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from jupyter_client.manager import AsyncKernelManager
+from websockets.sync.client import connect
+
+TOKEN = "bench-token-1"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))]
+
+
+def fmt(samples: list[float]) -> str:
+    median, p90 = stats(samples)
+    return f"{median * 1000:8.2f} ms  [{p90 * 1000:7.2f}]"
+
+
+# -- Hearth, as a separate server process -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def hearth_server(pool: int) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tempfile.mkdtemp(prefix="hearth-bench-")
+    env = {
+        **os.environ,
+        "HEARTH_TOKENS": json.dumps({TOKEN: "bench"}),
+        "HEARTH_SESSION_POOL_SIZE": str(pool),
+        "HEARTH_MAX_KERNELS": str(pool + 4),
+    }
+    exe = Path(sys.executable).with_name("hearth")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--data-dir", data],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("hearth serve did not become healthy")
+            time.sleep(0.05)
+        os.environ["BENCH_SERVER_PID"] = str(proc.pid)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_pool_ready(http: httpx.Client, target: int) -> None:
+    deadline = time.monotonic() + 60
+    while http.get("/api/v1/pool", headers=AUTH).json()["ready"] < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the pool did not refill")
+        time.sleep(0.02)
+
+
+def hearth_p1(url: str, rounds: int, pool: int) -> list[float]:
+    samples = []
+    with httpx.Client(base_url=url) as http:
+        for i in range(rounds):
+            wait_pool_ready(http, pool)
+            started = time.perf_counter()
+            created = http.post("/api/v1/sessions", json={"session_id": f"p1-{i}"}, headers=AUTH)
+            result = http.post(
+                f"/api/v1/sessions/p1-{i}/execute", json={"code": "1+1"}, headers=AUTH
+            ).json()
+            samples.append(time.perf_counter() - started)
+            assert created.json()["from_pool"], created.text
+            assert result["outputs"][0]["data"]["text/plain"] == "2", result
+            http.delete(f"/api/v1/sessions/p1-{i}", headers=AUTH)
+    return samples
+
+
+def hearth_p2_http(url: str, n: int) -> list[float]:
+    with httpx.Client(base_url=url) as http:
+        http.post("/api/v1/sessions", json={"session_id": "p2"}, headers=AUTH)
+        samples = []
+        for _ in range(n):
+            started = time.perf_counter()
+            r = http.post("/api/v1/sessions/p2/execute", json={"code": "1+1"}, headers=AUTH)
+            samples.append(time.perf_counter() - started)
+            assert r.json()["status"] == "ok"
+    return samples
+
+
+def hearth_p2_ws(url: str, n: int) -> list[float]:
+    ws_url = url.replace("http", "ws") + f"/api/v1/sessions/p2/ws?token={TOKEN}"
+    samples = []
+    with connect(ws_url) as ws:
+        for i in range(n):
+            started = time.perf_counter()
+            ws.send(json.dumps({"type": "execute", "code": "1+1", "request_id": str(i)}))
+            while json.loads(ws.recv())["type"] != "done":
+                pass
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def pooled_kernel_memory() -> list[tuple[int, int]]:
+    """(RSS, PSS) in bytes of every ipykernel process started by the bench server."""
+    server = os.environ.get("BENCH_SERVER_PID", "")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmd = (entry / "cmdline").read_bytes()
+            status = (entry / "status").read_text()
+            ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid"))
+            if b"ipykernel_launcher" in cmd and ppid == server:
+                rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
+                smaps = (entry / "smaps_rollup").read_text().splitlines()
+                pss = next(int(x.split()[1]) for x in smaps if x.startswith("Pss:"))
+                found.append((rss * 1024, pss * 1024))
+    return found
+
+
+# -- raw jupyter_client ---------------------------------------------------------------------
+
+
+async def raw_cold_start(rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        km = AsyncKernelManager(kernel_name="python3")
+        await km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        reply = await kc.execute_interactive("1+1", output_hook=lambda m: None)
+        samples.append(time.perf_counter() - started)
+        assert reply["content"]["status"] == "ok"
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    return samples
+
+
+async def raw_round_trips(n: int) -> tuple[list[float], list[float]]:
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kc = km.client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=60)
+    interactive, floor = [], []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            await kc.execute_interactive("1+1", output_hook=lambda m: None)
+            interactive.append(time.perf_counter() - started)
+        for _ in range(n):
+            started = time.perf_counter()
+            msg_id = kc.execute("1+1")
+            idle = replied = False
+            while not idle:
+                msg = await kc.get_iopub_msg()
+                idle = (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"
+                )
+            while not replied:
+                replied = (await kc.get_shell_msg())["parent_header"].get("msg_id") == msg_id
+            floor.append(time.perf_counter() - started)
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    return interactive, floor
+
+
+def warm(fn: Callable[[], Any], times: int = 5) -> None:
+    for _ in range(times):
+        fn()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10, help="P1 samples per side")
+    parser.add_argument("--executes", type=int, default=200, help="P2 samples per side")
+    parser.add_argument("--pool", type=int, default=2, help="Hearth's pool size")
+    args = parser.parse_args()
+
+    cold = asyncio.run(raw_cold_start(args.rounds))
+    interactive, floor = asyncio.run(raw_round_trips(args.executes))
+    with hearth_server(args.pool) as url:
+        warm(lambda: hearth_p1(url, 1, args.pool), 1)
+        pool_p1 = hearth_p1(url, args.rounds, args.pool)
+        warm(lambda: hearth_p2_http(url, 20), 1)
+        http_p2 = hearth_p2_http(url, args.executes)
+        ws_p2 = hearth_p2_ws(url, args.executes)
+        with httpx.Client(base_url=url) as http:
+            wait_pool_ready(http, args.pool)
+        memory = pooled_kernel_memory()
+
+    raw_median = stats(interactive)[0]
+    print(
+        f"Kernel benchmarks ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}); "
+        "median [p90]\n"
+    )
+    print(f"{'P1 request -> first 1+1 result':44} {'time':>20}   ratio")
+    print(f"  {'raw jupyter_client cold start':42} {fmt(cold)}   1.0x")
+    ratio = stats(cold)[0] / stats(pool_p1)[0]
+    print(f"  {'Hearth, warm pool (HTTP create+execute)':42} {fmt(pool_p1)}   {ratio:.0f}x faster")
+    print(f"\n{'P2 execute round trip (1+1)':44} {'time':>20}   vs raw")
+    print(f"  {'raw jupyter_client execute_interactive':42} {fmt(interactive)}   1.00x")
+    print(
+        f"  {'raw minimal send/receive loop (floor)':42} {fmt(floor)}   "
+        f"{stats(floor)[0] / raw_median:.2f}x"
+    )
+    print(
+        f"  {'Hearth over HTTP (keep-alive)':42} {fmt(http_p2)}   "
+        f"{stats(http_p2)[0] / raw_median:.2f}x"
+    )
+    print(f"  {'Hearth over the websocket':42} {fmt(ws_p2)}   {stats(ws_p2)[0] / raw_median:.2f}x")
+    if memory:
+        rss = statistics.mean(m[0] for m in memory) / 2**20
+        pss = statistics.mean(m[1] for m in memory) / 2**20
+        print(
+            f"\nMemory per pooled kernel ({len(memory)} measured): RSS {rss:.1f} MiB, "
+            f"PSS {pss:.1f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
