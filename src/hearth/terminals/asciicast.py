@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from hearth.terminals.history import Entry, EntryType
 
-__all__ = ["entry_text", "render_cast"]
+__all__ = ["ReadFn", "entry_text", "render_cast"]
+
+ReadFn = Callable[[int, int], bytes]
+"""Reads ``length`` bytes of the output stream at ``offset`` (what is still buffered of them)."""
 
 
 def entry_text(entries: Iterable[Entry], read: ReadFn) -> list[tuple[Entry, str]]:
@@ -58,8 +61,3 @@ def render_cast(
         elif entry.type is EntryType.SYSTEM and text.startswith("resize "):
             lines.append(json.dumps([t, "r", text.removeprefix("resize ")]))
     return "\n".join(lines) + "\n"
-
-
-from collections.abc import Callable  # noqa: E402
-
-ReadFn = Callable[[int, int], bytes]
