@@ -99,13 +99,15 @@ def wait_pool_ready(http: httpx.Client, target: int) -> None:
         time.sleep(0.02)
 
 
-def hearth_p1(url: str, rounds: int, pool: int) -> list[float]:
+def hearth_p1(url: str, rounds: int, pool: int, creates: list[float] | None = None) -> list[float]:
     samples = []
     with httpx.Client(base_url=url) as http:
         for i in range(rounds):
             wait_pool_ready(http, pool)
             started = time.perf_counter()
             created = http.post("/api/v1/sessions", json={"session_id": f"p1-{i}"}, headers=AUTH)
+            if creates is not None:
+                creates.append(time.perf_counter() - started)
             result = http.post(
                 f"/api/v1/sessions/p1-{i}/execute", json={"code": "1+1"}, headers=AUTH
             ).json()
@@ -228,7 +230,8 @@ def main() -> None:
     interactive, floor = asyncio.run(raw_round_trips(args.executes))
     with hearth_server(args.pool) as url:
         warm(lambda: hearth_p1(url, 1, args.pool), 1)
-        pool_p1 = hearth_p1(url, args.rounds, args.pool)
+        creates: list[float] = []
+        pool_p1 = hearth_p1(url, args.rounds, args.pool, creates)
         warm(lambda: hearth_p2_http(url, 20), 1)
         http_p2 = hearth_p2_http(url, args.executes)
         ws_p2 = hearth_p2_ws(url, args.executes)
@@ -245,6 +248,7 @@ def main() -> None:
     print(f"  {'raw jupyter_client cold start':42} {fmt(cold)}   1.0x")
     ratio = stats(cold)[0] / stats(pool_p1)[0]
     print(f"  {'Hearth, warm pool (HTTP create+execute)':42} {fmt(pool_p1)}   {ratio:.0f}x faster")
+    print(f"  {'  of which POST /api/v1/sessions':42} {fmt(creates)}")
     print(f"\n{'P2 execute round trip (1+1)':44} {'time':>20}   vs raw")
     print(f"  {'raw jupyter_client execute_interactive':42} {fmt(interactive)}   1.00x")
     print(
