@@ -38,6 +38,7 @@ from terminal_common import (
     Result,
     dump_json,
     log,
+    median,
     stop_all_servers,
 )
 
@@ -96,6 +97,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="reattach: 80-column lines instead of `seq 1 1000`'s short ones",
     )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the servers with py-spy during the throughput runs (collapsed stacks)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="before each timed step, wait up to S s for other load to stop (default 60)",
+    )
     p.add_argument("--json", type=Path, help="also write the raw figures to this file")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary dir (server logs)")
     p.add_argument("--setup", action="store_true", help="only create bench/.venv, then exit")
@@ -135,6 +149,8 @@ def make_plan(args: argparse.Namespace, tmp: Path) -> Plan:
         hearth_env=env_pairs(args.hearth_env),
         hearth_tput_env=env_pairs(args.hearth_tput_env),
         terminado_nodelay=args.terminado_nodelay,
+        profile=args.profile,
+        quiet_wait=args.quiet_wait,
         replay_format=REPLAY_LINE if args.wide_lines else "%g",
     )
 
@@ -272,6 +288,7 @@ def describe(plan: Plan, results: dict[str, Result], elapsed: float) -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    busy = plan.busy_seen
     out = [
         f"Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
         f"Python {platform.python_version()}; run took {elapsed:.0f} s.",
@@ -285,6 +302,8 @@ def describe(plan: Plan, results: dict[str, Result], elapsed: float) -> str:
         "(connect → replay complete). Create: median of "
         f"{plan.create_samples}. Memory: RSS of the server process before/after {plan.terminals} "
         "idle terminals (no viewer), minus what they buffered, per terminal.",
+        "Other load on the machine before the timed steps: at most "
+        f"{max(busy, default=0):.0%} of the CPUs (median {median(busy) if busy else 0:.0%}).",
         f"Websocket client: `websockets`, permessage-deflate "
         f"{'offered' if plan.deflate else 'not offered'}.",
     ]

@@ -53,12 +53,14 @@ class MarkerWatch:
     def __init__(self, marker: bytes) -> None:
         self.marker = marker
         self.nbytes = 0
+        self.chunks = 0
         self.found_at: int | None = None  # perf_counter_ns when seen
         self.done = asyncio.Event()
         self._tail = b""
 
     def feed(self, data: bytes) -> bool:
         self.nbytes += len(data)
+        self.chunks += 1
         if self.found_at is not None:
             return True
         m = len(self.marker)
@@ -126,27 +128,38 @@ class ThroughputRun:
     server_cpu: float | None  # CPU seconds the server process spent
 
 
+async def quiet(plan: Plan) -> None:
+    """Before a timed step: note (and with --quiet-wait, wait out) other load on the machine."""
+    plan.busy_seen.append(await asyncio.to_thread(wait_quiet, plan.quiet_wait))
+
+
 async def measure_throughput(
-    chan: Channel, producer: str, payload: int, timeout: float, server_pid: int | None = None
+    chan: Channel, plan: Plan, server_pid: int | None = None
 ) -> ThroughputRun:
     """Seconds from sending `producer` to seeing the marker printed after its output."""
+    producer, payload, timeout = plan.producer, plan.payload, plan.timeout
     await chan.ready()
+    await quiet(plan)
     command, marker = marker_command("TPUT")
     watch = chan.watch(marker)
     server0 = cpu_seconds(server_pid) if server_pid else None
+    busy0, total0 = machine_busy()
     cpu0 = time.process_time()
     t0 = time.perf_counter_ns()
     await chan.send(producer.encode() + b"\r" + command)
     await chan.wait(watch, timeout)
     assert watch.found_at is not None
     client_cpu = time.process_time() - cpu0
+    busy1, total1 = machine_busy()
+    machine = (busy1 - busy0) / max(1, total1 - total0)
     server_cpu = cpu_seconds(server_pid) - server0 if server_pid and server0 is not None else None
     if watch.nbytes < payload:
         raise RuntimeError(f"only {watch.nbytes} of {payload} bytes arrived")
     seconds = (watch.found_at - t0) / 1e9
     log(
-        f"  {payload / seconds / 1e6:6.1f} MB/s  {seconds:.3f} s  {watch.nbytes} bytes  "
-        f"cpu: client {client_cpu:.2f} s"
+        f"  {payload / seconds / 1e6:6.1f} MB/s  {seconds:.3f} s  {watch.nbytes} bytes in "
+        f"{watch.chunks} chunks ({watch.nbytes / max(1, watch.chunks) / 1024:.1f} KiB avg)  "
+        f"cpu: machine {machine:.0%}, client {client_cpu:.2f} s"
         + (f", server {server_cpu:.2f} s" if server_cpu is not None else "")
     )
     return ThroughputRun(seconds, watch.nbytes, client_cpu, server_cpu)
@@ -168,15 +181,15 @@ def summarize_throughput(runs: list[ThroughputRun], payload: int) -> dict[str, f
     return out
 
 
-async def measure_echo(
-    chan: Channel, samples: int, warmup: int, timeout: float, batch: int = 100
-) -> list[float]:
+async def measure_echo(chan: Channel, plan: Plan, batch: int = 100) -> list[float]:
     """Seconds from typing 'x' at the prompt to seeing it echoed, per sample.
 
     The typed line is killed (Ctrl-U) every `batch` keys so that it never wraps; a marker command
     then proves the prompt is back before the next key.
     """
+    samples, warmup, timeout = plan.echo_samples, plan.warmup, plan.timeout
     await chan.ready()
+    await quiet(plan)
     out: list[float] = []
     typed = 0
     for i in range(warmup + samples):
@@ -242,6 +255,40 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def background_busy(window: float = 0.5) -> float:
+    """How busy the machine is (0..1 of all CPUs) over `window` seconds, from /proc/stat."""
+    busy0, total0 = machine_busy()
+    time.sleep(window)
+    busy1, total1 = machine_busy()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+QUIET = 0.10  # the machine counts as quiet below this busy fraction
+
+
+def wait_quiet(max_wait: float) -> float:
+    """Wait (at most `max_wait` s) until other processes leave the CPUs alone; returns the last
+    busy fraction seen. The figures mean little on a machine busy with something else."""
+    deadline = time.monotonic() + max_wait
+    busy = background_busy()
+    warned = False
+    while busy > QUIET and time.monotonic() < deadline:
+        if not warned:
+            log(f"  machine {busy:.0%} busy with other work; waiting up to {max_wait:g} s")
+            warned = True
+        busy = background_busy(1.0)
+    if busy > QUIET:
+        log(f"  WARNING: measuring on a machine {busy:.0%} busy with other work")
+    return busy
 
 
 def cpu_seconds(pid: int) -> float:
@@ -362,6 +409,35 @@ def server_process(
                 os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def profiled(pid: int, plan: Plan, name: str) -> Iterator[None]:
+    """Sample `pid` with py-spy (collapsed stacks, non-blocking) while the body runs."""
+    if plan.profile is None:
+        yield
+        return
+    import shutil
+
+    py_spy = shutil.which("py-spy") or str(BENCH_DIR / ".venv" / "bin" / "py-spy")
+    if not Path(py_spy).exists():
+        raise RuntimeError("--profile needs py-spy: bench/.venv/bin/pip install py-spy")
+    plan.profile.mkdir(parents=True, exist_ok=True)
+    out = plan.profile / f"{name}.txt"
+    argv = [py_spy, "record", "--pid", str(pid), "--rate", "500", "--nonblocking"]
+    argv += ["--format", "raw", "--output", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # attached
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log(f"  profile: {out}")
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -395,6 +471,9 @@ class Plan:
     hearth_tput_env: dict[str, str] = field(default_factory=dict)  # the throughput server
     terminado_nodelay: bool = False
 
+    quiet_wait: float = 0.0  # before each timed step, wait this long at most for a quiet machine
+    busy_seen: list[float] = field(default_factory=list)  # background load before each step
+    profile: Path | None = None  # write py-spy profiles of the servers' throughput runs here
     replay_format: str = "%g"  # seq -f format of the reattach lines (REPLAY_LINE: 80 columns)
 
     @property

@@ -33,6 +33,7 @@ from terminal_common import (
     measure_echo,
     measure_throughput,
     ms,
+    quiet,
     shell_env,
     summarize_throughput,
 )
@@ -108,21 +109,21 @@ class RawPty(Channel):
             os.close(self.fd)
 
 
-async def throughput(producer: str, payload: int, runs: int, timeout: float) -> list[ThroughputRun]:
+async def throughput(plan: Plan) -> list[ThroughputRun]:
     out = []
-    for _ in range(runs):
+    for _ in range(plan.runs):
         pty = RawPty()
         try:
-            out.append(await measure_throughput(pty, producer, payload, timeout))
+            out.append(await measure_throughput(pty, plan))
         finally:
             await pty.close()
     return out
 
 
-async def echo_latency(samples: int, warmup: int, timeout: float) -> list[float]:
+async def echo_latency(plan: Plan) -> list[float]:
     pty = RawPty()
     try:
-        return await measure_echo(pty, samples, warmup, timeout)
+        return await measure_echo(pty, plan)
     finally:
         await pty.close()
 
@@ -189,15 +190,17 @@ async def _memory_child(n: int) -> None:
 async def run(plan: Plan) -> Result:
     result = Result("floor")
     log("floor: throughput")
-    tput = await throughput(plan.producer, plan.payload, plan.runs, plan.timeout)
+    tput = await throughput(plan)
     result.figures.update(summarize_throughput(tput, plan.payload))
     log("floor: echo")
-    echo = await echo_latency(plan.echo_samples, plan.warmup, plan.timeout)
+    echo = await echo_latency(plan)
     result.figures["echo_p50_ms"] = ms(echo, 50)
     result.figures["echo_p99_ms"] = ms(echo, 99)
     log("floor: create")
+    await quiet(plan)
     result.figures["create_ms"] = ms(await create_to_answer(plan.create_samples, plan.timeout))
     log("floor: memory")
+    await quiet(plan)
     per, buffered = await memory_per_terminal(plan.terminals)
     result.figures["memory_kib"] = per
     result.figures["memory_buffered_bytes"] = buffered

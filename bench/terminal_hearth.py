@@ -35,6 +35,8 @@ from terminal_common import (
     measure_echo,
     measure_throughput,
     ms,
+    profiled,
+    quiet,
     server_process,
     settled_rss_kib,
     shell_env,
@@ -255,12 +257,11 @@ async def run(plan: Plan) -> Result:
         h = Hearth(port, plan)
         log("hearth: throughput")
         runs = []
-        for _ in range(plan.runs):
-            async with h.session("tput") as chan:
-                runs.append(
-                    await measure_throughput(chan, plan.producer, plan.payload, plan.timeout, pid)
-                )
-                chan.check_stream("hearth throughput")
+        with profiled(pid, plan, "hearth-throughput"):
+            for _ in range(plan.runs):
+                async with h.session("tput") as chan:
+                    runs.append(await measure_throughput(chan, plan, pid))
+                    chan.check_stream("hearth throughput")
         result.figures.update(summarize_throughput(runs, plan.payload))
         await h.http.aclose()
 
@@ -268,23 +269,26 @@ async def run(plan: Plan) -> Result:
         h = Hearth(port, plan)
         log("hearth: echo")
         async with h.session("echo") as chan:
-            echo = await measure_echo(chan, plan.echo_samples, plan.warmup, plan.timeout)
+            echo = await measure_echo(chan, plan)
             chan.check_stream("hearth echo")
         result.figures["echo_p50_ms"] = ms(echo, 50)
         result.figures["echo_p99_ms"] = ms(echo, 99)
 
         log("hearth: reattach")
+        await quiet(plan)
         times, nbytes = await reattach(h, plan)
         result.figures["reattach_ms"] = ms(times)
         result.figures["reattach_bytes"] = nbytes
 
         log("hearth: create")
+        await quiet(plan)
         result.figures["create_ms"] = ms(await create_to_answer(h, plan))
         await h.http.aclose()
 
     with hearth_server(plan, "memory", {}) as (port, pid):
         h = Hearth(port, plan)
         log("hearth: memory")
+        await quiet(plan)
         per, buffered = await memory_per_terminal(h, plan, pid)
         result.figures["memory_kib"] = per
         result.figures["memory_buffered_bytes"] = buffered

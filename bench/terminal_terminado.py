@@ -32,6 +32,8 @@ from terminal_common import (
     measure_echo,
     measure_throughput,
     ms,
+    profiled,
+    quiet,
     server_process,
     settled_rss_kib,
     shell_env,
@@ -172,32 +174,34 @@ async def run(plan: Plan) -> Result:
 
         log("terminado: throughput")
         runs = []
-        for _ in range(plan.runs):
-            name = t.name("tput")
-            async with t.connect(name) as chan:
-                runs.append(
-                    await measure_throughput(chan, plan.producer, plan.payload, plan.timeout, pid)
-                )
-            await t.kill(name)
+        with profiled(pid, plan, "terminado-throughput"):
+            for _ in range(plan.runs):
+                name = t.name("tput")
+                async with t.connect(name) as chan:
+                    runs.append(await measure_throughput(chan, plan, pid))
+                await t.kill(name)
         result.figures.update(summarize_throughput(runs, plan.payload))
 
         log("terminado: echo")
         name = t.name("echo")
         async with t.connect(name) as chan:
-            echo = await measure_echo(chan, plan.echo_samples, plan.warmup, plan.timeout)
+            echo = await measure_echo(chan, plan)
         await t.kill(name)
         result.figures["echo_p50_ms"] = ms(echo, 50)
         result.figures["echo_p99_ms"] = ms(echo, 99)
 
         log("terminado: reattach")
+        await quiet(plan)
         times, nbytes = await reattach(t, plan)
         result.figures["reattach_ms"] = ms(times)
         result.figures["reattach_bytes"] = nbytes
 
         log("terminado: create")
+        await quiet(plan)
         result.figures["create_ms"] = ms(await create_to_answer(t, plan))
 
         log("terminado: memory")
+        await quiet(plan)
         per, buffered = await memory_per_terminal(t, plan, pid)
         result.figures["memory_kib"] = per
         result.figures["memory_buffered_bytes"] = buffered
