@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +82,18 @@ def start_server(settings: Settings) -> RunningServer:
     running = RunningServer(settings, server, thread, port)
     running.loop = holder["loop"]
     return running
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quiet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Shells started by the tests read no rc files of the machine (a slow or broken ~/.bashrc
+    would make them flaky): HOME is an empty directory for the whole run."""
+    home = tmp_path_factory.mktemp("home")
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    yield
+    if saved is not None:
+        os.environ["HOME"] = saved
 
 
 @pytest.fixture
