@@ -7,7 +7,9 @@ from hearth import errors
 def test_exported_members() -> None:
     assert sorted(hearth.__all__) == sorted(
         [
+            "AsyncClient",
             "BadRequest",
+            "Client",
             "Conflict",
             "HearthError",
             "LimitReached",

@@ -1,6 +1,7 @@
 """Hearth: execution sessions that are ready at once and outlive their connection."""
 
 from hearth import errors
+from hearth.client import AsyncClient, Client
 from hearth.config import Settings
 from hearth.errors import (
     BadRequest,
@@ -15,7 +16,9 @@ from hearth.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "BadRequest",
+    "Client",
     "Conflict",
     "HearthError",
     "LimitReached",
