@@ -19,7 +19,6 @@ from hearth.protocol import (
     TerminalStatusAnswer,
 )
 from hearth.server.auth import CurrentUser
-from hearth.terminals.asciicast import entry_text, render_cast
 from hearth.terminals.manager import TerminalManager, TerminalSpec
 from hearth.terminals.session import TerminalInfo
 
@@ -98,34 +97,17 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
         since: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     ) -> list[HistoryEntry]:
-        manager.get(user, id)
-        session = manager.find(user, id)
-        assert session is not None
-        buffer = session.buffer
-        entries = session.history.select(since, limit)
         return [
             HistoryEntry(
                 seq=e.seq, type=e.type.value, data=text, offset=e.offset, timestamp=e.timestamp
             )
-            for e, text in entry_text(entries, lambda off, n: _read(buffer, off, n))
+            for e, text in manager.history(user, id, since, limit)
         ]
 
     @router.get("/sessions/{id}/recording.cast", response_class=PlainTextResponse)
     async def recording(id: SessionId, user: CurrentUser, manager: Terminals) -> PlainTextResponse:
-        manager.get(user, id)
-        session = manager.find(user, id)
-        assert session is not None
-        buffer = session.buffer
-        cast = render_cast(
-            width=session.cols,
-            height=session.rows,
-            started=session.created_at,
-            title=session.name,
-            env={"TERM": "xterm-256color", "SHELL": session.command[0]},
-            entries=entry_text(session.history.select(), lambda off, n: _read(buffer, off, n)),
-        )
         return PlainTextResponse(
-            cast,
+            manager.recording(user, id),
             media_type="application/x-asciicast",
             headers={"Content-Disposition": f'attachment; filename="{id}.cast"'},
         )
@@ -135,14 +117,6 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
         return CleanupAnswer(closed=await manager.cleanup(user))
 
     return router
-
-
-def _read(buffer: object, offset: int, length: int) -> bytes:
-    from hearth.terminals.buffer import OutputBuffer
-
-    assert isinstance(buffer, OutputBuffer)
-    start = max(offset, buffer.start)
-    return buffer.read(start, offset + length - start)
 
 
 router = _build("/api/v1/terminal", "/api/v1/terminal/ws/{id}?reconnect=true", True)

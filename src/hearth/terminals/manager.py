@@ -23,9 +23,10 @@ from typing import Self
 from hearth.config import Settings
 from hearth.errors import BadRequest, Conflict, LimitReached, NotFound, SessionClosed
 from hearth.store import SessionStore
+from hearth.terminals.asciicast import entry_text, render_cast
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
-from hearth.terminals.history import History
+from hearth.terminals.history import Entry, History
 from hearth.terminals.idle import expired
 from hearth.terminals.pty import PtyProcess
 from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
@@ -259,6 +260,25 @@ class TerminalManager:
         self, user: str, id: str, rows: int, cols: int, by: Attachment | None = None
     ) -> None:
         self._session(user, id).resize(rows, cols, by)
+
+    def history(
+        self, user: str, id: str, since: int = 0, limit: int | None = None
+    ) -> list[tuple[Entry, str]]:
+        """The message history, oldest first, each entry with its text."""
+        session = self._session(user, id)
+        return entry_text(session.history.select(since, limit), session.read_output)
+
+    def recording(self, user: str, id: str) -> str:
+        """The buffered session as an asciicast v2 recording."""
+        session = self._session(user, id)
+        return render_cast(
+            width=session.cols,
+            height=session.rows,
+            started=session.created_at,
+            title=session.name,
+            env={"TERM": "xterm-256color", "SHELL": session.command[0]},
+            entries=entry_text(session.history.select(), session.read_output),
+        )
 
     def attach(self, user: str, id: str, since: int | None = None) -> Attachment:
         """A new viewer from ``since`` (default: the oldest buffered byte); ``aclose`` it."""

@@ -143,6 +143,11 @@ class TerminalSession:
     def touch(self) -> None:
         self.last_activity = self._clock()
 
+    def read_output(self, offset: int, length: int) -> bytes:
+        """The still-buffered part of output range [offset, offset + length)."""
+        start = max(offset, self.buffer.start)
+        return self.buffer.read(start, offset + length - start)
+
     # --- viewers ---------------------------------------------------------------------------
 
     def attach(self, since: int | None) -> Attachment:
