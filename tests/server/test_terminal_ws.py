@@ -429,3 +429,23 @@ async def test_websocket_connections_use_tcp_nodelay(server: RunningServer) -> N
     flags = server.call(server_side_flags)
     assert flags and all(flags)
     await t.close()
+
+
+async def test_last_activity_moves_on_connect_input_output_and_disconnect(
+    server: RunningServer,
+) -> None:
+    created = await make(server, "la", ["/bin/sh", "-c", "read x; echo got-$x; read y"])
+    assert created["expires_at"] is not None
+    t = await TermClient.connect(server.ws_url, "la", ALICE, reconnect="true")
+    assert t.hello["session"]["expires_at"] is None  # watched: no expiry
+    on_connect = t.hello["session"]["last_activity"]
+    assert on_connect > created["last_activity"]
+    await t.send(b"1\n")
+    await t.read_until(b"got-1\r\n")
+    after_io = await poll_info(server, "la", lambda i: i["last_activity"] > on_connect)
+    assert after_io["expires_at"] is None
+    await t.close()
+    after_close = await poll_info(
+        server, "la", lambda i: i["viewers"] == 0 and i["last_activity"] > after_io["last_activity"]
+    )
+    assert after_close["expires_at"] == pytest.approx(after_close["last_activity"] + 3600)
