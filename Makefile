@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt bench clean
+.PHONY: run test check fmt bench clean web
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,24 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## set up and serve on http://127.0.0.1:8765
+# The web workspace: built from web/ into the package (src/hearth/static), so a wheel ships it.
+WEB_DEPS := web/node_modules/.installed
+WEB_BUILT := src/hearth/static/index.html
+WEB_SOURCES := $(wildcard web/src/*) web/index.html web/vite.config.ts web/tsconfig.json
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: $(WEB_BUILT)  ## build the web workspace (needs Node.js and npm)
+
+run: $(STAMP) web  ## set up and serve on http://127.0.0.1:8765
 	$(VENV)/bin/hearth serve $(ARGS)
 
-test: $(STAMP)  ## set up and run every test
+test: $(STAMP) web  ## set up and run every test (the browser tests need /usr/bin/chromium)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)  ## lint, format check and strict typing
@@ -32,4 +46,4 @@ bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_kernels.py
 
 clean:
-	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static

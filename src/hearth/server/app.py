@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hearth import __version__
 from hearth.config import Settings
 from hearth.errors import HearthError
-from hearth.server import routes_kernels, routes_terminals, ws_terminals
+from hearth.server import routes_kernels, routes_terminals, routes_web, ws_terminals
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
 from hearth.store import SqliteStore
@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_terminals.legacy_router)
     app.include_router(ws_terminals.router)
     app.include_router(routes_kernels.router)
+    app.include_router(routes_web.router)
     return app
 
 

@@ -1,0 +1,156 @@
+"""Browser tests: the built workspace in headless Chromium (Debian's package), driven by
+Playwright through ``executable_path`` (Playwright's own browser download is never used).
+
+Every wait is a poll with a deadline; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ALICE, RunningServer
+
+CHROMIUM = Path(os.environ.get("HEARTH_CHROMIUM", "/usr/bin/chromium"))
+STATIC = Path(__file__).resolve().parents[2] / "src" / "hearth" / "static" / "index.html"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+WAIT_MS = 20_000  # generous: CI machines have 2 cores and run other things
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
+            "or set HEARTH_CHROMIUM)"
+        )
+    if not STATIC.is_file():
+        pytest.fail("the web workspace is not built: run `make web` first", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        # launch() gives every run a fresh temporary user-data-dir of its own.
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh profile (empty localStorage) per test; debugging on, so the page keeps every
+    byte it writes to a terminal for comparison with the server's buffer."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 760})
+    ctx.set_default_timeout(WAIT_MS)
+    ctx.add_init_script("try { localStorage.setItem('hearth_debug', '1'); } catch (e) {}")
+    errors: list[str] = []
+    ctx.on("weberror", lambda e: errors.append(str(e.error)))
+    yield ctx
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for i, page in enumerate(ctx.pages):
+        name = re.sub(r"[^\w.-]+", "_", request.node.name)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-end{i}.png"))
+    ctx.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def open_workspace(context: Any, base_url: str, token: str | None = ALICE) -> Any:
+    page = context.new_page()
+    page.goto(f"{base_url}/?token={token}" if token else f"{base_url}/")
+    return page
+
+
+def tabs(page: Any) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = page.evaluate("() => window.hearth.tabs()")
+    return result
+
+
+def wait_tabs(page: Any, count: int, state: str = "connected") -> list[dict[str, Any]]:
+    """Wait until exactly ``count`` tabs are all in ``state`` with nothing left to write."""
+    page.wait_for_function(
+        """([count, state]) => {
+            const t = window.hearth && window.hearth.tabs();
+            return t && t.length === count && t.every(
+                (x) => x.state === state && x.received !== null && x.written === x.received);
+        }""",
+        arg=[count, state],
+    )
+    return tabs(page)
+
+
+def screen_text(page: Any, id: str) -> str:
+    text: str = page.evaluate("(id) => window.hearth.text(id)", id)
+    return text
+
+
+def wait_text(page: Any, id: str, needle: str, count: int = 1) -> str:
+    """Wait until ``needle`` appears on the tab's screen at least ``count`` times."""
+    page.wait_for_function(
+        "([id, needle, count]) => (window.hearth.text(id) || '').split(needle).length > count",
+        arg=[id, needle, count],
+    )
+    return screen_text(page, id)
+
+
+def written_bytes(page: Any, id: str) -> bytes:
+    import base64
+
+    data: str | None = page.evaluate("(id) => window.hearth.written(id)", id)
+    assert data is not None, "debug recording is off"
+    return base64.b64decode(data)
+
+
+def type_line(page: Any, line: str) -> None:
+    page.locator(".pane.active .xterm").click()
+    page.keyboard.type(line)
+    page.keyboard.press("Enter")
+
+
+def server_output(server: RunningServer, user: str, id: str) -> tuple[int, int, bytes]:
+    """The session's buffered output straight from the server: (start, end, bytes)."""
+
+    def read() -> tuple[int, int, bytes]:
+        session = server.app.state.terminals.find(user, id)
+        assert session is not None, f"no session {id}"
+        buffer = session.buffer
+        return buffer.start, buffer.end, buffer.read(buffer.start, buffer.end - buffer.start)
+
+    result: tuple[int, int, bytes] = server.call(read)
+    return result
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float = WAIT_MS / 1000) -> Any:
+    """Poll ``check`` until it returns something truthy, or fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)

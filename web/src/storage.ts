@@ -1,0 +1,47 @@
+// What the workspace remembers across page loads (SPEC §5): the open terminal sessions, in tab
+// order, each with the output offset written so far, and the active one.
+
+export interface StoredSession {
+  id: string;
+  name: string;
+  offset: number;
+}
+
+const SESSIONS_KEY = "terminal_sessions";
+const ACTIVE_KEY = "terminal_active_session";
+
+export function loadSessions(): StoredSession[] {
+  try {
+    const raw: unknown = JSON.parse(localStorage.getItem(SESSIONS_KEY) ?? "[]");
+    if (!Array.isArray(raw)) return [];
+    const seen = new Set<string>();
+    const sessions: StoredSession[] = [];
+    for (const item of raw as unknown[]) {
+      if (!item || typeof item !== "object") continue;
+      const { id, name, offset } = item as Record<string, unknown>;
+      if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id) || seen.has(id)) continue;
+      seen.add(id);
+      sessions.push({
+        id,
+        name: typeof name === "string" && name ? name : id,
+        offset: typeof offset === "number" && offset >= 0 ? Math.floor(offset) : 0,
+      });
+    }
+    return sessions;
+  } catch {
+    return [];
+  }
+}
+
+export function saveSessions(sessions: StoredSession[]): void {
+  localStorage.setItem(SESSIONS_KEY, JSON.stringify(sessions));
+}
+
+export function loadActive(): string | null {
+  return localStorage.getItem(ACTIVE_KEY);
+}
+
+export function saveActive(id: string | null): void {
+  if (id === null) localStorage.removeItem(ACTIVE_KEY);
+  else localStorage.setItem(ACTIVE_KEY, id);
+}
