@@ -13,7 +13,6 @@ runs on 127.0.0.1 with bounded loops and stops by itself; children are stopped o
 Prints a Markdown table for the README on stdout; progress goes to stderr.
 """
 
-# ruff: noqa: RUF001
 from __future__ import annotations
 
 import argparse

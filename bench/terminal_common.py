@@ -5,7 +5,6 @@ size and is driven with the same inputs; only the transport between the PTY and 
 differs. Figures are medians (or percentiles) of a bounded number of samples.
 """
 
-# ruff: noqa: ASYNC109 - the timeouts are the plan's, passed down
 from __future__ import annotations
 
 import asyncio

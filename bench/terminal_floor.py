@@ -4,7 +4,6 @@ No server, no framing, no socket: `loop.add_reader(master)` and `os.read(master,
 a terminal server adds on top of this is its overhead.
 """
 
-# ruff: noqa: ASYNC109 - the timeouts are the plan's, passed down
 from __future__ import annotations
 
 import asyncio
