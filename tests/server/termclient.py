@@ -60,7 +60,9 @@ class TermClient:
 
     async def read_until(self, marker: bytes, timeout: float = 15) -> bytes:
         deadline = time.monotonic() + timeout
-        while marker not in self.output:
+        searched = 0  # only look at new bytes: a flood of output must not cost O(n²)
+        while self.output.find(marker, searched) < 0:
+            searched = max(0, len(self.output) - len(marker) + 1)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"{marker!r} not seen; got tail {bytes(self.output[-300:])!r}")

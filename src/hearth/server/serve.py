@@ -6,6 +6,7 @@ import socket
 from asyncio import BaseTransport
 
 import uvicorn
+from websockets.protocol import State
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from hearth.config import Settings
@@ -23,6 +24,17 @@ class NoDelayWebSocketProtocol(WebSocketsSansIOProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not self.close_sent and self.conn.state is not State.OPEN:
+            # The peer began the closing handshake while the app was blocked sending to it:
+            # nothing is left to say, hang up (uvicorn would raise InvalidState and crash the
+            # server's shutdown).
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1012})
+            self.transport.abort()  # close() would first wait to flush what the peer won't read
+            return
+        super().shutdown()
 
 
 def server_config(settings: Settings) -> uvicorn.Config:
