@@ -6,8 +6,8 @@ import socket
 from asyncio import BaseTransport
 
 import uvicorn
-from websockets.protocol import State
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from hearth.config import Settings
 from hearth.server.app import create_app
