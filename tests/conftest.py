@@ -68,8 +68,15 @@ def start_server(settings: Settings) -> RunningServer:
     def run() -> None:
         loop = asyncio.new_event_loop()
         holder["loop"] = loop
-        loop.run_until_complete(server.serve())
-        loop.close()
+        try:
+            loop.run_until_complete(server.serve())
+        finally:
+            # a crash must not leave a loop behind for the garbage collector to report in an
+            # unrelated test
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
 
     thread = threading.Thread(target=run, name="hearth-test-server", daemon=True)
     thread.start()
