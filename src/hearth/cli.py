@@ -1,12 +1,17 @@
-"""The ``hearth`` command line."""
+"""The hearth command line: 'serve' runs the server; 'ls', 'new', 'attach', 'kill' and 'exec'
+talk to one, found by --url and --token, else HEARTH_URL and HEARTH_TOKEN, else the local server
+and the token it generated."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -55,6 +60,173 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- client commands ----------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from hearth.client import Client
+
+    return Client(args.url, args.token)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        terminals = client.terminals.list()
+        kernels = client.kernels.list()
+    if args.json:
+        answer = {
+            "terminals": [t.model_dump() for t in terminals],
+            "kernels": [k.info.model_dump() for k in kernels],
+        }
+        print(json.dumps(answer, indent=2))
+        return 0
+    rows = [("KIND", "ID", "NAME", "STATUS", "DETAIL", "AGE")]
+    now = time.time()
+    for t in terminals:
+        detail = f"{t.cols}x{t.rows}, {t.viewers} viewer{'s' if t.viewers != 1 else ''}"
+        if t.exit_code is not None:
+            detail = f"exit code {t.exit_code}"
+        rows.append(("terminal", t.id, t.name, t.status, detail, _age(now - t.created_at)))
+    for k in kernels:
+        i = k.info
+        detail = f"{i.execution_count} run{'s' if i.execution_count != 1 else ''}"
+        age = _age(now - i.created_at) if i.created_at else "-"
+        rows.append(("kernel", i.session_id, i.kernel_name, i.status, detail, age))
+    if len(rows) == 1:
+        print("No sessions. 'hearth new' starts a terminal; 'hearth exec CODE' runs code.")
+        return 0
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(max(seconds, 0))}s"
+
+
+def _new(args: argparse.Namespace) -> int:
+    from hearth.attach import window_size
+
+    rows, cols = window_size(sys.stdout.fileno())
+    with _client(args) as client:
+        session = client.terminals.create(name=args.name, rows=rows, cols=cols)
+    if args.detach:
+        print(session.id)
+        return 0
+    args.id, args.replay = session.id, True
+    return _attach(args)
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from hearth.attach import AttachState, attach
+    from hearth.client._calls import resolve
+    from hearth.config import default_data_dir
+
+    url, token = resolve(args.url, args.token)
+    state = AttachState(default_data_dir() / "attach-state.json")
+    return asyncio.run(attach(url, token, args.id, state=state, replay=args.replay))
+
+
+def _kill(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.terminals.close(args.id)
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    code = sys.stdin.read() if args.code == "-" else args.code
+    with _client(args) as client:
+        kernel = client.kernels.create(session_id=args.session)
+        try:
+            status = "ok"
+            for event in kernel.stream(code, timeout=args.timeout):
+                status = _print_event(event, status)
+        finally:
+            if args.session is None:  # made for this run only
+                kernel.terminate()
+    return 0 if status == "ok" else 1
+
+
+def _print_event(event: dict[str, Any], status: str) -> str:
+    kind = event.get("type")
+    if kind == "stream":
+        out = sys.stderr if event.get("name") == "stderr" else sys.stdout
+        out.write(event.get("text", ""))
+        out.flush()
+    elif kind in ("execute_result", "display_data"):
+        data = event.get("data", {})
+        text = data.get("text/plain")
+        if text is None:
+            text = f"[{', '.join(data) or 'empty'} output]"
+        print(text, flush=True)
+    elif kind == "error":
+        traceback = event.get("traceback") or [f"{event.get('ename')}: {event.get('evalue')}"]
+        print("\n".join(traceback), file=sys.stderr, flush=True)
+    elif kind == "done":
+        if event.get("restarted"):
+            print("[hearth] the kernel died and was restarted", file=sys.stderr)
+        return str(event.get("status", status))
+    return status
+
+
+def _client_command(func: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Run ``func``; a Hearth error is one line on stderr and exit status 1, not a traceback."""
+    from hearth.errors import HearthError, Unauthorized
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except Unauthorized as exc:
+            print(f"hearth: {exc.message} (pass --token or set HEARTH_TOKEN)", file=sys.stderr)
+        except HearthError as exc:
+            print(f"hearth: {exc.message}", file=sys.stderr)
+        except ValueError as exc:  # e.g. a --url that is not one
+            print(f"hearth: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:
+            return 130
+        return 1
+
+    return run
+
+
+def _add_client_commands(commands: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", help="the server (default $HEARTH_URL, else http://127.0.0.1:8765)"
+    )
+    common.add_argument(
+        "--token", help="your token (default $HEARTH_TOKEN, else the generated one)"
+    )
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(func=_client_command(func))
+        return sub
+
+    ls = add("ls", _ls, "list your terminal and kernel sessions")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    new = add("new", _new, "start a terminal session and attach to it")
+    new.add_argument("--name", help="its display name")
+    new.add_argument("-d", dest="detach", action="store_true", help="print its id, don't attach")
+    attach = add("attach", _attach, "attach this terminal to a session (Ctrl-\\ detaches)")
+    attach.add_argument("id", help="the session id ('hearth ls' lists them)")
+    attach.add_argument(
+        "--replay", action="store_true", help="replay the whole buffer, not only what is new"
+    )
+    kill = add("kill", _kill, "close a terminal session (its processes end)")
+    kill.add_argument("id")
+    exec_ = add("exec", _exec, "run code in a kernel session and print its outputs")
+    exec_.add_argument("code", help="Python code, or - to read it from stdin")
+    exec_.add_argument(
+        "--session", help="the kernel session to use (made if new); default: a new one"
+    )
+    exec_.add_argument("--timeout", type=float, help="seconds before the code is interrupted")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hearth", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="where the database and sessions live")
     serve.add_argument("--config", type=Path, help="a TOML file of settings")
     serve.set_defaults(func=_serve)
+    _add_client_commands(commands)
     return parser
 
 

@@ -133,18 +133,14 @@ def test_url_and_token_fall_back_to_the_environment_then_the_generated_token(
     env = {"HEARTH_URL": "http://h:1/", "HEARTH_TOKEN": "from-env"}
     assert resolve(None, None, env) == ("http://h:1", "from-env")
     assert resolve("http://x:2", "given", env) == ("http://x:2", "given")
-    (tmp_path / "hearth").mkdir()
-    (tmp_path / "hearth" / "token").write_text("generated-1\n")
-    assert resolve(None, None, {"XDG_DATA_HOME": str(tmp_path)}) == (
-        "http://127.0.0.1:8765",
-        "generated-1",
-    )
-    assert resolve(None, None, {"XDG_DATA_HOME": str(tmp_path / "none")})[1] is None
+    (tmp_path / "token").write_text("generated-1\n")
+    assert resolve(None, None, {}, tmp_path) == ("http://127.0.0.1:8765", "generated-1")
+    assert resolve(None, None, {}, tmp_path / "none")[1] is None
 
 
 def test_the_client_and_cli_never_import_the_server() -> None:
     code = (
-        "import sys, hearth, hearth.client, hearth.cli\n"
+        "import sys, hearth, hearth.client, hearth.cli, hearth.attach\n"
         "bad = [m for m in sys.modules if m.split('.')[:2] in "
         "(['hearth', 'server'], ['hearth', 'terminals'], ['hearth', 'kernels'])]\n"
         "print(','.join(bad))\n"

@@ -27,6 +27,7 @@ from hearth.client.models import (
     TerminalState,
     WorkingFile,
 )
+from hearth.config import default_data_dir
 from hearth.errors import HearthError, ServiceError, error_for_status
 
 __all__ = ["DEFAULT_URL", "Call", "ClientState", "Lifecycle", "raise_for_status", "resolve"]
@@ -41,21 +42,23 @@ KERNELS = "/api/v1/sessions"
 
 
 def resolve(
-    url: str | None, token: str | None, environ: Mapping[str, str] | None = None
+    url: str | None,
+    token: str | None,
+    environ: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
 ) -> tuple[str, str | None]:
     """The server URL and token: the given ones, else ``HEARTH_URL`` / ``HEARTH_TOKEN``, else
-    ``http://127.0.0.1:8765`` and the token ``hearth serve`` generated in the default data
+    ``http://127.0.0.1:8765`` and the token ``hearth serve`` generated in its default data
     directory (``None`` when there is none: the server will answer 401)."""
     env = os.environ if environ is None else environ
     url = url or env.get("HEARTH_URL") or DEFAULT_URL
-    token = token or env.get("HEARTH_TOKEN") or _generated_token(env)
+    token = token or env.get("HEARTH_TOKEN") or _generated_token(data_dir or default_data_dir())
     return normalize_url(url), token
 
 
-def _generated_token(env: Mapping[str, str]) -> str | None:
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+def _generated_token(data_dir: Path) -> str | None:
     try:
-        return (Path(base) / "hearth" / "token").read_text().strip() or None
+        return (data_dir / "token").read_text().strip() or None
     except OSError:
         return None
 
