@@ -201,3 +201,19 @@ def test_attach_to_a_missing_session_says_so(
     assert t.wait() == 1
     assert b"No terminal session 'nope'" in t.seen
     assert b"Traceback" not in t.seen
+
+
+def test_new_starts_a_session_and_attaches_to_it(
+    server: RunningServer, tmp_path: Path, ttys: list[Tty]
+) -> None:
+    t = Tty(server, tmp_path / "xdg", "new", "--name", "fresh")
+    ttys.append(t)
+    with hearth.Client(server.url, ALICE) as client:
+        [session] = poll(client.terminals.list, what="the new session")
+        assert session.name == "fresh" and (session.rows, session.cols) == (30, 100)
+        poll(lambda: viewers(client, session.id) == 1, what="the viewer")
+        t.type(b"PS1='$ '; echo made-$((6*7))\r")
+        t.read_until(b"made-42")
+        t.type(DETACH)
+        assert t.wait() == 0
+        assert client.terminals.get(session.id).alive

@@ -147,3 +147,29 @@ def test_the_client_and_cli_never_import_the_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_the_async_client_maps_errors_the_same_way(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(max_terminals_per_user=1)
+    async with hearth.AsyncClient(server.url, "wrong-token-9") as stranger:
+        with pytest.raises(Unauthorized):
+            await stranger.terminals.list()
+    async with hearth.AsyncClient(server.url, ALICE) as client:
+        await client.terminals.create(id="one", command=SHELL)
+        assert [t.id for t in await client.terminals.list()] == ["one"]
+        with pytest.raises(Conflict):
+            await client.terminals.create(id="one", command=SHELL)
+        with pytest.raises(LimitReached):
+            await client.terminals.create(command=SHELL)
+        with pytest.raises(NotFound):
+            await client.terminals.history("two")
+        assert (await client.terminals.rename("one", "renamed")).name == "renamed"
+        await client.terminals.close("one")
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.terminals.list()
+    url = f"http://127.0.0.1:{_free_port()}"
+    async with hearth.AsyncClient(url, ALICE) as down:
+        with pytest.raises(ServiceError, match="hearth serve"):
+            await down.pool()
