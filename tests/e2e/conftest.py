@@ -55,21 +55,36 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh profile (empty localStorage) per test; debugging on, so the page keeps every
-    byte it writes to a terminal for comparison with the server's buffer."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 760})
-    ctx.set_default_timeout(WAIT_MS)
-    ctx.add_init_script("try { localStorage.setItem('hearth_debug', '1'); } catch (e) {}")
-    errors: list[str] = []
-    ctx.on("weberror", lambda e: errors.append(str(e.error)))
-    yield ctx
+def make_context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """Fresh browser profiles (empty localStorage: a new device each), with debugging on, so
+    pages keep every byte they write to a terminal for comparison with the server's buffer.
+    Uncaught page errors fail the test; every page left open is screenshotted at the end."""
+    made: list[tuple[Any, list[str]]] = []
+
+    def make() -> Any:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 760})
+        ctx.set_default_timeout(WAIT_MS)
+        ctx.add_init_script("try { localStorage.setItem('hearth_debug', '1'); } catch (e) {}")
+        errors: list[str] = []
+        ctx.on("weberror", lambda e: errors.append(str(e.error)))
+        made.append((ctx, errors))
+        return ctx
+
+    yield make
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for i, page in enumerate(ctx.pages):
-        name = re.sub(r"[^\w.-]+", "_", request.node.name)
-        page.screenshot(path=str(ARTIFACTS / f"{name}-end{i}.png"))
-    ctx.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    problems: list[str] = []
+    for n, (ctx, errors) in enumerate(made):
+        for i, page in enumerate(ctx.pages):
+            page.screenshot(path=str(ARTIFACTS / f"{name}-end{n}{i}.png"))
+        ctx.close()
+        problems += errors
+    assert not problems, f"uncaught errors in the page: {problems}"
+
+
+@pytest.fixture
+def context(make_context: Callable[[], Any]) -> Any:
+    return make_context()
 
 
 def shot(page: Any, name: str) -> None:

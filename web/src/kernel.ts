@@ -297,7 +297,11 @@ class OutputView {
     }
     if (event.type === "execute_result" || event.type === "display_data") {
       const data = (event.data ?? {}) as Record<string, unknown>;
-      this.root.append(richOutput(data, event.type));
+      const box = richOutput(data, event.type);
+      if (event.type === "execute_result" && typeof event.execution_count === "number") {
+        box.prepend(el("div", { class: "out-prompt" }, [`Out[${event.execution_count}]:`]));
+      }
+      this.root.append(box);
     }
   }
 

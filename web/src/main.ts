@@ -50,7 +50,8 @@ class App {
     ]);
     root.append(header, el("main", { class: "views" }, [this.workspace.root, this.kernels.root]));
     window.addEventListener("keydown", (e) => {
-      if (this.key(e)) e.preventDefault();
+      // Already handled on its way up from a terminal (which marks it so)?
+      if (!e.defaultPrevented && this.key(e)) e.preventDefault();
     });
     setUnauthorizedHandler(() => this.askToken("The server refused the token. Enter a valid one."));
     this.show("terminals");

@@ -137,7 +137,11 @@ export class TerminalTab {
     this.term.loadAddon(this.fit);
     this.term.loadAddon(new WebLinksAddon());
     this.term.open(this.screen);
-    this.term.attachCustomKeyEventHandler((event) => !this.host.shortcut(event));
+    this.term.attachCustomKeyEventHandler((event) => {
+      if (!this.host.shortcut(event)) return true;
+      event.preventDefault(); // handled: neither xterm nor the window listener acts on it again
+      return false;
+    });
     this.term.onData((data) => this.input(this.encoder.encode(data)));
     this.term.onBinary((data) => {
       const bytes = new Uint8Array(data.length);

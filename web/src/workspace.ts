@@ -115,6 +115,7 @@ export class Workspace implements TabHost {
   }
 
   activate(tab: TerminalTab): void {
+    if (this.active === tab) return; // also keeps a double-click's rename field focused
     this.active = tab;
     for (const t of this.tabs) {
       const on = t === tab;
@@ -151,6 +152,7 @@ export class Workspace implements TabHost {
     this.activate(tab);
     this.save();
     tab.connect();
+    if (!this.panel.hidden) void this.refreshPanel();
   }
 
   /** Close the tab and the session behind it (its process is terminated). */

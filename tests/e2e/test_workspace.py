@@ -1,0 +1,64 @@
+"""Signing in, and the sessions panel: a session started on one device, attached on another."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ALICE, RunningServer
+from tests.e2e.conftest import open_workspace, shot, type_line, wait_tabs, wait_text
+
+DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "workspace.png"
+
+
+def test_a_session_from_another_device_is_attached_from_the_sessions_panel(
+    server: RunningServer, make_context: Callable[[], Any]
+) -> None:
+    laptop = open_workspace(make_context(), server.url)
+    [started] = wait_tabs(laptop, 1)
+    type_line(laptop, "echo from-the-laptop")
+    wait_text(laptop, started["id"], "from-the-laptop", count=2)
+
+    # Another device, no token yet: it is asked for, a wrong one is refused.
+    phone = open_workspace(make_context(), server.url, token=None)
+    form = phone.locator(".token-form")
+    form.locator("input").fill("not-the-token")
+    form.locator("button").click()
+    phone.wait_for_function(
+        "() => document.querySelector('.token-form .error').textContent.includes('refused')"
+    )
+    form.locator("input").fill(ALICE)
+    form.locator("button").click()
+    form.wait_for(state="detached")
+    [own] = wait_tabs(phone, 1)
+    assert own["id"] != started["id"]
+
+    phone.locator('[data-action="sessions"]').click()
+    row = phone.locator(f'.session-row[data-session-id="{started["id"]}"]')
+    row.wait_for()
+    assert row.locator(".badge").inner_text() == "active"  # the laptop is connected
+    assert "active just now" in row.locator(".session-meta").inner_text()
+    row.locator("button").click()
+    _, attached = wait_tabs(phone, 2)
+    assert attached["id"] == started["id"]
+    wait_text(phone, started["id"], "from-the-laptop", count=2)
+    assert phone.locator(".tab.active").get_attribute("data-session-id") == started["id"]
+    # Both devices watch the same shell: typing on one shows on the other.
+    type_line(phone, "echo from-the-phone")
+    wait_text(laptop, started["id"], "from-the-phone", count=2)
+    phone.wait_for_function(
+        "(id) => window.hearth.tabs().find((t) => t.id === id).viewers === 2", arg=started["id"]
+    )
+    shot(phone, "sessions-panel")
+
+    if os.environ.get("HEARTH_DOCS_SCREENSHOT"):
+        type_line(
+            phone,
+            "printf '\\e[1;33mHearth\\e[0m: this shell keeps running when the tab closes.\\n'"
+            "; ls -la --color=always /etc | head -n 12",
+        )
+        wait_text(phone, started["id"], "keeps running", count=2)
+        DOCS_SHOT.parent.mkdir(exist_ok=True)
+        phone.screenshot(path=str(DOCS_SHOT))
