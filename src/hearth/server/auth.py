@@ -69,7 +69,12 @@ def current_user(conn: HTTPConnection) -> str:
     return user
 
 
-CurrentUser = Annotated[str, Depends(current_user)]
+async def _current_user(conn: HTTPConnection) -> str:
+    # async, so FastAPI doesn't hand every request to a worker thread just to check a token
+    return current_user(conn)
+
+
+CurrentUser = Annotated[str, Depends(_current_user)]
 
 
 def check_origin(conn: HTTPConnection, allowed: list[str]) -> None:

@@ -73,7 +73,7 @@ def kernel_service(settings: Settings, store: SessionStore, metrics: Metrics) ->
     return service
 
 
-def _kernels(request: Request) -> KernelService:
+async def _kernels(request: Request) -> KernelService:
     service: KernelService = request.app.state.kernels
     return service
 

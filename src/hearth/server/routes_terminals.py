@@ -25,7 +25,7 @@ from hearth.terminals.session import TerminalInfo
 __all__ = ["legacy_router", "router", "state_of"]
 
 
-def terminals(request: Request) -> TerminalManager:
+async def terminals(request: Request) -> TerminalManager:
     manager: TerminalManager = request.app.state.terminals
     return manager
 

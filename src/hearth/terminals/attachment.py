@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["Attachment"]
 
 FRAME_BYTES = 256 * 1024  # the most output one Output event carries
+# Bulk output (a PTY read of 2 KiB or more) waits LINGER seconds to gather into one frame of up to
+# BATCH_BYTES: a PTY hands over at most 4 KiB a read, and a frame per read costs the server and the
+# client more than the bytes do. Keystroke echoes are small and go out at once.
+BATCH_BYTES = 32 * 1024
+LINGER = 0.001
 
 
 class Attachment:
@@ -66,6 +71,8 @@ class Attachment:
 
     async def __anext__(self) -> Event:
         while True:
+            if self._worth_lingering():
+                await asyncio.sleep(LINGER)
             event = self.next_nowait()
             if event is not None:
                 return event
@@ -73,6 +80,17 @@ class Attachment:
                 raise StopAsyncIteration
             self._wake.clear()
             await self._wake.wait()
+
+    def _worth_lingering(self) -> bool:
+        session = self.session
+        pending = session.buffer.end - self.offset
+        return (
+            session.bulk
+            and self._replay_done
+            and not self._events
+            and 0 < pending < BATCH_BYTES
+            and session.alive
+        )
 
     def next_nowait(self) -> Event | None:
         """The next event if one is ready (replay, then live output, then exit)."""

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -26,6 +27,12 @@ log = logging.getLogger("hearth.terminals.pty")
 
 def _become_terminal_owner() -> None:  # runs in the child, after setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+# util-linux's `setsid --ctty` makes the child a session leader owning the PTY, then execs the
+# command. Without a preexec_fn, subprocess can start the child with vfork instead of copying the
+# whole server (measured: ~4.5 ms of a create, during which the event loop is blocked).
+_SETSID = shutil.which("setsid")
 
 
 def set_window_size(fd: int, rows: int, cols: int) -> None:
@@ -65,19 +72,23 @@ class PtyProcess:
         cols: int,
     ) -> PtyProcess:
         """Start ``argv`` on a new PTY. Raises ``OSError`` (e.g. FileNotFoundError) if it can't."""
+        program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+        if program is None:
+            raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
         master, slave = os.openpty()
         try:
             set_window_size(slave, rows, cols)
+            use_setsid = _SETSID is not None
             popen = subprocess.Popen(
-                list(argv),
+                [_SETSID, "--ctty", program, *argv[1:]] if _SETSID else [program, *argv[1:]],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 cwd=cwd,
                 env=dict(env),
-                start_new_session=True,
-                preexec_fn=_become_terminal_owner,
                 close_fds=True,
+                start_new_session=not use_setsid,
+                preexec_fn=None if use_setsid else _become_terminal_owner,
             )
         except BaseException:
             os.close(master)
@@ -121,13 +132,13 @@ class PtyProcess:
         """Ask (SIGHUP), wait ``grace`` seconds, force (SIGKILL), reap. Idempotent."""
         if not self.exited.done():
             log.info("hangup", extra={"pid": self.pid})
-            self.signal_session(signal.SIGHUP)
+            await asyncio.to_thread(self.signal_session, signal.SIGHUP)  # scans /proc: off-loop
             self.close_fd()
             try:
                 await asyncio.wait_for(asyncio.shield(self.exited), grace)
             except TimeoutError:
                 log.warning("kill after grace", extra={"pid": self.pid, "grace": grace})
-        self.signal_session(signal.SIGKILL)  # stragglers of the session die with it
+        await asyncio.to_thread(self.signal_session, signal.SIGKILL)  # the session's stragglers
         self.close_fd()
         return await self.exited
 

@@ -31,6 +31,7 @@ __all__ = ["TerminalInfo", "TerminalSession", "TerminalStatus"]
 log = logging.getLogger("hearth.terminals")
 
 READ_BYTES = 64 * 1024
+BULK_READ = 2048  # a read this big means output is streaming, not echoing keystrokes
 STALL_TIMEOUT = 2.0
 
 
@@ -94,6 +95,7 @@ class TerminalSession:
         self.created_at = self.last_activity = clock()
         self.exit_code: int | None = None
         self.drained = False  # every byte the process wrote is in the buffer
+        self.bulk = False  # the last read was large: output is streaming
         self.attachments: set[Attachment] = set()
         self.pin_limit = max(256 * 1024, buffer.max_bytes)
         self._loop = asyncio.get_running_loop()
@@ -225,6 +227,7 @@ class TerminalSession:
         if not data:
             self._pause_reading()
             return
+        self.bulk = len(data) >= BULK_READ
         self._append(data)
         if self.buffer.pinned_bytes > self.pin_limit:
             self._hold_back()
