@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
 WAIT_MS = 20_000  # generous: CI machines have 2 cores and run other things
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(

@@ -4,6 +4,7 @@ session. Each compares what the page wrote with the server's own buffer, byte fo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -237,3 +238,92 @@ def test_a_session_deleted_elsewhere_is_replaced_with_a_notice(
     )
     notice = page.locator('.pane.active .notice[data-kind="warn"]').first.inner_text()
     assert new["id"] in notice and "no longer exists" in notice, notice
+
+
+def test_output_lost_during_a_long_cut_is_reported_and_the_rest_is_exact(
+    make_server: Callable[..., RunningServer], context: Any
+) -> None:
+    server = make_server(max_buffer_size=50)
+    with CuttableProxy(server.port) as proxy:
+        page = open_workspace(context, proxy.url)
+        [tab] = wait_tabs(page, 1)
+        id = tab["id"]
+        type_line(page, "echo before-cut")
+        wait_text(page, id, "before-cut", count=2)
+        proxy.pause()
+        page.wait_for_function(
+            "(id) => window.hearth.tabs().find((t) => t.id === id).state !== 'connected'", arg=id
+        )
+        with connect(
+            f"{server.ws_url}/api/v1/terminal/ws/{id}?token={ALICE}&reconnect=true"
+        ) as other:
+            other.recv(timeout=10)
+            other.send(b"seq 1 300; echo seq-$((1+1))-done\r")
+            poll(
+                "the output during the cut",
+                lambda: b"seq-2-done" in server_output(server, "alice", id)[2],
+            )
+        proxy.resume()
+        warning = page.locator('.pane.active .notice[data-kind="warn"]').first
+        assert "were lost while this tab was away" in warning.inner_text()
+        text = wait_text(page, id, "seq-2-done")
+        _, end, data = server_output(server, "alice", id)
+        poll("the page to catch up", lambda: _written(page, id) >= end)
+        assert written_bytes(page, id).endswith(data)  # the kept part, exactly once
+        numbers = [int(m) for m in re.findall(r"^(\d+)$", text, re.M)]
+        assert numbers == list(range(numbers[0], 301)) and numbers[0] > 1
+
+
+def test_a_large_history_replays_exactly_with_a_progress_bar(
+    make_server: Callable[..., RunningServer], context: Any
+) -> None:
+    server = make_server(max_buffer_size=100_000, max_buffer_bytes=4 * 1024 * 1024)
+    page = open_workspace(context, server.url)
+    [tab] = wait_tabs(page, 1)
+    id = tab["id"]
+    # ~1.5 MB of output: query answers in it (cursor position reports) must not be sent back.
+    type_line(
+        page,
+        r"for i in $(seq 1 12); do head -c 96000 /dev/zero | tr '\0' x | fold -w 120;"
+        r" printf '\e[6n\n'; done; echo big-$((1+1))-done",
+    )
+    poll(
+        "the output on the server",
+        lambda: b"big-2-done" in server_output(server, "alice", id)[2],
+        timeout=60,
+    )
+    context.add_init_script(
+        """try { window.__progressSeen = false;
+          new MutationObserver(() => {
+            const p = document.querySelector('.pane .progress');
+            if (p && !p.hidden) window.__progressSeen = true;
+          }).observe(document, {subtree: true, attributes: true, childList: true});
+        } catch (e) {}"""
+    )
+    page.reload()
+    wait_tabs(page, 1)
+    wait_text(page, id, "big-2-done")
+    data = _same_bytes(server, page, id)
+    assert len(data) > 1_000_000
+    assert page.evaluate("window.__progressSeen") is True
+    [after] = tabs(page)
+    assert after["suppressed"] > 0
+    assert page.locator(".pane.active .progress").is_hidden()
+
+
+def test_an_exited_shell_shows_its_exit_code(server: RunningServer, context: Any) -> None:
+    page = open_workspace(context, server.url)
+    [tab] = wait_tabs(page, 1)
+    type_line(page, "exit 3")
+    item = page.locator(f'.tab[data-session-id="{tab["id"]}"]')
+    page.wait_for_function(
+        '(id) => document.querySelector(`.tab[data-session-id="${id}"]`).dataset.state'
+        " === 'exited'",
+        arg=tab["id"],
+    )
+    assert item.locator(".tab-state").inner_text() == "exited (3)"
+    assert item.locator(".indicator").get_attribute("data-state") == "exited"
+    # It stays: an exited session is not mistaken for a deleted one.
+    page.reload()
+    page.wait_for_function("() => window.hearth.tabs()[0]?.state === 'exited'")
+    assert tabs(page)[0]["id"] == tab["id"]
