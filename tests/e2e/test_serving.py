@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
+import pytest
 
+from hearth.server import routes_web
 from tests.conftest import RunningServer
 from tests.e2e.conftest import STATIC
 
@@ -28,3 +31,12 @@ def test_the_api_still_needs_a_token(server: RunningServer) -> None:
     assert httpx.get(f"{server.url}/api/v1/terminal/sessions").status_code == 401
     missing = httpx.get(f"{server.url}/assets/nope.js")
     assert missing.status_code == 404
+
+
+def test_an_unbuilt_workspace_says_how_to_build_it(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(routes_web, "STATIC_DIR", tmp_path)
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 503
+    assert "make web" in page.text

@@ -67,6 +67,8 @@ export class Workspace implements TabHost {
     window.addEventListener("pagehide", () => this.save());
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "hidden") this.save();
+      // Background tabs' timers are throttled: don't wait out a long backoff once visible.
+      else this.tabs.forEach((t) => t.state === "reconnecting" && t.retryNow());
     });
   }
 
@@ -368,7 +370,12 @@ export class Workspace implements TabHost {
   }
 
   private flash(text: string): void {
-    if (this.active) this.active.notice("error", text);
-    else window.alert(text);
+    if (this.active) {
+      this.active.notice("error", text);
+      return;
+    }
+    this.empty.querySelector(".error")?.remove();
+    this.empty.append(el("p", { class: "error", role: "alert" }, [text]));
+    this.empty.hidden = false;
   }
 }
