@@ -56,11 +56,15 @@ class Metrics:
             registry=r,
         )
         self.pool_requests = Counter(
-            "hearth_pool_requests", "Kernel acquisitions by outcome (hit, miss)", ["outcome"],
+            "hearth_pool_requests",
+            "Kernel acquisitions by outcome (hit, miss)",
+            ["outcome"],
             registry=r,
         )
         self.kernel_events = Counter(
-            "hearth_kernel_events", "Kernel starts, recycles, destroys and deaths", ["event"],
+            "hearth_kernel_events",
+            "Kernel starts, recycles, destroys and deaths",
+            ["event"],
             registry=r,
         )
 
