@@ -112,8 +112,8 @@ class _Attacher:
         self.stdin, self.stdout = sys.stdin.fileno(), sys.stdout.fileno()
         self.raw = False
         self.detached = asyncio.Event()
-        # Input and resize frames to send; one leaves only once sent, so what is typed as a
-        # connection drops goes out on the next one.
+        # Input and resize frames to send; one that fails to send goes back in front, so what
+        # is typed while the connection is down goes out on the next one.
         self.outbox: deque[bytes | str] = deque(maxlen=_MAX_QUEUED_INPUT)
         self.outbox_ready = asyncio.Event()
         self.exit_code: int | None = None
@@ -238,8 +238,12 @@ class _Attacher:
     async def _send(self, ws: websockets.ClientConnection, forever: bool = True) -> None:
         while True:
             while self.outbox:
-                await ws.send(self.outbox[0])
-                self.outbox.popleft()
+                item = self.outbox.popleft()
+                try:
+                    await ws.send(item)
+                except websockets.ConnectionClosed:
+                    self.outbox.appendleft(item)  # not sent: it goes on the next connection
+                    raise
             if not forever:
                 return
             self.outbox_ready.clear()

@@ -145,6 +145,9 @@ def _exec(args: argparse.Namespace) -> int:
             status = "ok"
             for event in kernel.stream(code, timeout=args.timeout):
                 status = _print_event(event, status)
+        except KeyboardInterrupt:
+            kernel.interrupt()  # stop the code, not only the waiting for it
+            raise
         finally:
             if args.session is None:  # made for this run only
                 kernel.terminate()
