@@ -12,7 +12,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -217,3 +217,34 @@ def test_new_starts_a_session_and_attaches_to_it(
         t.type(DETACH)
         assert t.wait() == 0
         assert client.terminals.get(session.id).alive
+
+
+def test_output_lost_while_away_is_announced_and_a_stale_offset_is_ignored(
+    make_server: Callable[..., RunningServer], tmp_path: Path, ttys: list[Tty]
+) -> None:
+    server = make_server(max_buffer_bytes=1024, max_buffer_size=20)
+    trigger = tmp_path / "go"
+    script = f"echo first; until [ -e {trigger} ]; do sleep 0.02; done; seq 1 3000; exec cat"
+    with hearth.Client(server.url, ALICE) as client:
+        client.terminals.create(id="m", command=[*SHELL, "-c", script])
+        first = attach(server, tmp_path, ttys, "m")
+        first.read_until(b"first")
+        first.type(DETACH)
+        assert first.wait() == 0
+        trigger.touch()
+        poll(lambda: client.terminals.get("m").output_start > 100, what="the old output evicted")
+
+        second = attach(server, tmp_path, ttys, "m")
+        second.read_until(b"3000")
+        assert b"lost while away" in second.seen
+        assert b"first" not in second.seen
+        second.type(DETACH)
+        assert second.wait() == 0
+
+        # an offset remembered for an older session of the same id is past this one's output
+        client.terminals.close("m")
+        client.terminals.create(id="m", command=[*SHELL, "-c", "echo reborn; exec cat"])
+        third = attach(server, tmp_path, ttys, "m")
+        third.read_until(b"reborn")
+        third.type(DETACH)
+        assert third.wait() == 0
