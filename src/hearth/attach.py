@@ -31,14 +31,14 @@ from typing import Any
 import websockets
 
 from hearth.client._calls import terminal_ws_url, unreachable
-from hearth.errors import BadRequest, HearthError, NotFound, error_for_status
+from hearth.errors import BadRequest, NotFound, ServiceError, error_for_status
 from hearth.protocol import decode_output
 
 __all__ = ["DETACH_KEY", "AttachState", "attach"]
 
 DETACH_KEY = b"\x1c"  # Ctrl-\
 GIVE_UP_AFTER = 120.0  # seconds of failed reconnects before saying so and leaving
-_MAX_QUEUED_INPUT = 1024  # chunks typed while disconnected; more is dropped (it would be stale)
+_MAX_QUEUED_INPUT = 1024  # chunks typed while disconnected; past that the oldest are dropped
 
 
 class AttachState:
@@ -203,7 +203,7 @@ class _Attacher:
                 ever_connected, delay, failing_since = True, 0.1, now
                 self.note("connection lost; reconnecting… (Ctrl-\\ to detach)")
             elif now - failing_since > GIVE_UP_AFTER:
-                raise HearthError(
+                raise ServiceError(
                     f"Lost the connection to {self.url} and could not reconnect for "
                     f"{GIVE_UP_AFTER:.0f} s. The session keeps running on the server: "
                     f"'hearth attach {self.id}' resumes it."
