@@ -135,6 +135,26 @@ def test_bad_settings_fail_with_a_clear_message(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "max_terminals" in result.stderr
+    result = subprocess.run(  # JSON that isn't: pydantic-settings' SettingsError
+        [*HEARTH, "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HEARTH_TOKENS": "{not json"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "HEARTH_TOKENS" in result.stderr or "tokens" in result.stderr
+    assert "Traceback" not in result.stderr
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("port = = 1\n")
+    result = subprocess.run(
+        [*HEARTH, "serve", "--data-dir", str(tmp_path), "--config", str(bad_toml)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "bad.toml" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_tokens_never_reach_the_logs(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

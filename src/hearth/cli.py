@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 __all__ = ["main"]
 
 
@@ -30,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config, host=args.host, port=args.port, data_dir=args.data_dir
         )
-    except (ValidationError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # ValidationError, SettingsError, bad TOML
         print(f"hearth: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
