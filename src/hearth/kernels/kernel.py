@@ -32,6 +32,7 @@ from hearth.kernels.shield import shielded
 __all__ = ["MARKER_VARIABLE", "Kernel", "KernelSpec", "kernel_environment"]
 
 log = logging.getLogger("hearth.kernels")
+KICK_INTERVAL = 0.05
 
 MARKER_VARIABLE = "HEARTH_KERNEL_ID"
 _DIED = object()
@@ -116,11 +117,13 @@ class Kernel:
         self._watch.exited.add_done_callback(lambda _: self._declare_dead("the process exited"))
         self._client = km.client()
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-        await self._until_ready()
+        # The pumps are the only readers of the sockets: a second reader on the same zmq socket
+        # (jupyter_client's get_msg polls) could leave a pump deaf to the shell's replies.
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         for channel in (self._client.shell_channel, self._client.iopub_channel):
             self._pumps.append(self._tasks.create_task(self._pump(channel.socket)))
+        await self._until_ready()
         if km.kernel_spec is not None and km.kernel_spec.language.lower() == "python":
             await self._warm_up()
 
@@ -133,7 +136,7 @@ class Kernel:
         self._waiters[msg_id] = queue
         try:
             while True:
-                msg = await queue.get()
+                msg = await self._next(queue)
                 if msg is _DIED:
                     raise KernelDied(self._failure("died while warming up"))
                 if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
@@ -142,24 +145,28 @@ class Kernel:
             self._waiters.pop(msg_id, None)
 
     async def _until_ready(self) -> None:
-        """Ask ``kernel_info`` until it is answered and an IOPub message has arrived (so the
-        subscription is live: no output of the first execute can be lost)."""
-        client = self._client
-        exited = self._watch.exited if self._watch else asyncio.get_running_loop().create_future()
-        replied = False
+        """Ask ``kernel_info`` until it is answered on the shell channel and its status arrives
+        on IOPub (so the subscription is live: no output of the first execute can be lost)."""
         while True:
-            if exited.done():
+            if self.died.is_set():
                 raise KernelDied(self._failure("exited during start-up"))
-            if not replied:
-                client.kernel_info()
-                with contextlib.suppress(Exception):  # queue.Empty on timeout
-                    msg = await client.shell_channel.get_msg(timeout=0.5)
-                    replied = msg["msg_type"] == "kernel_info_reply"
-                continue
-            with contextlib.suppress(Exception):
-                await client.iopub_channel.get_msg(timeout=0.1)
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            msg_id = self._client.kernel_info()
+            self._waiters[msg_id] = queue
+            replied = published = False
+            try:
+                async with asyncio.timeout(0.5):
+                    while not (replied and published):
+                        msg = await self._next(queue)
+                        if msg is _DIED:
+                            raise KernelDied(self._failure("exited during start-up"))
+                        replied |= msg["msg_type"] == "kernel_info_reply"
+                        published |= msg["msg_type"] == "status"
                 return
-            replied = False  # IOPub not connected yet: ask again, which publishes again
+            except TimeoutError:
+                continue  # IOPub not subscribed yet (or a slow start): ask again
+            finally:
+                self._waiters.pop(msg_id, None)
 
     def _failure(self, what: str) -> str:
         tail = ""
@@ -184,6 +191,21 @@ class Kernel:
             raise
         except Exception as exc:  # a broken channel is a dead kernel to us
             self._declare_dead(f"its channel broke ({exc!r})")
+
+    async def _next(self, queue: asyncio.Queue[Any]) -> Any:
+        """The next message for a waiter. While waiting, the sockets are re-checked every
+        KICK_INTERVAL: pyzmq's asyncio wake-up is edge-triggered and was seen to miss a reply
+        that sat readable in the shell socket (EVENTS showed POLLIN) with a recv pending, which
+        stalled an execute forever. Reading EVENTS makes pyzmq handle what is pending."""
+        while True:
+            try:
+                async with asyncio.timeout(KICK_INTERVAL):
+                    return await queue.get()
+            except TimeoutError:
+                for channel in (self._client.shell_channel, self._client.iopub_channel):
+                    socket = channel.socket
+                    if socket is not None and not socket.closed:
+                        socket.get(zmq.EVENTS)
 
     def _declare_dead(self, why: str) -> None:
         if self.died.is_set():
@@ -218,7 +240,7 @@ class Kernel:
             while not (reply and idle):
                 try:
                     async with asyncio.timeout_at(deadline):
-                        msg = await queue.get()
+                        msg = await self._next(queue)
                 except TimeoutError:
                     if interrupted:
                         self._declare_dead("it did not respond to an interrupt")
