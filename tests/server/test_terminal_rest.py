@@ -278,3 +278,22 @@ def test_sessions_are_marked_stale_when_a_process_dies_by_signal(server: Running
         assert info["id"] == "sig"
         done = poll(lambda: (s := c.get(f"{API}/sessions/sig").json())["status"] == "closed" and s)
         assert done["exit_code"] == 128 + signal.SIGTERM
+
+
+def test_an_internal_error_is_a_json_500_and_the_server_lives_on(server: RunningServer) -> None:
+    manager = server.app.state.terminals
+
+    def broken(user: str) -> list[object]:
+        raise RuntimeError("a bug")
+
+    original = manager.list_sessions
+    manager.list_sessions = broken
+    try:
+        with httpx.Client(base_url=server.url, headers=auth(ALICE)) as c:
+            r = c.get(f"{API}/sessions")
+            assert r.status_code == 500
+            assert "Internal error" in r.json()["detail"]
+    finally:
+        manager.list_sessions = original
+    with client(server) as c:
+        assert c.get(f"{API}/sessions").status_code == 200

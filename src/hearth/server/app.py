@@ -78,6 +78,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _hearth_error(request: Request, exc: HearthError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug of ours: answer in JSON like every other error (Starlette then re-raises it, so
+        # the server logs its traceback once).
+        detail = "Internal error in Hearth; the server log has the details. Please report it."
+        return JSONResponse({"detail": detail}, status_code=500)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail
