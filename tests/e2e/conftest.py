@@ -37,6 +37,8 @@ WAIT_MS = 20_000  # generous: CI machines have 2 cores and run other things
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
+        if os.environ.get("CI"):  # CI installs it: a missing browser there is a failure
+            pytest.fail(f"CI has no Chromium at {CHROMIUM}; .ci/run installs it", pytrace=False)
         pytest.skip(
             f"browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium; "
             "or set HEARTH_CHROMIUM)"

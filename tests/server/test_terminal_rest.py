@@ -272,7 +272,7 @@ def test_history_and_recording(server: RunningServer) -> None:
         assert [e[0] for e in events] == sorted(e[0] for e in events)
 
 
-def test_sessions_are_marked_stale_when_a_process_dies_by_signal(server: RunningServer) -> None:
+def test_a_process_killed_by_a_signal_exits_with_128_plus_the_signal(server: RunningServer) -> None:
     with client(server) as c:
         info = create(c, id="sig", command=["/bin/sh", "-c", "kill -TERM $$"])
         assert info["id"] == "sig"

@@ -475,16 +475,16 @@ def test_shutdown_with_a_viewer_closing_while_blocked_does_not_crash(make_server
     deadline = time.monotonic() + 10
     while server.call(lambda: server.app.state.terminals.get("alice", "y").viewers) != 1:
         assert time.monotonic() < deadline
-    sent_before = -1.0
-    while True:  # wait until the server's sends to this socket are blocked
-        sent = server.call(
-            lambda: server.app.state.metrics.bytes_streamed.labels("terminal")._value.get()
+
+    def send_blocked() -> bool:  # the server's transport to this socket is full
+        return any(
+            hasattr(conn, "writable") and not conn.writable.is_set()
+            for conn in server.server.server_state.connections
         )
-        if sent == sent_before:
-            break
-        sent_before = sent
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+
+    while not server.call(send_blocked):
+        assert time.monotonic() < deadline, "the server never blocked sending to the viewer"
+        time.sleep(0.02)
     payload = struct.pack(">H", 1000)
     mask = os.urandom(4)
     sock.sendall(bytes([0x88, 0x82]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))

@@ -39,14 +39,6 @@ class Metrics:
         self.bytes_streamed = Counter(
             "hearth_bytes_streamed", "Bytes sent to clients over websockets", ["kind"], registry=r
         )
-        self.terminal_output_bytes = Counter(
-            "hearth_terminal_output_bytes", "Bytes read from terminal processes", registry=r
-        )
-        self.terminal_dropped_bytes = Counter(
-            "hearth_terminal_dropped_bytes",
-            "Buffered bytes dropped under max_total_buffer_bytes pressure",
-            registry=r,
-        )
         self.pool_size = Gauge("hearth_pool_size", "Kernel pool sessions", ["state"], registry=r)
         self.acquire_seconds = Histogram(
             "hearth_kernel_acquire_seconds",

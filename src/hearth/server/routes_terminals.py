@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from hearth.errors import NotFound
 from hearth.protocol import (
     SESSION_ID,
     CleanupAnswer,
@@ -63,12 +64,11 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
         return state_of(manager.get(user, id))
 
     async def status(id: str, user: CurrentUser, manager: Terminals) -> TerminalStatusAnswer:
-        session = manager.find(user, id)
-        if session is None:
+        try:
+            info = manager.get(user, id)
+        except NotFound:
             return TerminalStatusAnswer(exists=False, alive=False, last_activity=None)
-        return TerminalStatusAnswer(
-            exists=True, alive=session.alive, last_activity=session.last_activity
-        )
+        return TerminalStatusAnswer(exists=True, alive=info.alive, last_activity=info.last_activity)
 
     router.add_api_route("/session/{id}/status", status, methods=["GET"])
     router.add_api_route("/sessions/{id}/status", status, methods=["GET"])

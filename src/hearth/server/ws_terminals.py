@@ -88,7 +88,7 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
     metrics.websockets_open.labels("terminal").inc()
     try:
         async with attachment:
-            if params.rows and params.cols and params.reconnect:
+            if params.rows and params.cols:  # this viewer's window wins, as on any resize
                 manager.resize(user, id, params.rows, params.cols, by=attachment)
             await _serve(ws, manager, user, id, attachment, metrics)
     finally:

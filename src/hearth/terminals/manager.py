@@ -78,7 +78,6 @@ class TerminalManager:
         self._total_bytes = 0
         self._store = store
         self._task_group: asyncio.TaskGroup | None = None
-        self._creating = 0
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -164,18 +163,10 @@ class TerminalManager:
         cwd = self._working_dir(spec.cwd)
         command = spec.command or [login_shell()]
         env = self._environment(spec.env)
-        self._creating += 1
-        try:
+        try:  # synchronous from the checks above to the registration below: no race to lose
             process = PtyProcess.spawn(command, cwd=cwd, env=env, rows=spec.rows, cols=spec.cols)
         except OSError as exc:
             raise BadRequest(f"Cannot start {command[0]!r}: {exc.strerror or exc}.") from None
-        finally:
-            self._creating -= 1
-        if (user, id) in self._sessions:  # lost a race with a concurrent create of the same id
-            await process.terminate(0)
-            raise Conflict(
-                f"You already have a terminal session {id!r}; attach to it or pick another id."
-            )
         number = self._counters[user] = self._counters.get(user, 0) + 1
         session = TerminalSession(
             id=id,
@@ -292,7 +283,7 @@ class TerminalManager:
 
     def _check_limits(self, user: str) -> None:
         s = self.settings
-        if len(self._sessions) + self._creating >= s.max_terminals:
+        if len(self._sessions) >= s.max_terminals:
             raise LimitReached(
                 f"The server runs its maximum of {s.max_terminals} terminals; close one first."
             )
