@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     max_download_bytes: int = Field(104_857_600, ge=1)
     download_timeout: float = Field(60, gt=0)
     max_concurrent_kernel_starts: int = Field(2, ge=1)
+
+    # Isolation and limits (SPEC §7)
+    sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
+    session_network: Literal["host", "none"] = "host"
+    sandbox_uid_base: int = Field(200_000, ge=1000, le=2**31 - 300_000)
+    session_memory_limit: int = Field(2_147_483_648, ge=0)
+    session_pids_limit: int = Field(512, ge=0)
+    session_cpu_limit: float = Field(0.0, ge=0)
 
     @field_validator("tokens")
     @classmethod

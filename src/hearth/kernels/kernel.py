@@ -28,6 +28,8 @@ from hearth.errors import KernelDied
 from hearth.kernels.outputs import Event, dead_kernel_error, done_event, event_from_message
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
+from hearth.sandbox import Prepared, Sandbox
+from hearth.sandbox.procs import kill_sandbox, signal_sandbox
 
 __all__ = ["MARKER_VARIABLE", "Kernel", "KernelSpec", "kernel_environment"]
 
@@ -50,6 +52,23 @@ class KernelSpec:
     stop_grace: float = 1.0
     interrupt_grace: float = 5.0
     context: zmq.asyncio.Context | None = None
+    sandbox: Sandbox | None = None
+    key: str = ""  # names the kernel's cgroup
+    uid: int = 0  # the uid it runs as, when the server is root
+
+
+class _LaunchingKernelManager(AsyncKernelManager):
+    """Starts the kernel's command inside its sandbox launch."""
+
+    launch: Prepared | None = None
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        argv: list[str] = super().format_kernel_cmd(extra_arguments)
+        if self.launch is None:
+            return argv
+        # jupyter_client has just written the connection file (as the server's user)
+        self.launch.hand_over(Path(self.connection_file))
+        return self.launch.command(argv)
 
 
 class Kernel:
@@ -66,6 +85,7 @@ class Kernel:
         self._waiters: dict[str, asyncio.Queue[Any]] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        self.launch: Prepared | None = None
 
     async def __aenter__(self) -> Kernel:
         try:
@@ -88,14 +108,25 @@ class Kernel:
     async def _start(self) -> None:
         rt = self.spec.runtime_dir
         rt.mkdir(parents=True, exist_ok=True)
-        km = self._km = AsyncKernelManager(
-            kernel_name=self.spec.name,
-            connection_file=str(rt / "kernel.json"),
-            **({"context": self.spec.context} if self.spec.context is not None else {}),
+        own = {"IPYTHONDIR": str(rt / "ipython")}
+        options: dict[str, Any] = {}
+        if self.spec.context is not None:
+            options["context"] = self.spec.context
+        sandbox = self.spec.sandbox
+        if sandbox is not None and (sandbox.bubblewrap or sandbox.limits_mode != "none"):
+            self.launch = sandbox.kernel(
+                key=self.spec.key, uid=self.spec.uid, cwd=self.spec.cwd, runtime_dir=rt, env=own
+            )
+        if self.launch is not None and self.launch.sandboxed:
+            env = self.launch.env
+            if self.launch.launch.network == "none":  # no loopback shared with the server
+                options.update(transport="ipc", ip=str(rt / "ipc"))
+        else:  # the marker finds the kernel's strays; a sandbox's PID namespace holds them
+            env = {**self.spec.env, **own, MARKER_VARIABLE: self.id}
+        km = self._km = _LaunchingKernelManager(
+            kernel_name=self.spec.name, connection_file=str(rt / "kernel.json"), **options
         )
-        env = dict(self.spec.env)
-        env[MARKER_VARIABLE] = self.id
-        env["IPYTHONDIR"] = str(rt / "ipython")
+        km.launch = self.launch
         argv = km.kernel_spec.argv if km.kernel_spec is not None else []
         # A kernel's history must not outlive it: the next user of the pool could read it.
         extra = ["--HistoryManager.enabled=False"] if "ipykernel" in " ".join(argv) else []
@@ -114,7 +145,7 @@ class Kernel:
         assert km.provisioner is not None
         self.pid = int(km.provisioner.pid)  # type: ignore[attr-defined]
         self._watch = ExitWatch(self.pid)
-        self._watch.exited.add_done_callback(lambda _: self._declare_dead("the process exited"))
+        self._watch.exited.add_done_callback(lambda _: self._declare_dead(self._exit_cause()))
         self._client = km.client()
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
         # The pumps are the only readers of the sockets: a second reader on the same zmq socket
@@ -167,6 +198,12 @@ class Kernel:
                 continue  # IOPub not subscribed yet (or a slow start): ask again
             finally:
                 self._waiters.pop(msg_id, None)
+
+    def _exit_cause(self) -> str:
+        if self.launch is not None and self.launch.oom_kills():
+            limit = self.launch.memory_limit >> 20
+            return f"it went over the session's memory limit ({limit} MiB) and was killed"
+        return "the process exited"
 
     def _failure(self, what: str) -> str:
         tail = ""
@@ -271,7 +308,12 @@ class Kernel:
             self._waiters.pop(msg_id, None)
 
     async def interrupt(self) -> None:
-        if self._km is not None and not self.died.is_set():
+        if self._km is None or self.died.is_set():
+            return
+        if self.launch is not None and self.launch.sandboxed:
+            # bwrap would die of the process group's SIGINT: signal the kernel's own processes
+            await asyncio.to_thread(signal_sandbox, self.pid, signal.SIGINT)
+        else:
             await self._km.interrupt_kernel()
 
     # -- stop -------------------------------------------------------------------------------
@@ -291,11 +333,17 @@ class Kernel:
             self.pid = int(getattr(km.provisioner, "pid", None) or 0)
         if self.pid:
             exited = self._watch.exited if self._watch else None
+            sandboxed = self.launch is not None and self.launch.sandboxed
             if exited is not None and not exited.done():
-                signal_group(self.pid, signal.SIGTERM)
+                if sandboxed:
+                    await asyncio.to_thread(signal_sandbox, self.pid, signal.SIGTERM)
+                else:
+                    signal_group(self.pid, signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.spec.stop_grace):
                         await asyncio.shield(exited)
+            if sandboxed:
+                await asyncio.to_thread(kill_sandbox, self.pid)
             strays = await asyncio.to_thread(kill_everything, self.pid, _marker(self.id))
             if strays:
                 log.info("killed %d stray processes of kernel %s", strays, self.id)
@@ -307,6 +355,8 @@ class Kernel:
                 await km.cleanup_resources()
         if self._watch is not None:
             self._watch.close()
+        if self.launch is not None:
+            self.launch.release()
         await asyncio.to_thread(shutil.rmtree, self.spec.runtime_dir, True)
         log.debug("kernel %s (pid %d) stopped", self.id, self.pid)
 

@@ -28,6 +28,7 @@ from hearth.kernels.policy import Acquire, PoolCounts, PoolPolicy, Release, idle
 from hearth.kernels.session import KernelSession, Want
 from hearth.kernels.status import KernelStatus
 from hearth.kernels.workdirs import WorkDirs
+from hearth.sandbox import Sandbox
 
 __all__ = ["KernelPool", "Observer", "PoolConfig"]
 
@@ -76,9 +77,12 @@ class KernelPool:
         *,
         forget: Callable[[str, str], None] = lambda user, session_id: None,
         observer: Observer | None = None,
+        sandbox: Sandbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.sandbox = sandbox
+        self._slots: dict[str, int] = {}  # session uid -> its slot (a kernel uid of its own)
         self.policy = PoolPolicy(config.target, config.max_kernels)
         self.dirs = dirs
         self._env = env
@@ -189,8 +193,21 @@ class KernelPool:
         self._tasks[uid] = self._group.create_task(self._life(session), name=f"kernel {uid}")
         return session
 
+    def _slot_of(self, session: KernelSession) -> int:
+        slot = self._slots.get(session.uid)
+        if slot is None:
+            taken = set(self._slots.values())
+            slot = self._slots[session.uid] = next(
+                n for n in range(len(taken) + 1) if n not in taken
+            )
+        return slot
+
     def _spec_for(self, session: KernelSession) -> KernelSpec:
+        slot = self._slot_of(session)
         return KernelSpec(
+            sandbox=self.sandbox,
+            key=session.uid,
+            uid=self.sandbox.kernel_uid(slot) if self.sandbox is not None else 0,
             name=session.kernel_name,
             cwd=session.working_dir,
             runtime_dir=self.dirs.new_runtime_dir(),
@@ -207,6 +224,7 @@ class KernelPool:
         finally:
             self._sessions.pop(session.uid, None)
             self._tasks.pop(session.uid, None)
+            self._slots.pop(session.uid, None)
             if session.owner is not None:
                 self._unregister(session)
             if session.destroying:

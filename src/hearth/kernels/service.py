@@ -26,6 +26,7 @@ from hearth.kernels.paths import check_session_id, new_session_id, safe_relative
 from hearth.kernels.pool import KernelPool, Observer, PoolConfig
 from hearth.kernels.session import KernelSession
 from hearth.kernels.workdirs import WorkDirs
+from hearth.sandbox import Sandbox
 from hearth.store import SessionStore
 
 __all__ = ["KernelService"]
@@ -42,6 +43,7 @@ class KernelService:
         observer: Observer | None = None,
         clock: Callable[[], float] | None = None,
         environ: Mapping[str, str] | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
         self.dirs = WorkDirs(settings.data_dir.expanduser())
@@ -58,7 +60,13 @@ class KernelService:
         env = kernel_environment(os.environ if environ is None else environ)
         extra: dict[str, Any] = {} if clock is None else {"clock": clock}
         self.pool = KernelPool(
-            config, self.dirs, env, forget=self._forget, observer=observer, **extra
+            config,
+            self.dirs,
+            env,
+            forget=self._forget,
+            observer=observer,
+            sandbox=sandbox or Sandbox.unconfined(settings),
+            **extra,
         )
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         self.kernel_names: frozenset[str] = frozenset()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hearth import __version__
 from hearth.config import Settings
 from hearth.errors import HearthError
+from hearth.sandbox import Sandbox, open_sandbox
 from hearth.server import routes_kernels, routes_terminals, routes_web, ws_terminals
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
@@ -26,10 +28,17 @@ __all__ = ["create_app"]
 log = logging.getLogger("hearth.server")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The ASGI app for ``settings``; everything it runs lives inside its lifespan."""
+def create_app(
+    settings: Settings, *, config_file: Path | None = None, sandbox: Sandbox | None = None
+) -> FastAPI:
+    """The ASGI app for ``settings``; everything it runs lives inside its lifespan.
+
+    Raises SandboxUnavailable (before anything runs) when the sandbox asked for can't be had."""
     data_dir = settings.data_dir.expanduser()
     tokens = settings.tokens or load_or_create_token(data_dir)
+    if sandbox is None:
+        sandbox = open_sandbox(settings, [config_file] if config_file is not None else [])
+    log.info("sandbox", extra=sandbox.describe())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,11 +48,11 @@ def create_app(settings: Settings) -> FastAPI:
             stack.callback(store.close)
             app.state.store = store
             app.state.terminals = await stack.enter_async_context(
-                TerminalManager(settings, store=store)
+                TerminalManager(settings, store=store, sandbox=sandbox)
             )
             app.state.metrics.add_session_source(app.state.terminals.counts)
             app.state.kernels = await stack.enter_async_context(
-                routes_kernels.kernel_service(settings, store, app.state.metrics)
+                routes_kernels.kernel_service(settings, store, app.state.metrics, sandbox)
             )
             app.state.ready = True
             log.info("ready", extra={"seconds": round(time.monotonic() - started, 3)})
@@ -60,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.sandbox = sandbox
     app.state.authenticator = Authenticator(tokens)
     app.state.metrics = Metrics()
     app.state.ready = False
@@ -100,7 +110,7 @@ def _install_public_routes(app: FastAPI) -> None:
     async def healthz(request: Request) -> JSONResponse:
         if not request.app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", **request.app.state.sandbox.status()})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> PlainTextResponse:

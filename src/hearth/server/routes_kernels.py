@@ -23,6 +23,7 @@ from hearth.errors import HearthError
 from hearth.kernels.outputs import Event, Outputs, done_event
 from hearth.kernels.policy import PoolCounts
 from hearth.kernels.service import KernelService
+from hearth.sandbox import Sandbox
 from hearth.server.auth import CurrentUser, check_origin, current_user
 from hearth.server.metrics import Metrics
 from hearth.store import SessionStore
@@ -66,9 +67,13 @@ class _MetricsObserver:
         self.m.pool_requests.labels("hit" if source == "pool" else "miss").inc()
 
 
-def kernel_service(settings: Settings, store: SessionStore, metrics: Metrics) -> KernelService:
+def kernel_service(
+    settings: Settings, store: SessionStore, metrics: Metrics, sandbox: Sandbox | None = None
+) -> KernelService:
     """The service the app's lifespan enters, reporting to ``metrics``."""
-    service = KernelService(settings, store=store, observer=_MetricsObserver(metrics))
+    service = KernelService(
+        settings, store=store, observer=_MetricsObserver(metrics), sandbox=sandbox
+    )
     metrics.add_session_source(service.pool.status_counts)
     return service
 

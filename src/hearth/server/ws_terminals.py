@@ -138,7 +138,10 @@ async def _serve(
             elif isinstance(event, ViewerCount):
                 await send_json({"type": "viewers", "count": event.count})
             elif isinstance(event, Exited):
-                await send_json({"type": "exit", "exit_code": event.exit_code})
+                frame: dict[str, object] = {"type": "exit", "exit_code": event.exit_code}
+                if event.reason:
+                    frame["reason"] = event.reason
+                await send_json(frame)
         async with lock:
             await ws.close(1000, "session exited")
 

@@ -93,18 +93,24 @@ class Attachment:
         )
 
     def next_nowait(self) -> Event | None:
-        """The next event if one is ready (replay, then live output, then exit)."""
+        """The next event if one is ready (replay, then live output, then exit).
+
+        The replay is exactly the output range ``hello`` announced, ``[replay_from,
+        replay_end)``: what arrives meanwhile waits until after ``ReplayDone(replay_end)``, and a
+        cut while replaying is reported in two parts, the replay's and the live output's."""
         if self._events:
             return self._events.popleft()
         session, buffer = self.session, self.session.buffer
         if not self._replay_done and self.offset >= self._replay_end:
             self._replay_done = True
-            return ReplayDone(self.offset)
+            return ReplayDone(self._replay_end)
         if self.offset < buffer.start:
-            missed = buffer.start - self.offset
-            self.offset = buffer.start
-            return Missed(missed, self.offset)
-        data = buffer.read(self.offset, FRAME_BYTES)
+            resume = buffer.start if self._replay_done else min(buffer.start, self._replay_end)
+            missed = resume - self.offset
+            self.offset = resume
+            return Missed(missed, resume)
+        limit = FRAME_BYTES if self._replay_done else min(FRAME_BYTES, self._replay_end - self.offset)
+        data = buffer.read(self.offset, limit)
         if data:
             offset = self.offset
             self.offset += len(data)
@@ -112,7 +118,7 @@ class Attachment:
             return Output(offset, data)
         if session.exit_code is not None and session.drained and not self._exit_sent:
             self._exit_sent = True
-            return Exited(session.exit_code)
+            return Exited(session.exit_code, session.exit_reason)
         return None
 
     async def aclose(self) -> None:

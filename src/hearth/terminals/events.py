@@ -44,6 +44,7 @@ class ViewerCount:
 @dataclass(frozen=True, slots=True)
 class Exited:
     exit_code: int | None
+    reason: str | None = None
 
 
 Event = Output | ReplayDone | Missed | Resized | ViewerCount | Exited

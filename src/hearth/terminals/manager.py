@@ -22,6 +22,7 @@ from typing import Self
 
 from hearth.config import Settings
 from hearth.errors import BadRequest, Conflict, LimitReached, NotFound, SessionClosed
+from hearth.sandbox import Prepared, Sandbox
 from hearth.store import SessionStore
 from hearth.terminals.asciicast import entry_text, render_cast
 from hearth.terminals.attachment import Attachment
@@ -69,15 +70,19 @@ class TerminalManager:
         settings: Settings,
         *,
         store: SessionStore | None = None,
+        sandbox: Sandbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.sandbox = sandbox or Sandbox.unconfined(settings)
+        self._homes = settings.data_dir.expanduser().resolve() / "homes"
         self._clock = clock
         self._sessions: dict[tuple[str, str], TerminalSession] = {}
         self._counters: dict[str, int] = {}
         self._total_bytes = 0
         self._store = store
         self._task_group: asyncio.TaskGroup | None = None
+        self._uids: dict[str, int] = {}
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -160,12 +165,12 @@ class TerminalManager:
                 f"You already have a terminal session {id!r}; attach to it or pick another id."
             )
         self._check_limits(user)
-        cwd = self._working_dir(spec.cwd)
         command = spec.command or [login_shell()]
-        env = self._environment(spec.env)
+        launch = self._launch(user, id, spec, command[0])
         try:  # synchronous from the checks above to the registration below: no race to lose
-            process = PtyProcess.spawn(command, cwd=cwd, env=env, rows=spec.rows, cols=spec.cols)
+            process = PtyProcess.spawn(command, launch=launch, rows=spec.rows, cols=spec.cols)
         except OSError as exc:
+            launch.release()
             raise BadRequest(f"Cannot start {command[0]!r}: {exc.strerror or exc}.") from None
         number = self._counters[user] = self._counters.get(user, 0) + 1
         session = TerminalSession(
@@ -338,15 +343,51 @@ class TerminalManager:
             if (user, id) not in self._sessions:
                 return id
 
-    def _working_dir(self, cwd: str | None) -> Path:
-        path = Path(cwd).expanduser() if cwd else Path.home()
+    def _launch(self, user: str, id: str, spec: TerminalSpec, shell: str) -> Prepared:
+        sandboxed = self.sandbox.bubblewrap
+        home = self._homes / user
+        if sandboxed:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            cwd = self._inside(home, spec.cwd)
+        else:
+            cwd = Path(spec.cwd).expanduser() if spec.cwd else Path.home()
+            if not cwd.is_dir():
+                raise BadRequest(
+                    f"Working directory {spec.cwd!r} does not exist; give an existing one."
+                )
+        return self.sandbox.terminal(
+            user=user,
+            session_id=id,
+            uid=self._uid_of(user),
+            home=home,
+            cwd=cwd,
+            shell=shell,
+            extra_env=spec.env,
+        )
+
+    @staticmethod
+    def _inside(home: Path, cwd: str | None) -> Path:
+        """``cwd`` resolved inside the user's home (relative to it, or absolute under it)."""
+        if not cwd:
+            return home
+        path = (home / cwd).resolve()
+        if not path.is_relative_to(home):
+            raise BadRequest(
+                f"Working directory {cwd!r} is outside your home {str(home)!r}; sessions see only "
+                "their home: give a path inside it."
+            )
         if not path.is_dir():
-            raise BadRequest(f"Working directory {cwd!r} does not exist; give an existing one.")
+            raise BadRequest(f"Working directory {cwd!r} does not exist in your home; create it.")
         return path
 
-    def _environment(self, extra: dict[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
-        env.update(extra)
-        env["TERM"] = "xterm-256color"
-        env.setdefault("COLORTERM", "truecolor")
-        return env
+    def _uid_of(self, user: str) -> int:
+        """The user's own sandbox uid: a number kept in the store, stable across restarts."""
+        if self._store is None:
+            known = self._uids.setdefault(user, len(self._uids))
+            return self.sandbox.terminal_uid(known)
+        record = self._store.get("account", user, "uid")
+        if record is None:
+            taken = [r["index"] for r in self._store.list("account")]
+            record = {"index": max(taken, default=-1) + 1}
+            self._store.put("account", user, "uid", record)
+        return self.sandbox.terminal_uid(int(record["index"]))

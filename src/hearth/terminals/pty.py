@@ -20,6 +20,9 @@ import termios
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hearth.sandbox import Prepared
+from hearth.sandbox.procs import kill_sandbox, signal_sandbox
+
 __all__ = ["PtyProcess", "exit_status"]
 
 log = logging.getLogger("hearth.terminals.pty")
@@ -51,8 +54,11 @@ class PtyProcess:
     exit status once the process is reaped.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], fd: int) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], fd: int, launch: Prepared | None = None
+    ) -> None:
         self._popen = popen
+        self.launch = launch
         self.pid = popen.pid
         self.fd = fd
         self._loop = asyncio.get_running_loop()
@@ -60,34 +66,51 @@ class PtyProcess:
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._fd_closed = False
+        self.out_of_memory = False  # the session's cgroup killed a process for memory
 
     @classmethod
     def spawn(
         cls,
         argv: Sequence[str],
         *,
-        cwd: Path,
-        env: Mapping[str, str],
+        launch: Prepared | None = None,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
         rows: int,
         cols: int,
     ) -> PtyProcess:
-        """Start ``argv`` on a new PTY. Raises ``OSError`` (e.g. FileNotFoundError) if it can't."""
+        """Start ``argv`` on a new PTY, in ``launch``'s sandbox if given (its env and cwd win).
+        Raises ``OSError`` (e.g. FileNotFoundError) if it can't."""
+        if launch is not None:
+            env, cwd = launch.env, Path(launch.launch.cwd)
+        env = dict(os.environ if env is None else env)
         program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
         if program is None:
             raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
+        inner = [program, *argv[1:]]
         master, slave = os.openpty()
         try:
             set_window_size(slave, rows, cols)
-            use_setsid = _SETSID is not None
+            sandboxed = launch is not None and launch.sandboxed
+            if sandboxed:
+                # the shell takes the PTY inside the sandbox (setsid --ctty there); bwrap has a
+                # session of its own without a terminal
+                assert launch is not None
+                command, use_setsid = launch.command(inner), True
+            else:
+                use_setsid = _SETSID is not None
+                command = [_SETSID, "--ctty", *inner] if _SETSID else inner
+                if launch is not None:
+                    command = launch.command(command)  # only the limits
             popen = subprocess.Popen(
-                [_SETSID, "--ctty", program, *argv[1:]] if _SETSID else [program, *argv[1:]],
+                command,
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 cwd=cwd,
-                env=dict(env),
+                env=env,
                 close_fds=True,
-                start_new_session=not use_setsid,
+                start_new_session=sandboxed or not use_setsid,
                 preexec_fn=None if use_setsid else _become_terminal_owner,
             )
         except BaseException:
@@ -96,7 +119,7 @@ class PtyProcess:
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        return cls(popen, master)
+        return cls(popen, master, launch)
 
     def resize(self, rows: int, cols: int) -> None:
         if not self._fd_closed:
@@ -117,8 +140,19 @@ class PtyProcess:
             self._loop.remove_writer(self.fd)
             os.close(self.fd)
 
+    @property
+    def sandboxed(self) -> bool:
+        return self.launch is not None and self.launch.sandboxed
+
     def signal_session(self, sig: int) -> None:
-        """Send ``sig`` to the process group and every other process of the child's session."""
+        """Send ``sig`` to the process group and every other process of the child's session
+        (in a sandbox: to every process of it; SIGKILL ends its whole PID namespace)."""
+        if self.sandboxed:
+            if sig == signal.SIGKILL:
+                kill_sandbox(self.pid)
+            else:
+                signal_sandbox(self.pid, sig)
+            return
         for pid in _session_members(self.pid) | {self.pid}:
             try:
                 if pid == self.pid:
@@ -146,6 +180,9 @@ class PtyProcess:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         returncode = self._popen.wait()
+        if self.launch is not None:
+            self.out_of_memory = self.launch.oom_kills() > 0
+            self.launch.release()
         if not self.exited.done():
             self.exited.set_result(exit_status(returncode))
 

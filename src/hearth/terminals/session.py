@@ -94,6 +94,7 @@ class TerminalSession:
         self._on_buffer_change = on_buffer_change
         self.created_at = self.last_activity = clock()
         self.exit_code: int | None = None
+        self.exit_reason: str | None = None  # why the sandbox ended it, if it did
         self.drained = False  # every byte the process wrote is in the buffer
         self.bulk = False  # the last read was large: output is streaming
         self.attachments: set[Attachment] = set()
@@ -309,9 +310,13 @@ class TerminalSession:
             return
         self._drain()
         self.exit_code = exited.result()
-        self.history.add(
-            EntryType.SYSTEM, self.buffer.end, self._clock(), f"exited {self.exit_code}"
-        )
+        if self.process.out_of_memory and self.process.launch is not None:
+            limit = self.process.launch.memory_limit >> 20
+            self.exit_reason = f"memory limit ({limit} MiB)"
+        what = f"exited {self.exit_code}"
+        if self.exit_reason:
+            what += f": a process was killed for going over the session's {self.exit_reason}"
+        self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), what)
         self.touch()
         log.info("exited", extra={"session": self.id, "exit_code": self.exit_code})
         for a in self.attachments:

@@ -1,0 +1,175 @@
+"""A session's launch description, and the command line that starts it (pure: no I/O).
+
+A :class:`Launch` says what runs and what it may touch: its argv, environment, working
+directory, the paths it sees (read-only or writable), the uid it runs as, its network and the
+cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY, jupyter_client's
+``Popen``, later the session host)::
+
+    sh -c 'enter the cgroup'  prlimit …  bwrap <namespaces, mounts>  [setsid --ctty]  [setpriv …]
+        argv
+
+- ``sh`` writes ``0`` into each ``cgroup.procs`` ("move me") before it execs the rest, so no
+  process of the session runs outside its cgroup, even for a moment;
+- ``prlimit`` only where no cgroup can be written (the rlimit fallback);
+- ``bwrap`` builds the mount, PID, IPC and UTS namespaces (and user/network ones as asked) with
+  an empty root; it never forwards signals, so nobody signals it: see :mod:`hearth.sandbox.procs`;
+- ``setsid --ctty`` inside, for terminals: the session's shell, not bwrap, owns the PTY, so a
+  hangup reaches the shell and never kills bwrap;
+- ``setpriv`` drops root to the session's uid when the server runs as root (bwrap keeps the
+  namespaces' root otherwise), with every capability and no new privileges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Literal
+
+__all__ = ["Bind", "Launch", "Limits", "command"]
+
+Network = Literal["host", "none"]
+
+# Enter each cgroup, then become the rest of the argv ("$@").
+_ENTER_CGROUPS = (
+    'for f do case $f in --) shift; break;; esac; echo 0 > "$f" || exit 126; shift; done; exec "$@"'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """``source`` seen at ``dest`` inside (the same path unless told otherwise)."""
+
+    source: str
+    dest: str = ""
+    writable: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.dest or self.source
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-session limits; 0 means none."""
+
+    memory: int = 0  # bytes
+    pids: int = 0
+    cpu: float = 0.0  # cores
+
+    @property
+    def any(self) -> bool:
+        return bool(self.memory or self.pids or self.cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str
+    system: Sequence[Bind] = ()  # read-only system paths (and symlinks, see ``links``)
+    links: Mapping[str, str] = field(default_factory=dict)  # path -> symlink target inside
+    hide: Sequence[str] = ()  # paths covered by an empty tmpfs (the data dir under /opt, …)
+    mask: Sequence[str] = ()  # files covered by /dev/null (a config file with tokens)
+    binds: Sequence[Bind] = ()  # the session's own paths, after the hiding
+    uid: int | None = None  # run as this uid (the server is root); None: the server's own
+    gid: int | None = None
+    user_namespace: bool = False  # the server is not root: bwrap maps its uid in a user ns
+    network: Network = "host"
+    terminal: bool = False  # the PTY on stdin becomes the session's controlling terminal
+    cgroup_procs: Sequence[str] = ()  # ``cgroup.procs`` files to enter before anything runs
+    rlimits: Limits | None = None  # only where no cgroup holds the limits
+    bubblewrap: bool = True  # False: only the limits (setting ``sandbox = "none"``)
+    unset_env: Sequence[str] = ()  # what the spawner adds to ``env`` that must not go in
+
+
+def _parents(targets: list[str], made: set[str], filled: list[str]) -> list[str]:
+    """``--dir`` for the missing parents of ``targets``, world-traversable (bwrap would make them
+    0700, which a session running as another uid could not pass)."""
+    args: list[str] = []
+    for target in targets:
+        for parent in reversed(PurePosixPath(target).parents):
+            path = str(parent)
+            if path == "/" or path in made:
+                continue
+            made.add(path)
+            if any(parent.is_relative_to(m) for m in filled):
+                continue  # exists already: a mount point, or inside a bound system path
+            args += ["--perms", "0755", "--dir", path]
+    return args
+
+
+def _bwrap(launch: Launch, bwrap: str) -> list[str]:
+    args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    args += ["--unshare-cgroup-try"]
+    if launch.user_namespace:
+        args.append("--unshare-user")
+    if launch.network == "none":
+        args.append("--unshare-net")
+    args += ["--hostname", "hearth"]
+    for name in launch.unset_env:
+        args += ["--unsetenv", name]
+    made: set[str] = set()
+    filled: list[str] = []  # system paths: their whole tree exists
+    for bind in launch.system:
+        args += _parents([bind.target], made, filled)
+        args += ["--ro-bind-try", bind.source, bind.target]
+        filled.append(bind.target)
+    for path, target in sorted(launch.links.items()):
+        args += ["--symlink", target, path]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    # /tmp and the hidden paths are empty now; their own mount points exist
+    filled = [f for f in filled if not any(f.startswith(h) for h in ["/tmp", *launch.hide])]
+    made = {"/tmp", *launch.hide}
+    for path in launch.hide:
+        args += ["--tmpfs", path]
+    for path in launch.mask:
+        args += ["--ro-bind", "/dev/null", path]
+    # Parents first: a bind inside another one must be mounted after it.
+    for bind in sorted(launch.binds, key=lambda b: PurePosixPath(b.target).parts):
+        args += _parents([bind.target], made, filled)
+        args += ["--bind" if bind.writable else "--ro-bind", bind.source, bind.target]
+        made.add(bind.target)
+    args += ["--chdir", launch.cwd, "--"]
+    return args
+
+
+def _inside(launch: Launch, setsid: str, setpriv: str) -> list[str]:
+    args: list[str] = []
+    if launch.terminal:
+        args += [setsid, "--ctty"]
+    if launch.uid is not None:
+        gid = launch.uid if launch.gid is None else launch.gid
+        args += [setpriv, f"--reuid={launch.uid}", f"--regid={gid}", "--clear-groups"]
+        args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    return args + list(launch.argv)
+
+
+def _prlimit(limits: Limits, prlimit: str) -> list[str]:
+    args = [prlimit]
+    if limits.memory:
+        args.append(f"--as={limits.memory}")
+    if limits.pids:
+        args.append(f"--nproc={limits.pids}")
+    return [*args, "--"] if len(args) > 1 else []
+
+
+def command(
+    launch: Launch,
+    *,
+    bwrap: str = "bwrap",
+    sh: str = "/bin/sh",
+    prlimit: str = "prlimit",
+    setsid: str = "setsid",
+    setpriv: str = "setpriv",
+) -> list[str]:
+    """The whole argv that starts ``launch`` in its sandbox (its environment is ``launch.env``:
+    bwrap passes its own on, so the spawner gives ``launch.env`` to bwrap)."""
+    argv: list[str] = []
+    if launch.cgroup_procs:
+        argv += [sh, "-c", _ENTER_CGROUPS, "sh", *launch.cgroup_procs, "--"]
+    if launch.rlimits is not None:
+        argv += _prlimit(launch.rlimits, prlimit)
+    if not launch.bubblewrap:
+        return argv + list(launch.argv)
+    return argv + _bwrap(launch, bwrap) + _inside(launch, setsid, setpriv)

@@ -1,0 +1,357 @@
+"""The sandbox in force: what every session process is started in (SPEC §7).
+
+Built once at start-up from the settings and what the machine offers (bwrap, cgroups, root or
+not), then asked for a :class:`Prepared` launch per process: a terminal's shell or a kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hearth.config import Settings
+from hearth.errors import HearthError
+from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
+from hearth.sandbox.launch import Bind, Launch, Limits, command
+
+__all__ = ["Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
+
+log = logging.getLogger("hearth.sandbox")
+
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+KERNEL_UID_OFFSET = 100_000  # terminal users: base+1 …; kernels: base+100000 …
+
+LimitsMode = Literal["cgroup2", "cgroup1", "rlimit", "none"]
+
+
+class SandboxUnavailable(HearthError):
+    """The sandbox asked for can't be had on this machine (the message says how to fix it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One process's launch, ready for a spawner: ``command(argv)``, its env and cwd."""
+
+    launch: Launch
+    cgroup: SessionCgroup | None
+    memory_limit: int
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.launch.bubblewrap
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.launch.env)
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        return command(dataclasses.replace(self.launch, argv=list(argv)))
+
+    def hand_over(self, path: Path) -> None:
+        """Give a file the server wrote for the session to the session's uid."""
+        if self.launch.bubblewrap and self.launch.uid is not None:
+            os.chown(path, self.launch.uid, self.launch.gid or self.launch.uid)
+
+    def oom_kills(self) -> int:
+        return self.cgroup.oom_kills() if self.cgroup is not None else 0
+
+    def release(self, tries: int = 20) -> None:
+        """Remove the cgroup; the sandbox's last processes may take a moment to die, so
+        this retries from the event loop (every 0.1 s) when there is one."""
+        if self.cgroup is None:
+            return
+        if self.cgroup.remove(last_try=tries <= 1) or tries <= 1:
+            return
+        try:
+            asyncio.get_running_loop().call_later(0.1, self.release, tries - 1)
+        except RuntimeError:
+            self.cgroup.remove()
+
+
+def system_view(
+    paths: Sequence[str], python: Sequence[str], exists: Mapping[str, str | None]
+) -> tuple[list[Bind], dict[str, str]]:
+    """Read-only binds and symlinks that show the system and Python to a session (pure).
+
+    ``exists`` maps a path to its symlink target, ``""`` for a real directory, None if absent."""
+    binds: list[Bind] = []
+    links: dict[str, str] = {}
+    for path in paths:
+        target = exists.get(path)
+        if target is None:
+            continue
+        if target:
+            links[path] = target
+        else:
+            binds.append(Bind(path))
+    covered = [b.source for b in binds]
+    for path in python:
+        if not any(Path(path).is_relative_to(c) for c in covered):
+            binds.append(Bind(path))
+            covered.append(path)
+    return binds, links
+
+
+def hidden_under(binds: Sequence[Bind], private: Sequence[Path]) -> list[str]:
+    """The private paths (the data directory, config files) that a bind would show (pure)."""
+    return [str(p) for p in private if any(p.is_relative_to(b.source) for b in binds)]
+
+
+def _probe(path: str) -> str | None:
+    if os.path.islink(path):
+        return os.readlink(path)
+    return "" if os.path.isdir(path) else None
+
+
+class Sandbox:
+    """Kind (bubblewrap or none) and limits (cgroup2, cgroup1, rlimit or none) in force."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bubblewrap: bool,
+        cgroups: Cgroups | None,
+        secret_files: Sequence[Path] = (),
+    ) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.expanduser().resolve()
+        self.bubblewrap = bubblewrap
+        self.root = os.geteuid() == 0
+        self.limits = Limits(
+            settings.session_memory_limit, settings.session_pids_limit, settings.session_cpu_limit
+        )
+        self._cgroups = cgroups
+        self.limits_mode: LimitsMode = (
+            "none"
+            if not self.limits.any
+            else cgroups.layout.version
+            if cgroups is not None
+            else "rlimit"
+        )
+        python = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})
+        self._system, self._links = system_view(
+            SYSTEM_PATHS, python, {p: _probe(p) for p in SYSTEM_PATHS}
+        )
+        private = [self.data_dir, *(p.resolve() for p in secret_files)]
+        hidden = hidden_under(self._system, private)
+        self._hide = [h for h in hidden if Path(h) == self.data_dir or Path(h).is_dir()]
+        self._mask = [h for h in hidden if h not in self._hide]
+
+    @classmethod
+    def unconfined(cls, settings: Settings) -> Sandbox:
+        """No sandbox and no limits (for a manager built without one, in tests)."""
+        plain = settings.model_copy(
+            update={"session_memory_limit": 0, "session_pids_limit": 0, "session_cpu_limit": 0}
+        )
+        return cls(plain, bubblewrap=False, cgroups=None)
+
+    @property
+    def kind(self) -> str:
+        return "bubblewrap" if self.bubblewrap else "none"
+
+    def status(self) -> dict[str, Any]:
+        return {"sandbox": self.kind, "limits": self.limits_mode}
+
+    def describe(self) -> dict[str, Any]:
+        """What the start-up log says."""
+        return {
+            **self.status(),
+            "network": self.settings.session_network,
+            "memory_limit": self.limits.memory,
+            "pids_limit": self.limits.pids,
+            "cpu_limit": self.limits.cpu,
+            "uids": f"from {self.settings.sandbox_uid_base}" if self.root else "the server's",
+        }
+
+    # -- launches ---------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        name: str,
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        binds: Sequence[Bind],
+        uid: int | None,
+        terminal: bool,
+    ) -> Prepared:
+        cgroup = None
+        if self._cgroups is not None and self.limits.any:
+            cgroup = self._cgroups.create(name, self.limits)
+        rlimits = self.limits if self.limits_mode == "rlimit" else None
+        launch = Launch(
+            argv=[],
+            env=env,
+            cwd=str(cwd),
+            system=self._system,
+            links=self._links,
+            hide=self._hide,
+            mask=self._mask,
+            binds=binds,
+            uid=uid if self.root else None,
+            user_namespace=not self.root,
+            network=self.settings.session_network,
+            terminal=terminal,
+            cgroup_procs=cgroup.procs if cgroup is not None else (),
+            rlimits=rlimits,
+            bubblewrap=self.bubblewrap,
+        )
+        return Prepared(launch, cgroup, self.limits.memory)
+
+    def terminal_uid(self, index: int) -> int:
+        return self.settings.sandbox_uid_base + 1 + index
+
+    def kernel_uid(self, slot: int) -> int:
+        return self.settings.sandbox_uid_base + KERNEL_UID_OFFSET + slot
+
+    def terminal(
+        self,
+        *,
+        user: str,
+        session_id: str,
+        uid: int,
+        home: Path,
+        cwd: Path,
+        shell: str,
+        extra_env: Mapping[str, str],
+    ) -> Prepared:
+        """A terminal of ``user``: their home is writable, ``$HOME`` and the default cwd."""
+        self._own(home, uid)
+        env = self._environment(home=home, user=user, shell=shell, extra=extra_env)
+        env["TERM"] = "xterm-256color"
+        env.setdefault("COLORTERM", "truecolor")
+        binds = [Bind(str(home), writable=True)]
+        return self._prepare(
+            f"t-{user}-{session_id}",
+            env=env,
+            cwd=cwd,
+            binds=binds,
+            uid=uid,
+            terminal=True,
+        )
+
+    def kernel(
+        self,
+        *,
+        key: str,
+        uid: int,
+        cwd: Path,
+        runtime_dir: Path,
+        env: Mapping[str, str],
+        views: Sequence[Bind] = (),
+    ) -> Prepared:
+        """A kernel: its working directory and runtime directory (connection file) only."""
+        self._own(cwd, uid)
+        self._own(runtime_dir, uid, recursive=True)
+        clean = self._environment(home=Path("/tmp"), user="kernel", shell="/bin/sh", extra={})
+        clean.update(env)
+        binds = [Bind(str(cwd), writable=True), Bind(str(runtime_dir), writable=True), *views]
+        prepared = self._prepare(
+            f"k-{key}", env=clean, cwd=cwd, binds=binds, uid=uid, terminal=False
+        )
+        # jupyter_client tells the kernel the server's pid to watch; inside its own PID
+        # namespace the kernel's parent is never that pid, and it would exit at once.
+        unset = (*prepared.launch.unset_env, "JPY_PARENT_PID")
+        return dataclasses.replace(
+            prepared, launch=dataclasses.replace(prepared.launch, unset_env=unset)
+        )
+
+    def _environment(
+        self, *, home: Path, user: str, shell: str, extra: Mapping[str, str]
+    ) -> dict[str, str]:
+        if not self.bubblewrap:  # no sandbox: the server's environment minus its settings
+            env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+            env.update(extra)
+            return env
+        env = {
+            "HOME": str(home),
+            "USER": user,
+            "LOGNAME": user,
+            "SHELL": shell,
+            "PATH": SEARCH_PATH,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+        env.update(extra)
+        return env
+
+    def _own(self, path: Path, uid: int, recursive: bool = False) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not (self.root and self.bubblewrap):
+            return
+        os.chown(path, uid, uid)
+        if recursive:
+            for folder, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+
+
+# -- choosing what is in force ------------------------------------------------------------------
+
+
+def _bwrap_works(bwrap: str, root: bool) -> str:
+    """'' if bwrap can build a sandbox here, else why not."""
+    args = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev"]
+    if not root:
+        args.append("--unshare-user")
+    try:
+        done = subprocess.run([*args, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if done.returncode == 0 else done.stderr.decode(errors="replace").strip()
+
+
+def open_sandbox(settings: Settings, secret_files: Sequence[Path] = ()) -> Sandbox:
+    """The sandbox for ``settings``, or SandboxUnavailable naming the fix."""
+    root = os.geteuid() == 0
+    bubblewrap = False
+    if settings.sandbox != "none":
+        bwrap = shutil.which("bwrap")
+        why = "bwrap is not installed" if bwrap is None else _bwrap_works(bwrap, root)
+        if why and settings.sandbox == "bubblewrap":
+            raise SandboxUnavailable(
+                f"sandbox = 'bubblewrap' but {why}. Install bubblewrap (Debian: apt-get install "
+                "bubblewrap) and allow unprivileged user namespaces, or run as root."
+            )
+        if why:
+            log.warning("no sandbox", extra={"reason": why})
+        bubblewrap = not why
+    several_users = len(set(settings.tokens.values())) > 1
+    if not bubblewrap and several_users and settings.sandbox != "none":
+        raise SandboxUnavailable(
+            "Several users are configured but sessions would run without a sandbox, so each "
+            "user's code could read the others' data and stop the server. Install bubblewrap "
+            '(Debian: apt-get install bubblewrap), or set sandbox = "none" '
+            "(HEARTH_SANDBOX=none) to accept that."
+        )
+    cgroups = None
+    if settings.session_memory_limit or settings.session_pids_limit or settings.session_cpu_limit:
+        cgroups = _open_cgroups(settings)
+    return Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
+
+
+def _open_cgroups(settings: Settings) -> Cgroups | None:
+    data_dir = str(settings.data_dir.expanduser().resolve())
+    tag = hashlib.sha256(data_dir.encode()).hexdigest()[:8]
+    try:
+        layout = read_plan(tag)
+        if layout is None:
+            log.warning("limits by rlimit", extra={"reason": "no cgroup memory or pids controller"})
+            return None
+        cgroups = Cgroups(layout)
+        cgroups.open()
+        return cgroups
+    except OSError as exc:
+        log.warning("limits by rlimit", extra={"reason": f"cgroups not writable: {exc}"})
+        return None
