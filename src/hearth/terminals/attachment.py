@@ -109,7 +109,9 @@ class Attachment:
             missed = resume - self.offset
             self.offset = resume
             return Missed(missed, resume)
-        limit = FRAME_BYTES if self._replay_done else min(FRAME_BYTES, self._replay_end - self.offset)
+        limit = (
+            FRAME_BYTES if self._replay_done else min(FRAME_BYTES, self._replay_end - self.offset)
+        )
         data = buffer.read(self.offset, limit)
         if data:
             offset = self.offset
