@@ -12,7 +12,7 @@ from websockets.protocol import State
 from hearth.config import Settings
 from hearth.server.app import create_app
 
-__all__ = ["NoDelayWebSocketProtocol", "server_config"]
+__all__ = ["NoDelayWebSocketProtocol", "server_config", "ws_max_size"]
 
 
 class NoDelayWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -37,6 +37,15 @@ class NoDelayWebSocketProtocol(WebSocketsSansIOProtocol):
         super().shutdown()
 
 
+def ws_max_size(max_input_bytes: int) -> int:
+    """The largest websocket message read: a text input frame of ``max_input_bytes`` with every
+    byte escaped in its JSON (``\\u00XX``, 6 bytes), plus room for the frame around it. Input
+    over ``max_input_bytes`` in a message under this bound gets an error frame (the connection
+    stays); a larger message is closed with 1009, so one connection never makes the server hold
+    more than this."""
+    return 6 * max_input_bytes + 64 * 1024
+
+
 def server_config(settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(settings),
@@ -46,7 +55,7 @@ def server_config(settings: Settings) -> uvicorn.Config:
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=2 * settings.heartbeat_interval,
         ws_per_message_deflate=False,  # terminal output is latency-bound; compression costs CPU
-        ws_max_size=settings.max_input_bytes + 65536,
+        ws_max_size=ws_max_size(settings.max_input_bytes),
         access_log=False,
         log_config=None,
         lifespan="on",
