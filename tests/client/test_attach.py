@@ -223,7 +223,7 @@ def test_output_lost_while_away_is_announced_and_a_stale_offset_is_ignored(
     make_server: Callable[..., RunningServer], tmp_path: Path, ttys: list[Tty]
 ) -> None:
     server = make_server(max_buffer_bytes=1024, max_buffer_size=20)
-    trigger = tmp_path / "go"
+    trigger = server.settings.data_dir / "homes" / "alice" / "go"  # the session sees its home
     script = f"echo first; until [ -e {trigger} ]; do sleep 0.02; done; seq 1 3000; exec cat"
     with hearth.Client(server.url, ALICE) as client:
         client.terminals.create(id="m", command=[*SHELL, "-c", script])

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,7 +47,7 @@ def poll(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
 
 def test_public_endpoints_need_no_token(server: RunningServer) -> None:
     with client(server, None) as c:
-        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/healthz").json()["status"] == "ok"
         metrics = c.get("/metrics")
         assert metrics.status_code == 200
         assert "hearth_sessions" in metrics.text
@@ -197,11 +198,24 @@ def test_server_limit_is_429(make_server) -> None:  # type: ignore[no-untyped-de
         assert bob.post(f"{API}/sessions", json={"command": SHELL}).status_code == 429
 
 
-def test_close_kills_the_whole_process_group(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pidfile = tmp_path / "bg.pid"
+def _pids_of(cmdline: bytes) -> list[int]:
+    """Host pids whose command line is ``cmdline`` (a session's pids are those of its sandbox)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == cmdline:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_close_kills_the_whole_process_group(server: RunningServer) -> None:
+    marker = b"sleep\x003017\x00"
     with client(server) as c:
-        create(c, id="k", command=["/bin/sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"])
-        pid = int(poll(lambda: pidfile.exists() and pidfile.read_text().strip()))
+        create(c, id="k", command=["/bin/sh", "-c", "sleep 3017 & wait"])
+        pid = poll(lambda: _pids_of(marker))[0]
         os.kill(pid, 0)  # alive
         assert c.delete(f"{API}/sessions/k").status_code == 204
 
@@ -215,8 +229,8 @@ def test_close_kills_the_whole_process_group(server: RunningServer, tmp_path) ->
     poll(gone)
 
 
-def test_process_that_ignores_sighup_is_killed_after_grace(server: RunningServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ready = tmp_path / "ready"
+def test_process_that_ignores_sighup_is_killed_after_grace(server: RunningServer) -> None:
+    ready = server.settings.data_dir / "homes" / "alice" / "ready"  # the session sees its home
     script = f"trap '' HUP; touch {ready}; while :; do sleep 1; done"
     with client(server) as c:
         create(c, id="stubborn", command=["/bin/sh", "-c", script])

@@ -1,0 +1,114 @@
+"""The launch description and its command line (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hearth.sandbox.launch import Bind, Launch, Limits, command
+
+
+def launch(**changes: object) -> Launch:
+    values: dict[str, object] = {
+        "argv": ["/bin/bash", "-l"],
+        "env": {"HOME": "/data/homes/alice"},
+        "cwd": "/data/homes/alice",
+        "system": [Bind("/usr"), Bind("/opt/py/3.11")],
+        "links": {"/bin": "usr/bin"},
+        "binds": [Bind("/data/homes/alice", writable=True)],
+    }
+    values.update(changes)
+    return Launch(**values)  # type: ignore[arg-type]
+
+
+def pairs(argv: list[str], flag: str) -> list[tuple[str, ...]]:
+    """Every occurrence of ``flag`` with its operands (bwrap's flags take 1 or 2)."""
+    width = {"--bind": 2, "--ro-bind": 2, "--ro-bind-try": 2, "--symlink": 2}.get(flag, 1)
+    return [tuple(argv[i + 1 : i + 1 + width]) for i, a in enumerate(argv) if a == flag]
+
+
+def test_the_session_program_runs_last_after_bwrap_with_its_namespaces() -> None:
+    argv = command(launch())
+    assert argv[0] == "bwrap"
+    assert argv[-2:] == ["/bin/bash", "-l"]
+    for flag in ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"):
+        assert flag in argv
+    assert "--unshare-net" not in argv and "--unshare-user" not in argv
+    assert pairs(argv, "--chdir") == [("/data/homes/alice",)]
+
+
+def test_system_paths_are_read_only_and_only_the_own_directory_is_writable() -> None:
+    argv = command(launch())
+    assert set(pairs(argv, "--ro-bind-try")) == {("/usr", "/usr"), ("/opt/py/3.11", "/opt/py/3.11")}
+    assert pairs(argv, "--bind") == [("/data/homes/alice", "/data/homes/alice")]
+    assert pairs(argv, "--symlink") == [("usr/bin", "/bin")]
+    assert ("1777",) in pairs(argv, "--perms")  # /tmp: private, writable by the session
+
+
+def test_missing_parents_are_made_traversable_but_not_inside_system_paths() -> None:
+    argv = command(launch(binds=[Bind("/tmp/x/data/homes/alice", writable=True)]))
+    made = [d for (d,) in pairs(argv, "--dir")]
+    # /opt exists (a parent of a system bind is made before it), /tmp is a mount point
+    assert made == ["/opt", "/opt/py", "/tmp/x", "/tmp/x/data", "/tmp/x/data/homes"]
+    assert argv.index("--tmpfs") < argv.index("/tmp/x")
+
+
+def test_a_hidden_data_dir_is_covered_before_the_session_binds_go_in() -> None:
+    argv = command(
+        launch(
+            system=[Bind("/opt")],
+            hide=["/opt/hearth"],
+            mask=["/etc/hearth.toml"],
+            binds=[Bind("/opt/hearth/homes/alice", writable=True)],
+        )
+    )
+    tmpfs = argv.index("/opt/hearth")
+    assert argv[tmpfs - 1] == "--tmpfs"
+    assert tmpfs < argv.index("--bind")
+    assert ("/dev/null", "/etc/hearth.toml") in pairs(argv, "--ro-bind")
+
+
+def test_root_drops_to_the_session_uid_inside_with_no_capabilities() -> None:
+    argv = command(launch(uid=200001, terminal=True))
+    inside = argv[argv.index("--", argv.index("--chdir")) + 1 :]
+    assert inside[:2] == ["setsid", "--ctty"]
+    assert inside[2] == "setpriv"
+    assert "--reuid=200001" in inside and "--regid=200001" in inside
+    assert "--bounding-set=-all" in inside and "--no-new-privs" in inside
+    assert inside[-2:] == ["/bin/bash", "-l"]
+
+
+def test_a_plain_user_gets_a_user_namespace_and_network_none_its_own_loopback() -> None:
+    argv = command(launch(user_namespace=True, network="none"))
+    assert "--unshare-user" in argv and "--unshare-net" in argv
+    assert "setpriv" not in argv
+
+
+def test_the_cgroups_are_entered_before_bwrap_starts_anything() -> None:
+    procs = ["/cg/memory/hearth-x/t-a/cgroup.procs", "/cg/pids/hearth-x/t-a/cgroup.procs"]
+    argv = command(launch(cgroup_procs=procs))
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert argv[4:7] == [*procs, "--"]
+    assert argv[7] == "bwrap"
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (Limits(memory=1 << 30, pids=64), ["prlimit", "--as=1073741824", "--nproc=64", "--"]),
+        (Limits(cpu=1.5), []),  # no rlimit can cap a rate
+    ],
+)
+def test_rlimits_where_no_cgroup_holds_the_limits(limits: Limits, expected: list[str]) -> None:
+    argv = command(launch(rlimits=limits))
+    assert argv[: len(expected)] == expected
+    assert argv[len(expected)] == "bwrap"
+
+
+def test_without_bubblewrap_only_the_limits_wrap_the_program() -> None:
+    argv = command(launch(bubblewrap=False, rlimits=Limits(pids=10)))
+    assert argv == ["prlimit", "--nproc=10", "--", "/bin/bash", "-l"]
+
+
+def test_variables_the_spawner_adds_are_unset_inside() -> None:
+    argv = command(launch(unset_env=["JPY_PARENT_PID"]))
+    assert pairs(argv, "--unsetenv") == [("JPY_PARENT_PID",)]
