@@ -12,13 +12,24 @@ from __future__ import annotations
 import json
 import struct
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 __all__ = [
     "OUTPUT_FRAME",
     "ClientFrame",
+    "FileSpec",
     "FrameError",
+    "KernelCreate",
+    "KernelExecute",
     "TerminalCreate",
     "TerminalRename",
     "TerminalState",
@@ -30,6 +41,7 @@ __all__ = [
 OUTPUT_FRAME = 0x01
 _HEADER = struct.Struct(">BQ")
 SESSION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+KERNEL_NAME = r"^[A-Za-z0-9._-]{1,128}$"  # Jupyter's kernelspec names
 
 
 class FrameError(ValueError):
@@ -47,6 +59,65 @@ def decode_output(frame: bytes) -> tuple[int, bytes]:
     return offset, frame[_HEADER.size :]
 
 
+# --- text that must reach a process --------------------------------------------------------
+# JSON can carry what a process can't take: a NUL ends a C string, and a lone surrogate
+# ("\ud800") has no UTF-8 form. Refused at the door, they are a 422 naming the field.
+
+
+def _problem(text: str) -> str | None:
+    """What makes ``text`` unfit for a process (an argument, a path, the environment)."""
+    if "\0" in text:
+        return "contains a NUL character, which a process can't take; remove it"
+    return _unicode_problem(text)
+
+
+def _unicode_problem(text: str) -> str | None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which has no UTF-8 form; send valid Unicode"
+    return None
+
+
+def _unicode(text: str) -> str:
+    if problem := _unicode_problem(text):
+        raise ValueError(problem)
+    return text
+
+
+def _process_text(text: str) -> str:
+    if problem := _problem(text):
+        raise ValueError(problem)
+    return text
+
+
+def _env_name(name: str) -> str:
+    # The error's location can't show a bad name (it may not be valid Unicode): the message does.
+    if not name:
+        raise ValueError("an environment variable needs a name; this one is empty")
+    problem = "contains '=', which ends a name" if "=" in name else _problem(name)
+    if problem:
+        raise ValueError(f"the environment variable name {name!r} {problem}")
+    return name
+
+
+def _download_url(url: str) -> str:
+    _process_text(url)
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError("a URL can't contain spaces or control characters; percent-encode them")
+    parts = urlsplit(url)  # ValueError for a malformed one, e.g. "http://[::1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("only http(s) URLs with a host can be downloaded")
+    _ = parts.port  # ValueError for a port that is not one
+    return url
+
+
+UnicodeText = Annotated[str, AfterValidator(_unicode)]
+ProcessText = Annotated[str, AfterValidator(_process_text)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+DownloadUrl = Annotated[str, AfterValidator(_download_url)]
+
+
 # --- client → server text frames ---------------------------------------------------------
 
 
@@ -56,19 +127,7 @@ class _Frame(BaseModel):
 
 class InputFrame(_Frame):
     type: Literal["input"]
-    data: str
-
-    @field_validator("data")
-    @classmethod
-    def _encodable(cls, data: str) -> str:
-        # JSON can escape a lone surrogate ("\ud800"), which has no UTF-8 form for the PTY.
-        try:
-            data.encode()
-        except UnicodeEncodeError:
-            raise ValueError(
-                "text with a lone surrogate can't be typed; send valid Unicode"
-            ) from None
-        return data
+    data: UnicodeText
 
 
 class ResizeFrame(_Frame):
@@ -117,9 +176,9 @@ class TerminalCreate(BaseModel):
 
     id: str | None = Field(None, pattern=SESSION_ID)
     name: str | None = Field(None, min_length=1, max_length=200)
-    command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    command: list[Annotated[ProcessText, Field(min_length=1)]] | None = Field(None, min_length=1)
+    cwd: ProcessText | None = None
+    env: dict[EnvName, ProcessText] = Field(default_factory=dict)
     rows: int = Field(24, ge=1, le=1000)
     cols: int = Field(80, ge=1, le=1000)
 
@@ -172,3 +231,26 @@ class HistoryEntry(BaseModel):
 
 class CleanupAnswer(BaseModel):
     closed: list[str]
+
+
+# --- kernel sessions (SPEC §4.2) -------------------------------------------------------------
+
+
+class FileSpec(BaseModel):
+    url: DownloadUrl = Field(description="http(s) URL to download")
+    path: ProcessText | None = Field(
+        None, description="where it lands, relative to the working dir"
+    )
+
+
+class KernelCreate(BaseModel):
+    session_id: str | None = Field(None, pattern=SESSION_ID)
+    files: list[FileSpec] = Field(default_factory=list)
+    kernel_name: str | None = Field(None, pattern=KERNEL_NAME)
+
+
+class KernelExecute(BaseModel):
+    code: UnicodeText
+    timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="seconds; then the kernel is interrupted"
+    )

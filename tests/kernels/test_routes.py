@@ -219,10 +219,10 @@ async def test_other_users_and_strangers(client: Client) -> None:
 
 async def test_malformed_requests_are_4xx_with_a_reason(client: Client) -> None:
     cases: list[tuple[str, str, Any, int]] = [
-        ("POST", "/api/v1/sessions", {"session_id": "a b"}, 400),
-        ("POST", "/api/v1/sessions", {"session_id": "x" * 65}, 400),
+        ("POST", "/api/v1/sessions", {"session_id": "a b"}, 422),
+        ("POST", "/api/v1/sessions", {"session_id": "x" * 65}, 422),
         ("POST", "/api/v1/sessions", {"kernel_name": "cobol"}, 400),
-        ("POST", "/api/v1/sessions", {"files": [{"url": "ftp://h/x"}]}, 400),
+        ("POST", "/api/v1/sessions", {"files": [{"url": "ftp://h/x"}]}, 422),
         ("POST", "/api/v1/sessions", {"files": [{"url": "http://h/x", "path": "/etc/x"}]}, 400),
         ("POST", "/api/v1/sessions", {"files": "nope"}, 422),
         ("POST", "/api/v1/sessions", "not json", 422),
@@ -233,7 +233,7 @@ async def test_malformed_requests_are_4xx_with_a_reason(client: Client) -> None:
         assert r.status_code == status, (body, r.text)
         assert r.json()["detail"]
     await client.post("/api/v1/sessions", json={"session_id": "m"}, headers=ALICE)
-    for body, status in [({}, 422), ({"code": 5}, 422), ({"code": "1", "timeout": -1}, 400)]:
+    for body, status in [({}, 422), ({"code": 5}, 422), ({"code": "1", "timeout": -1}, 422)]:
         r = await client.post("/api/v1/sessions/m/execute", json=body, headers=ALICE)
         assert r.status_code == status, (body, r.text)
     assert [

@@ -13,9 +13,8 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket
+from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from hearth.config import Settings
@@ -23,31 +22,17 @@ from hearth.errors import HearthError
 from hearth.kernels.outputs import Event, Outputs, done_event
 from hearth.kernels.policy import PoolCounts
 from hearth.kernels.service import KernelService
+from hearth.protocol import KernelCreate, KernelExecute
 from hearth.sandbox import Sandbox
 from hearth.server.auth import CurrentUser, check_origin, current_user
 from hearth.server.metrics import Metrics
+from hearth.server.validation import ValidatedRoute
 from hearth.store import SessionStore
 
 __all__ = ["kernel_service", "router"]
 
 log = logging.getLogger("hearth.server.kernels")
-router = APIRouter(prefix="/api/v1", tags=["kernels"])
-
-
-class FileSpec(BaseModel):
-    url: str = Field(description="http(s) URL to download")
-    path: str | None = Field(None, description="where it lands, relative to the working dir")
-
-
-class CreateBody(BaseModel):
-    session_id: str | None = None
-    files: list[FileSpec] = Field(default_factory=list)
-    kernel_name: str | None = None
-
-
-class ExecuteBody(BaseModel):
-    code: str
-    timeout: float | None = Field(None, description="seconds; then the kernel is interrupted")
+router = APIRouter(prefix="/api/v1", tags=["kernels"], route_class=ValidatedRoute)
 
 
 class _MetricsObserver:
@@ -87,7 +72,12 @@ Kernels = Annotated[KernelService, Depends(_kernels)]
 
 
 @router.post("/sessions", status_code=201)
-async def create(body: CreateBody, user: CurrentUser, kernels: Kernels) -> JSONResponse:
+async def create(
+    user: CurrentUser,
+    kernels: Kernels,
+    body: Annotated[KernelCreate | None, Body()] = None,
+) -> JSONResponse:
+    body = body or KernelCreate.model_validate({})  # all optional, so is the body (§4.1)
     files = [f.model_dump(exclude_none=True) for f in body.files]
     info, created = await kernels.create(user, body.session_id, files, body.kernel_name)
     return JSONResponse(info, status_code=201 if created else 200)
@@ -112,7 +102,7 @@ async def terminate(session_id: str, user: CurrentUser, kernels: Kernels) -> Res
 @router.post("/sessions/{session_id}/execute", response_model=None)
 async def execute(
     session_id: str,
-    body: ExecuteBody,
+    body: KernelExecute,
     user: CurrentUser,
     kernels: Kernels,
     stream: Annotated[bool, Query()] = False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from hearth.errors import NotFound
@@ -20,6 +20,7 @@ from hearth.protocol import (
     TerminalStatusAnswer,
 )
 from hearth.server.auth import CurrentUser
+from hearth.server.validation import ValidatedRoute
 from hearth.terminals.manager import TerminalManager, TerminalSpec
 from hearth.terminals.session import TerminalInfo
 
@@ -40,10 +41,20 @@ def state_of(info: TerminalInfo) -> TerminalState:
 
 
 def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=["terminals"], include_in_schema=include_in_schema)
+    router = APIRouter(
+        prefix=prefix,
+        tags=["terminals"],
+        include_in_schema=include_in_schema,
+        route_class=ValidatedRoute,
+    )
 
     @router.post("/sessions", status_code=201)
-    async def create(body: TerminalCreate, user: CurrentUser, manager: Terminals) -> TerminalState:
+    async def create(
+        user: CurrentUser,
+        manager: Terminals,
+        body: Annotated[TerminalCreate | None, Body()] = None,
+    ) -> TerminalState:
+        body = body or TerminalCreate.model_validate({})  # all optional, so is the body (§3.2)
         spec = TerminalSpec(
             id=body.id,
             name=body.name,
