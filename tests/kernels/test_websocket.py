@@ -115,3 +115,23 @@ async def test_refused_websockets_close_with_their_code(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_a_binary_frame_gets_an_error_frame_and_the_connection_stays(
+    kernel_server: RunningServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=kernel_server.url) as http:
+        r = await http.post(
+            "/api/v1/sessions",
+            json={"session_id": "bin"},
+            headers={"Authorization": f"Bearer {ALICE}"},
+        )
+        assert r.status_code == 201
+    url = f"{kernel_server.ws_url}/api/v1/sessions/bin/ws?token={ALICE}"
+    async with websockets.connect(url) as ws:
+        await ws.send(b'{"type": "ping"}')
+        error = await recv(ws)
+        assert error["type"] == "error" and "JSON text frames" in error["message"]
+        await ws.send(json.dumps({"type": "execute", "code": "6*7", "request_id": "after"}))
+        events = await until_done(ws, "after")
+        assert events[0]["data"] == {"text/plain": "42"}

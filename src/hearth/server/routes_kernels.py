@@ -236,7 +236,14 @@ class _KernelSocket:
 
     async def _receive(self) -> None:
         while True:
-            frame, problem = _decode(await self.ws.receive_text())
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            text = message.get("text")
+            if text is None:
+                await self.outbox.put({"type": "error", "message": _BINARY})
+                continue
+            frame, problem = _decode(text)
             if problem:
                 await self.outbox.put({"type": "error", "message": problem, **frame})
             elif frame["type"] == "execute":
@@ -256,6 +263,12 @@ class _KernelSocket:
         async with contextlib.aclosing(_guarded(events)) as guarded:
             async for event in guarded:
                 await self.outbox.put({**event, **tag})
+
+
+_BINARY = (
+    'Binary frames are not used here; send JSON text frames, e.g. {"type": "execute", '
+    '"code": "1+1"}.'
+)
 
 
 def _decode(raw: str) -> tuple[dict[str, Any], str]:
