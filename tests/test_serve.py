@@ -217,3 +217,29 @@ def test_shutdown_hangs_up_every_terminal(serve, tmp_path: Path) -> None:  # typ
             break
         assert time.monotonic() < deadline, "a terminal's child outlived the server"
         time.sleep(0.02)
+
+
+def test_several_users_without_a_sandbox_refuse_to_start_naming_both_fixes(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    env["PATH"] = str(tmp_path)  # no bwrap on it
+    env["HEARTH_TOKENS"] = '{"tok-alice-1": "alice", "tok-bob-22": "bob"}'
+    done = subprocess.run(
+        [*HEARTH, "serve", "--port", "0", "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "bubblewrap" in done.stderr and 'sandbox = "none"' in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_healthz_says_which_sandbox_and_limits_are_in_force(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    served = serve("--data-dir", str(tmp_path), env={"HEARTH_SANDBOX": "none"})
+    with httpx.Client(base_url=served.base) as c:
+        health = c.get("/healthz").json()
+    assert health["sandbox"] == "none"
+    assert health["limits"] in ("cgroup2", "cgroup1", "rlimit")

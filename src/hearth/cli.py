@@ -32,7 +32,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"hearth: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    server = uvicorn.Server(server_config(settings))
+    from hearth.sandbox import SandboxUnavailable
+
+    try:
+        server = uvicorn.Server(server_config(settings, config_file=args.config))
+    except SandboxUnavailable as exc:
+        print(f"hearth: {exc.message}", file=sys.stderr)
+        return 2
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
 
     async def announce() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from asyncio import BaseTransport
+from pathlib import Path
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -46,9 +47,9 @@ def ws_max_size(max_input_bytes: int) -> int:
     return 6 * max_input_bytes + 64 * 1024
 
 
-def server_config(settings: Settings) -> uvicorn.Config:
+def server_config(settings: Settings, config_file: Path | None = None) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, config_file=config_file),
         host=settings.host,
         port=settings.port,
         ws=NoDelayWebSocketProtocol,
