@@ -112,3 +112,10 @@ def test_without_bubblewrap_only_the_limits_wrap_the_program() -> None:
 def test_variables_the_spawner_adds_are_unset_inside() -> None:
     argv = command(launch(unset_env=["JPY_PARENT_PID"]))
     assert pairs(argv, "--unsetenv") == [("JPY_PARENT_PID",)]
+
+
+def test_a_python_environment_under_tmp_is_bound_after_the_private_tmp() -> None:
+    # CI clones under /tmp: a venv there was covered by the private /tmp (no python inside)
+    argv = command(launch(system=[Bind("/usr"), Bind("/tmp/clone/.venv")]))
+    assert argv.index("--tmpfs") < argv.index("/tmp/clone/.venv")
+    assert [d for (d,) in pairs(argv, "--dir")][0] == "/tmp/clone"

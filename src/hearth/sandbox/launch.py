@@ -83,6 +83,10 @@ class Launch:
     unset_env: Sequence[str] = ()  # what the spawner adds to ``env`` that must not go in
 
 
+def _under(path: str, top: str) -> bool:
+    return PurePosixPath(path).is_relative_to(top)
+
+
 def _parents(targets: list[str], made: set[str], filled: list[str]) -> list[str]:
     """``--dir`` for the missing parents of ``targets``, world-traversable (bwrap would make them
     0700, which a session running as another uid could not pass)."""
@@ -109,18 +113,20 @@ def _bwrap(launch: Launch, bwrap: str) -> list[str]:
     args += ["--hostname", "hearth"]
     for name in launch.unset_env:
         args += ["--unsetenv", name]
-    made: set[str] = set()
+    # /tmp first: a system path under it (a venv in a clone under /tmp) is bound into the tmpfs
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set[str] = {"/proc", "/dev", "/tmp"}
     filled: list[str] = []  # system paths: their whole tree exists
     for bind in launch.system:
         args += _parents([bind.target], made, filled)
         args += ["--ro-bind-try", bind.source, bind.target]
         filled.append(bind.target)
+        made.add(bind.target)
     for path, target in sorted(launch.links.items()):
         args += ["--symlink", target, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
-    # /tmp and the hidden paths are empty now; their own mount points exist
-    filled = [f for f in filled if not any(f.startswith(h) for h in ["/tmp", *launch.hide])]
-    made = {"/tmp", *launch.hide}
+    # the hidden paths are empty tmpfs mounts: nothing under them exists any more
+    filled = [f for f in filled if not any(_under(f, h) for h in launch.hide)]
+    made = {m for m in made if not any(_under(m, h) for h in launch.hide)} | set(launch.hide)
     for path in launch.hide:
         args += ["--tmpfs", path]
     for path in launch.mask:
