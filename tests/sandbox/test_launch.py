@@ -118,4 +118,4 @@ def test_a_python_environment_under_tmp_is_bound_after_the_private_tmp() -> None
     # CI clones under /tmp: a venv there was covered by the private /tmp (no python inside)
     argv = command(launch(system=[Bind("/usr"), Bind("/tmp/clone/.venv")]))
     assert argv.index("--tmpfs") < argv.index("/tmp/clone/.venv")
-    assert [d for (d,) in pairs(argv, "--dir")][0] == "/tmp/clone"
+    assert next(d for (d,) in pairs(argv, "--dir")) == "/tmp/clone"
