@@ -71,6 +71,12 @@ async def _kernels(request: Request) -> KernelService:
 Kernels = Annotated[KernelService, Depends(_kernels)]
 
 
+_EXECUTE = (
+    "The execution's answer; with `?stream=true`, its events as newline-delimited JSON, "
+    "ending with a `done` event."
+)
+
+
 @router.post("/sessions", status_code=201)
 async def create(
     user: CurrentUser,
@@ -99,7 +105,11 @@ async def terminate(session_id: str, user: CurrentUser, kernels: Kernels) -> Res
     return Response(status_code=204)
 
 
-@router.post("/sessions/{session_id}/execute", response_model=None)
+@router.post(
+    "/sessions/{session_id}/execute",
+    response_model=None,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": _EXECUTE}},
+)
 async def execute(
     session_id: str,
     body: KernelExecute,

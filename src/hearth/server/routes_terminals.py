@@ -36,6 +36,10 @@ Terminals = Annotated[TerminalManager, Depends(terminals)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID, description="1–64 of [A-Za-z0-9_-]")]
 
 
+class AsciicastResponse(PlainTextResponse):
+    media_type = "application/x-asciicast"
+
+
 def state_of(info: TerminalInfo) -> TerminalState:
     return TerminalState.model_validate(info, from_attributes=True)
 
@@ -115,11 +119,10 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
             for e, text in manager.history(user, id, since, limit)
         ]
 
-    @router.get("/sessions/{id}/recording.cast", response_class=PlainTextResponse)
-    async def recording(id: SessionId, user: CurrentUser, manager: Terminals) -> PlainTextResponse:
-        return PlainTextResponse(
+    @router.get("/sessions/{id}/recording.cast", response_class=AsciicastResponse)
+    async def recording(id: SessionId, user: CurrentUser, manager: Terminals) -> AsciicastResponse:
+        return AsciicastResponse(
             manager.recording(user, id),
-            media_type="application/x-asciicast",
             headers={"Content-Disposition": f'attachment; filename="{id}.cast"'},
         )
 
