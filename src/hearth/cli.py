@@ -117,7 +117,9 @@ def _new(args: argparse.Namespace) -> int:
 
     rows, cols = window_size(sys.stdout.fileno())
     with _client(args) as client:
-        session = client.terminals.create(name=args.name, rows=rows, cols=cols)
+        session = client.terminals.create(
+            name=args.name, command=args.program or None, rows=rows, cols=cols
+        )
     if args.detach:
         print(session.id)
         return 0
@@ -219,6 +221,12 @@ def _add_client_commands(commands: Any) -> None:
     new = add("new", _new, "start a terminal session and attach to it")
     new.add_argument("--name", help="its display name")
     new.add_argument("-d", dest="detach", action="store_true", help="print its id, don't attach")
+    new.add_argument(
+        "program",
+        nargs="*",
+        metavar="-- COMMAND",
+        help="the program to run and its arguments, after -- (default: your login shell)",
+    )
     attach = add("attach", _attach, "attach this terminal to a session (Ctrl-\\ detaches)")
     attach.add_argument("id", help="the session id ('hearth ls' lists them)")
     attach.add_argument(
