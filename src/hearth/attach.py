@@ -8,7 +8,9 @@ Nothing is printed twice: each output frame carries its offset in the session's 
 the loop remembers the offset it has written up to, and a dropped connection is resumed with
 ``since=<that offset>`` (with a backoff). The offset is also kept per session in a small JSON
 file in the data directory, so a later ``hearth attach`` of the same session shows only what is
-new (``--replay`` replays the whole buffer instead).
+new (``--replay`` replays the whole buffer instead). The file is rewritten as output is written
+(at most every ``SAVE_EVERY`` seconds), so even a ``hearth attach`` killed with SIGKILL leaves an
+offset at most that old behind.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import termios
 import time
 import tty
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ __all__ = ["DETACH_KEY", "AttachState", "attach"]
 DETACH_KEY = b"\x1c"  # Ctrl-\
 GIVE_UP_AFTER = 120.0  # seconds of failed reconnects before saying so and leaving
 _MAX_QUEUED_INPUT = 1024  # chunks typed while disconnected; past that the oldest are dropped
+SAVE_EVERY = 1.0  # seconds between rewrites of the remembered offset while output flows
 
 
 class AttachState:
@@ -106,8 +109,18 @@ class _Dropped(Exception):
 
 
 class _Attacher:
-    def __init__(self, url: str, token: str | None, id: str, since: int | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        id: str,
+        since: int | None,
+        remember: Callable[[int | None], None] = lambda offset: None,
+    ) -> None:
         self.url, self.token, self.id = url, token, id
+        self.remember = remember  # keeps the offset for a later attach
+        self._remembered_at = -SAVE_EVERY
+        self._remember_timer: asyncio.TimerHandle | None = None
         self.written = since  # the offset of the next byte to write; None: from the buffer start
         self.stdin, self.stdout = sys.stdin.fileno(), sys.stdout.fileno()
         self.raw = False
@@ -159,6 +172,23 @@ class _Attacher:
         while view:
             view = view[os.write(self.stdout, view) :]
         self.written = offset + len(data) if self.written is None else self.written + len(data)
+        self._remember_soon()
+
+    def _remember_soon(self) -> None:
+        """Keep the offset now, or once ``SAVE_EVERY`` has passed since it was last kept."""
+        if self._remember_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._remembered_at + SAVE_EVERY - loop.time()
+        if wait <= 0:
+            self._remember_now()
+        else:
+            self._remember_timer = loop.call_later(wait, self._remember_now)
+
+    def _remember_now(self) -> None:
+        self._remember_timer = None
+        self._remembered_at = asyncio.get_running_loop().time()
+        self.remember(self.written)
 
     # --- the connection --------------------------------------------------------------------
 
@@ -174,6 +204,9 @@ class _Attacher:
                 return await self._connect_until_done()
             finally:
                 self.raw = False
+                if self._remember_timer is not None:  # the caller keeps the final offset
+                    self._remember_timer.cancel()
+                    self._remember_timer = None
                 loop.remove_reader(self.stdin)
                 for sig in (signal.SIGWINCH, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -296,7 +329,8 @@ async def attach(
     detached, the session's exit code when it exited. Fatal problems raise ``HearthError``."""
     key = AttachState.key(url, token, id)
     since = None if replay or state is None else state.get(key)
-    attacher = _Attacher(url, token, id, since)
+    remember = (lambda offset: state.put(key, offset)) if state is not None else (lambda _: None)
+    attacher = _Attacher(url, token, id, since, remember)
     try:
         code = await attacher.run()
     except NotFound:
