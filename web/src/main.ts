@@ -179,7 +179,10 @@ window.hearth = {
       written: t.written,
       received: t.received,
       suppressed: t.suppressed,
+      replaying: t.replaying,
       viewers: t.viewers,
+      rows: t.term.rows,
+      cols: t.term.cols,
     })),
   text: (id: string) => app.terminalTabs().find((t) => t.id === id)?.text() ?? null,
   /** Base64 of every byte written to the tab's screen (needs localStorage hearth_debug=1). */

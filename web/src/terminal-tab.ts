@@ -70,7 +70,7 @@ export class TerminalTab {
   written = 0;
   /** Offset of the next byte expected from the stream; null until a stream was attached. */
   received: number | null = null;
-  /** Bytes of automatic terminal replies dropped during replays (for tests and curiosity). */
+  /** Queries in replayed output left unanswered (for tests and curiosity). */
   suppressed = 0;
 
   readonly pane: HTMLElement;
@@ -85,8 +85,13 @@ export class TerminalTab {
   private ws: WebSocket | null = null;
   private queue: Pending[] = [];
   private writing = false;
-  /** Output before this offset is history being replayed (see `input`). */
+  /** Output before this offset is history being replayed (see `quietReplay`). */
   private replayEnd = 0;
+  /** The piece xterm is parsing now is history: queries in it go unanswered. */
+  private parsingReplay = false;
+  /** The size on screen is another viewer's, until this tab is used again (`ownSize`). */
+  private foreignSize = false;
+  private applyingForeignSize = false;
   private replayStart = 0;
   /** Where the whole-buffer replay of this page load began (the oldest byte still buffered). */
   private historyStart = 0;
@@ -138,6 +143,7 @@ export class TerminalTab {
     this.term.loadAddon(new WebLinksAddon());
     this.term.open(this.screen);
     this.term.attachCustomKeyEventHandler((event) => {
+      if (event.type === "keydown") this.ownSize(); // typing here: this tab's size wins again
       if (!this.host.shortcut(event)) return true;
       event.preventDefault(); // handled: neither xterm nor the window listener acts on it again
       return false;
@@ -148,8 +154,53 @@ export class TerminalTab {
       for (let i = 0; i < data.length; i++) bytes[i] = data.charCodeAt(i) & 0xff;
       this.input(bytes);
     });
-    this.term.onResize(({ rows, cols }) => this.sendJson({ type: "resize", rows, cols }));
+    this.term.onResize(({ rows, cols }) => {
+      if (this.applyingForeignSize) return; // the server has it: it told us
+      this.foreignSize = false;
+      this.sendJson({ type: "resize", rows, cols });
+    });
     new ResizeObserver(() => this.refit()).observe(this.screen);
+    this.quietReplay();
+  }
+
+  /** Queries found in replayed output (cursor position, device attributes, modes, colours…)
+   * were answered when the shell asked them, long ago: xterm must not answer them again, or
+   * the answers would reach the shell as if typed. Only those are held back; what the user
+   * types during a replay goes through. */
+  private quietReplay(): void {
+    const parser = this.term.parser;
+    const unanswered = (): boolean => {
+      if (this.parsingReplay) this.suppressed += 1;
+      return this.parsingReplay; // true: handled here, so xterm's own answer is skipped
+    };
+    const queries = [
+      { final: "c" }, // DA1
+      { prefix: ">", final: "c" }, // DA2
+      { final: "n" }, // DSR, cursor position
+      { prefix: "?", final: "n" },
+      { intermediates: "$", final: "p" }, // DECRQM
+      { prefix: "?", intermediates: "$", final: "p" },
+    ];
+    for (const id of queries) parser.registerCsiHandler(id, unanswered);
+    // Window reports; the other window operations are not queries.
+    parser.registerCsiHandler({ final: "t" }, (params) =>
+      [14, 16, 18].includes(Number(params[0])) ? unanswered() : false,
+    );
+    parser.registerDcsHandler({ intermediates: "$", final: "q" }, unanswered); // DECRQSS
+    // Colour queries ("?" where a colour would be set); a colour set is no query.
+    parser.registerOscHandler(4, (data) =>
+      data.split(";").every((part, i) => i % 2 === 0 || part === "?") ? unanswered() : false,
+    );
+    for (const ident of [10, 11, 12]) {
+      parser.registerOscHandler(ident, (data) =>
+        data.split(";").every((part) => part === "?") ? unanswered() : false,
+      );
+    }
+  }
+
+  /** History is still being written to the screen. */
+  get replaying(): boolean {
+    return this.written < this.replayEnd;
   }
 
   // --- the screen -------------------------------------------------------------------------
@@ -171,9 +222,30 @@ export class TerminalTab {
   }
 
   shown(): void {
+    this.foreignSize = false;
     this.refit();
     this.sendSize();
     this.term.focus();
+  }
+
+  /** Another viewer resized the PTY: show that size, so what the program draws for it fits,
+   * until this tab is used again (`ownSize`): then its own size wins, as the last resize does. */
+  private resizedElsewhere(rows: number, cols: number): void {
+    if (rows === this.term.rows && cols === this.term.cols) return;
+    this.applyingForeignSize = true;
+    try {
+      this.term.resize(cols, rows);
+    } finally {
+      this.applyingForeignSize = false;
+    }
+    this.foreignSize = true;
+  }
+
+  /** This tab is in use: if another viewer's size is on screen, take this pane's back. */
+  private ownSize(): void {
+    if (!this.foreignSize) return;
+    this.foreignSize = false;
+    this.refit();
   }
 
   private sendSize(): void {
@@ -220,12 +292,6 @@ export class TerminalTab {
   // --- input ------------------------------------------------------------------------------
 
   private input(bytes: Uint8Array): void {
-    if (this.written < this.replayEnd) {
-      // xterm answers queries (cursor position, device attributes…) found in old output as if
-      // they were typed; the shell asked them long ago, so they must not reach it now.
-      this.suppressed += bytes.length;
-      return;
-    }
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(bytes);
   }
 
@@ -297,6 +363,8 @@ export class TerminalTab {
         this.notice("error", `Server: ${frame.message}`);
         break;
       case "resize":
+        this.resizedElsewhere(frame.rows, frame.cols);
+        break;
       case "pong":
         break;
     }
@@ -336,6 +404,8 @@ export class TerminalTab {
     this.showProgress(this.replayEnd - this.written);
     this.setState("connected");
     this.startPings();
+    // A size fitted while the socket was still opening could not be sent then.
+    if (session.rows !== this.term.rows || session.cols !== this.term.cols) this.sendSize();
     this.maybeFinishReplay();
   }
 
@@ -359,15 +429,19 @@ export class TerminalTab {
     if (this.writing || this.disposed) return;
     const next = this.queue[0];
     if (!next) return;
+    // A piece is all history or all live output (see `quietReplay`), and at most CHUNK bytes.
+    let size = Math.min(next.data.length, CHUNK);
+    if (next.offset < this.replayEnd) size = Math.min(size, this.replayEnd - next.offset);
     let piece = next;
-    if (next.data.length > CHUNK) {
-      piece = { offset: next.offset, data: next.data.subarray(0, CHUNK) };
-      next.offset += CHUNK;
-      next.data = next.data.subarray(CHUNK);
+    if (next.data.length > size) {
+      piece = { offset: next.offset, data: next.data.subarray(0, size) };
+      next.offset += size;
+      next.data = next.data.subarray(size);
     } else {
       this.queue.shift();
     }
     this.writing = true;
+    this.parsingReplay = piece.offset < this.replayEnd;
     this.term.write(piece.data, () => {
       if (this.disposed) return;
       this.writing = false;
