@@ -135,3 +135,27 @@ async def test_a_binary_frame_gets_an_error_frame_and_the_connection_stays(
         await ws.send(json.dumps({"type": "execute", "code": "6*7", "request_id": "after"}))
         events = await until_done(ws, "after")
         assert events[0]["data"] == {"text/plain": "42"}
+
+
+async def test_an_execute_that_cant_run_gets_an_error_frame_and_the_connection_stays(
+    kernel_server: RunningServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=kernel_server.url) as http:
+        r = await http.post(
+            "/api/v1/sessions",
+            json={"session_id": "sur"},
+            headers={"Authorization": f"Bearer {ALICE}"},
+        )
+        assert r.status_code == 201
+    url = f"{kernel_server.ws_url}/api/v1/sessions/sur/ws?token={ALICE}"
+    async with websockets.connect(url) as ws:
+        await ws.send('{"type": "execute", "code": "\\ud800", "request_id": "bad"}')
+        error = await recv(ws)
+        assert error["type"] == "error" and error["request_id"] == "bad"
+        assert "valid Unicode" in error["message"]
+        for timeout in ("NaN", "Infinity", "true", "-1"):
+            await ws.send(f'{{"type": "execute", "code": "1", "timeout": {timeout}}}')
+            assert "positive number" in (await recv(ws))["message"]
+        await ws.send(json.dumps({"type": "execute", "code": "6*7", "request_id": "after"}))
+        events = await until_done(ws, "after")
+        assert events[0]["data"] == {"text/plain": "42"}

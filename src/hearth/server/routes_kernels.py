@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
@@ -264,15 +265,20 @@ class _KernelSocket:
                 await self.outbox.put({"type": "pong"})
 
     async def _execute(self, frame: dict[str, Any]) -> None:
+        """Run one execute; whatever goes wrong is an error frame for it, never the end of
+        the connection and its other executes."""
         tag = {"request_id": frame.get("request_id")}
         try:
             events = self.kernels.execute(self.user, self.sid, frame["code"], frame.get("timeout"))
+            async with contextlib.aclosing(_guarded(events)) as guarded:
+                async for event in guarded:
+                    await self.outbox.put({**event, **tag})
         except HearthError as exc:
             await self.outbox.put({"type": "error", "message": exc.message, **tag})
-            return
-        async with contextlib.aclosing(_guarded(events)) as guarded:
-            async for event in guarded:
-                await self.outbox.put({**event, **tag})
+        except Exception:
+            log.exception("execute failed", extra={"session": self.sid})
+            message = "Internal error in Hearth running this code; the server log has the details."
+            await self.outbox.put({"type": "error", "message": message, **tag})
 
 
 _BINARY = (
@@ -292,10 +298,19 @@ def _decode(raw: str) -> tuple[dict[str, Any], str]:
     tag = {"request_id": frame["request_id"]} if "request_id" in frame else {}
     kind = frame.get("type")
     if kind == "execute":
-        if not isinstance(frame.get("code"), str):
+        code = frame.get("code")
+        if not isinstance(code, str):
             return tag, "An execute frame needs a 'code' string."
+        try:
+            code.encode()
+        except UnicodeEncodeError:
+            return tag, "'code' has a lone surrogate, which has no UTF-8 form: send valid Unicode."
         limit = frame.get("timeout")
-        if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
+        if limit is not None and (
+            isinstance(limit, bool)
+            or not isinstance(limit, int | float)
+            or not 0 < limit < math.inf
+        ):
             return tag, "'timeout' must be a positive number of seconds."
         return frame, ""
     if kind in ("interrupt", "ping"):
