@@ -129,3 +129,16 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 @pytest.fixture
 def server(make_server: Callable[..., RunningServer]) -> RunningServer:
     return make_server()
+
+
+def pids_of(cmdline: bytes) -> list[int]:
+    """Host pids whose command line is ``cmdline`` (a sandboxed session's own pids differ)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == cmdline:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found

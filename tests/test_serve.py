@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import pids_of
+
 HEARTH = [sys.executable, "-m", "hearth"]
 
 
@@ -179,18 +181,6 @@ def test_tokens_never_reach_the_logs(serve, tmp_path: Path) -> None:  # type: ig
     assert secret not in err
 
 
-def _pids_of(cmdline: bytes) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes() == cmdline:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_shutdown_hangs_up_every_terminal(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     served = serve("--data-dir", str(tmp_path), env={"HEARTH_TOKENS": '{"tok-erin-55": "erin"}'})
     with httpx.Client(base_url=served.base, headers={"Authorization": "Bearer tok-erin-55"}) as c:
@@ -202,7 +192,7 @@ def test_shutdown_hangs_up_every_terminal(serve, tmp_path: Path) -> None:  # typ
             == 201
         )
     deadline = time.monotonic() + 10
-    while not (pids := _pids_of(b"sleep\x003019\x00")):
+    while not (pids := pids_of(b"sleep\x003019\x00")):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     pid = pids[0]

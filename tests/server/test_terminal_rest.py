@@ -6,12 +6,11 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ALICE, BOB, RunningServer
+from tests.conftest import ALICE, BOB, RunningServer, pids_of
 from tests.server.termclient import SHELL
 
 API = "/api/v1/terminal"
@@ -198,24 +197,11 @@ def test_server_limit_is_429(make_server) -> None:  # type: ignore[no-untyped-de
         assert bob.post(f"{API}/sessions", json={"command": SHELL}).status_code == 429
 
 
-def _pids_of(cmdline: bytes) -> list[int]:
-    """Host pids whose command line is ``cmdline`` (a session's pids are those of its sandbox)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes() == cmdline:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_close_kills_the_whole_process_group(server: RunningServer) -> None:
     marker = b"sleep\x003017\x00"
     with client(server) as c:
         create(c, id="k", command=["/bin/sh", "-c", "sleep 3017 & wait"])
-        pid = poll(lambda: _pids_of(marker))[0]
+        pid = poll(lambda: pids_of(marker))[0]
         os.kill(pid, 0)  # alive
         assert c.delete(f"{API}/sessions/k").status_code == 204
 

@@ -20,7 +20,7 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -235,9 +235,3 @@ def read_plan(tag: str, proc: Path = Path("/proc")) -> CgroupLayout | None:
         with contextlib.suppress(OSError):
             v2_controllers = (Path(v2) / own_v2.lstrip("/") / "cgroup.controllers").read_text()
     return plan(own, mounts, v2_controllers, tag)
-
-
-def describe(layout: CgroupLayout | None) -> Iterable[str]:
-    if layout is None:
-        return []
-    return [f"{c or 'all'}={p}" for c, p in layout.bases.items()]
