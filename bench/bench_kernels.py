@@ -9,6 +9,9 @@ P2  execute round trip of ``1+1`` on a running kernel: Hearth over HTTP and over
     vs raw jupyter_client (``execute_interactive``, and a minimal send/receive loop: the floor).
 M   memory of a pooled kernel (RSS and PSS, from /proc).
 
+Hearth runs sandboxed (bubblewrap, what ``sandbox = auto`` picks where bwrap is installed); P1 and
+P2 over HTTP run again with ``sandbox = none``, to show what the sandbox costs.
+
 Prints a table; figures are medians (p90 in brackets).
 """
 
@@ -52,7 +55,7 @@ def fmt(samples: list[float]) -> str:
 
 
 @contextlib.contextmanager
-def hearth_server(pool: int) -> Iterator[str]:
+def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -62,6 +65,7 @@ def hearth_server(pool: int) -> Iterator[str]:
         "HEARTH_TOKENS": json.dumps({TOKEN: "bench"}),
         "HEARTH_SESSION_POOL_SIZE": str(pool),
         "HEARTH_MAX_KERNELS": str(pool + 4),
+        "HEARTH_SANDBOX": sandbox,
     }
     exe = Path(sys.executable).with_name("hearth")
     proc = subprocess.Popen(
@@ -143,23 +147,40 @@ def hearth_p2_ws(url: str, n: int) -> list[float]:
     return samples
 
 
-def pooled_kernel_memory() -> list[tuple[int, int]]:
-    """(RSS, PSS) in bytes of every ipykernel process started by the bench server."""
-    server = os.environ.get("BENCH_SERVER_PID", "")
-    found = []
+def pooled_kernel_memory() -> tuple[list[tuple[int, int]], int]:
+    """(RSS, PSS) in bytes of every ipykernel process under the bench server, and the PSS of
+    the other processes under it (a sandbox's bwrap), in bytes."""
+    server = int(os.environ.get("BENCH_SERVER_PID", "0"))
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+
+    def under_server(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == server:
+                return True
+        return False
+
+    kernels, others = [], 0
+    for pid in parents:
+        if not under_server(pid):
             continue
-        with contextlib.suppress(OSError):
-            cmd = (entry / "cmdline").read_bytes()
-            status = (entry / "status").read_text()
-            ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid"))
-            if b"ipykernel_launcher" in cmd and ppid == server:
-                rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
-                smaps = (entry / "smaps_rollup").read_text().splitlines()
-                pss = next(int(x.split()[1]) for x in smaps if x.startswith("Pss:"))
-                found.append((rss * 1024, pss * 1024))
-    return found
+        with contextlib.suppress(OSError, StopIteration):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            smaps = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+            rss = next(int(x.split()[1]) for x in status if x.startswith("VmRSS"))
+            pss = next(int(x.split()[1]) for x in smaps if x.startswith("Pss:"))
+            if Path(argv[0].decode()).name.startswith("python") and b"ipykernel_launcher" in argv:
+                kernels.append((rss * 1024, pss * 1024))
+            else:
+                others += pss * 1024
+    return kernels, others
 
 
 # -- raw jupyter_client ---------------------------------------------------------------------
@@ -245,7 +266,13 @@ def main() -> None:
         ws_p2 = hearth_p2_ws(url, args.executes)
         with httpx.Client(base_url=url) as http:
             wait_pool_ready(http, args.pool)
-        memory = pooled_kernel_memory()
+        memory, sandbox_pss = pooled_kernel_memory()
+    # the same server without the sandbox: what the sandbox costs on the paths it touches
+    with hearth_server(args.pool, sandbox="none") as url:
+        warm(lambda: hearth_p1(url, 1, args.pool), 1)
+        bare_p1 = hearth_p1(url, args.rounds, args.pool)
+        warm(lambda: hearth_p2_http(url, 20), 1)
+        bare_p2 = hearth_p2_http(url, args.executes)
 
     raw_median = stats(interactive)[0]
     print(
@@ -257,6 +284,8 @@ def main() -> None:
     ratio = stats(cold)[0] / stats(pool_p1)[0]
     print(f"  {'Hearth, warm pool (HTTP create+execute)':42} {fmt(pool_p1)}   {ratio:.0f}x faster")
     print(f"  {'  of which POST /api/v1/sessions':42} {fmt(creates)}")
+    on_off = stats(pool_p1)[0] / stats(bare_p1)[0]
+    print(f"  {'Hearth unsandboxed (sandbox = none)':42} {fmt(bare_p1)}   sandboxed {on_off:.2f}x")
     print(f"\n{'P2 execute round trip (1+1)':44} {'time':>20}   vs raw")
     print(f"  {'raw jupyter_client execute_interactive':42} {fmt(interactive)}   1.00x")
     print(
@@ -268,12 +297,17 @@ def main() -> None:
         f"{stats(http_p2)[0] / raw_median:.2f}x"
     )
     print(f"  {'Hearth over the websocket':42} {fmt(ws_p2)}   {stats(ws_p2)[0] / raw_median:.2f}x")
+    print(
+        f"  {'Hearth unsandboxed, HTTP':42} {fmt(bare_p2)}   "
+        f"{stats(bare_p2)[0] / raw_median:.2f}x (sandboxed {stats(http_p2)[0] / stats(bare_p2)[0]:.2f}x)"
+    )
     if memory:
         rss = statistics.mean(m[0] for m in memory) / 2**20
         pss = statistics.mean(m[1] for m in memory) / 2**20
         print(
             f"\nMemory per pooled kernel ({len(memory)} measured): RSS {rss:.1f} MiB, "
-            f"PSS {pss:.1f} MiB"
+            f"PSS {pss:.1f} MiB; the sandbox's own processes (bwrap) PSS "
+            f"{sandbox_pss / len(memory) / 2**20:.1f} MiB per kernel"
         )
 
 

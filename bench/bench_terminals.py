@@ -41,7 +41,9 @@ from terminal_common import (
     stop_all_servers,
 )
 
-SYSTEMS = ("floor", "terminado", "hearth")
+# "hearth" runs sandboxed (bubblewrap, as `sandbox = auto` does where bwrap is installed);
+# "hearth-unsandboxed" is the same server with `sandbox = none`, for what the sandbox costs.
+SYSTEMS = ("floor", "terminado", "hearth", "hearth-unsandboxed")
 LINE = 100  # bytes per line of the throughput payload, newline included
 
 
@@ -62,7 +64,7 @@ def make_payload(tmp: Path, size: int) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smaller run: 10 MB, fewer samples")
-    p.add_argument("--only", default=",".join(SYSTEMS), help="comma list of floor,terminado,hearth")
+    p.add_argument("--only", default=",".join(SYSTEMS), help="comma list of " + ",".join(SYSTEMS))
     p.add_argument("--mb", type=float, help="throughput payload in MB (default 50, quick 10)")
     p.add_argument("--producer", help="shell command producing the payload (default: cat FILE)")
     p.add_argument("--runs", type=int, help="throughput runs per system (median shown)")
@@ -160,7 +162,11 @@ async def run_system(system: str, plan: Plan) -> Result:
     elif system == "terminado":
         import terminal_terminado as module  # type: ignore[no-redef]
     else:
-        import terminal_hearth as module  # type: ignore[no-redef]
+        import terminal_hearth
+
+        if system == "hearth-unsandboxed":
+            return await terminal_hearth.run(plan, "none", full=False)
+        return await terminal_hearth.run(plan, "bubblewrap")
     return await module.run(plan)
 
 
@@ -280,6 +286,37 @@ def table(results: dict[str, Result], plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def sandbox_table(results: dict[str, Result]) -> str:
+    """What the sandbox costs: Hearth sandboxed beside the same server unsandboxed, both against
+    the floor (issue 8's targets)."""
+    on, off, floor = (
+        results.get(s, Result(s)).figures for s in ("hearth", "hearth-unsandboxed", "floor")
+    )
+    rows = []
+    for key, label, digits, target, good in (
+        ("throughput_mbps", "output throughput (MB/s)", 1, "sandboxed ≥ 0.8× floor", 0.8),
+        ("create_ms", "create → shell answers (ms)", 2, "sandboxed ≤ 3× floor", 3.0),
+        ("echo_p50_ms", "keystroke echo p50 (ms)", 3, "—", None),
+    ):
+        a, b, f = on.get(key), off.get(key), floor.get(key)
+        of_floor = a / f if a is not None and f else None
+        if of_floor is None or good is None:
+            met = "—"
+        elif key == "throughput_mbps":
+            met = "yes" if of_floor >= good else "**no**"
+        else:
+            met = "yes" if of_floor <= good else "**no**"
+        rows.append(
+            f"| {label} | {fmt(a, digits)} | {fmt(b, digits)} | {fmt(f, digits)} | "
+            + ("—" if a is None or not b else f"{a / b:.2f}×")
+            + " | "
+            + ("—" if of_floor is None else f"{of_floor:.2f}×")
+            + f" | {target} | {met} |"
+        )
+    head = "| figure | sandboxed | unsandboxed | floor | on/off | on/floor | target | met |"
+    return "\n".join([head, "|---|---:|---:|---:|---:|---:|---|---|", *rows])
+
+
 def describe(plan: Plan, results: dict[str, Result], elapsed: float) -> str:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -354,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print(table(results, plan))
     print()
+    if "hearth" in results and "hearth-unsandboxed" in results:
+        print(sandbox_table(results))
+        print()
     print(describe(plan, results, elapsed))
     if args.json:
         dump_json(args.json, list(results.values()), {"elapsed_s": elapsed, "argv": sys.argv[1:]})

@@ -116,6 +116,7 @@ async def throughput(plan: Plan) -> list[ThroughputRun]:
             out.append(await measure_throughput(pty, plan))
         finally:
             await pty.close()
+        await asyncio.sleep(0.2)  # as the servers' runs do between creates: each starts idle
     return out
 
 
@@ -142,6 +143,7 @@ async def create_to_answer(samples: int, timeout: float) -> list[float]:
             out.append((watch.found_at - t0) / 1e9)
         finally:
             await pty.close()
+        await asyncio.sleep(0.2)  # as the servers' runs do between creates: each starts idle
     return out
 
 
