@@ -16,7 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from hearth.kernels.outputs import Event, dead_kernel_error, done_event, event_f
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
 from hearth.sandbox import Prepared, Sandbox
+from hearth.sandbox.launch import Bind
 from hearth.sandbox.procs import kill_sandbox, signal_sandbox
 
 __all__ = ["MARKER_VARIABLE", "Kernel", "KernelSpec", "kernel_environment"]
@@ -55,6 +56,7 @@ class KernelSpec:
     sandbox: Sandbox | None = None
     key: str = ""  # names the kernel's cgroup
     uid: int = 0  # the uid it runs as, when the server is root
+    views: Sequence[Bind] = ()  # more of the data dir it sees, read-only (see WorkDirs)
 
 
 class _LaunchingKernelManager(AsyncKernelManager):
@@ -115,7 +117,12 @@ class Kernel:
         sandbox = self.spec.sandbox
         if sandbox is not None and (sandbox.bubblewrap or sandbox.limits_mode != "none"):
             self.launch = sandbox.kernel(
-                key=self.spec.key, uid=self.spec.uid, cwd=self.spec.cwd, runtime_dir=rt, env=own
+                key=self.spec.key,
+                uid=self.spec.uid,
+                cwd=self.spec.cwd,
+                runtime_dir=rt,
+                env=own,
+                views=self.spec.views,
             )
         if self.launch is not None and self.launch.sandboxed:
             env = self.launch.env

@@ -29,6 +29,7 @@ from hearth.kernels.session import KernelSession, Want
 from hearth.kernels.status import KernelStatus
 from hearth.kernels.workdirs import WorkDirs
 from hearth.sandbox import Sandbox
+from hearth.sandbox.launch import Bind
 
 __all__ = ["KernelPool", "Observer", "PoolConfig"]
 
@@ -83,6 +84,7 @@ class KernelPool:
         self.config = config
         self.sandbox = sandbox
         self._slots: dict[str, int] = {}  # session uid -> its slot (a kernel uid of its own)
+        self._started_in: dict[str, Path] = {}  # session uid -> the cwd its kernel was bound at
         self.policy = PoolPolicy(config.target, config.max_kernels)
         self.dirs = dirs
         self._env = env
@@ -204,6 +206,15 @@ class KernelPool:
 
     def _spec_for(self, session: KernelSession) -> KernelSpec:
         slot = self._slot_of(session)
+        views: tuple[Bind, ...] = ()
+        if self.sandbox is not None and self.sandbox.bubblewrap:
+            # started outside sessions/ (in the pool): it will need its view of sessions/
+            if not session.working_dir.is_relative_to(self.dirs.sessions):
+                view = self.dirs.fresh_view(session.uid)
+                views = (Bind(str(view), dest=str(self.dirs.sessions)),)
+                self._started_in[session.uid] = session.working_dir
+            else:
+                self._started_in.pop(session.uid, None)
         return KernelSpec(
             sandbox=self.sandbox,
             key=session.uid,
@@ -214,6 +225,7 @@ class KernelPool:
             env=self._env,
             start_timeout=self.config.start_timeout,
             context=self._zmq,
+            views=views,
         )
 
     async def _life(self, session: KernelSession) -> None:
@@ -225,6 +237,8 @@ class KernelPool:
             self._sessions.pop(session.uid, None)
             self._tasks.pop(session.uid, None)
             self._slots.pop(session.uid, None)
+            self._started_in.pop(session.uid, None)
+            self.dirs.drop_view(session.uid)
             if session.owner is not None:
                 self._unregister(session)
             if session.destroying:
@@ -237,6 +251,7 @@ class KernelPool:
         """Recycle: the old kernel is stopped; wipe every trace of its user."""
         await self.dirs.delete(session.working_dir)
         session.working_dir = self.dirs.new_pool_dir(session.uid)
+        self.dirs.drop_view(session.uid)
         session.owner = session.session_id = None
         session.files = []
         session.from_pool = session.restarted_pending = False
@@ -351,6 +366,7 @@ class KernelPool:
         # The kernel runs now (a directory renamed while a process is spawned in it would fail
         # the spawn); its cwd follows the rename.
         session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
+        self._show(session, user, sid)
         return session, "cold" if decision is Acquire.COLD else "claim"
 
     def _assign(
@@ -358,10 +374,17 @@ class KernelPool:
     ) -> None:
         if move:
             session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
+            self._show(session, user, sid)
         session.owner, session.session_id, session.from_pool = user, sid, from_pool
         session.created_at = session.last_activity = self._clock()
         self._by_key[(user, sid)] = session
         self._on_event(session, "status")
+
+    def _show(self, session: KernelSession, user: str, sid: str) -> None:
+        """A sandboxed kernel started in the pool finds its new working dir at the API's path."""
+        inside = self._started_in.get(session.uid)
+        if inside is not None:
+            self.dirs.show(session.uid, user, sid, inside)
 
     def _unregister(self, session: KernelSession) -> None:
         assert session.owner is not None and session.session_id is not None

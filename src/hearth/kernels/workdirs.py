@@ -7,11 +7,15 @@
     <data_dir>/kernels/incoming/<rand>/  files downloaded for a session not yet handed out
     <data_dir>/kernels/trash/<rand>/     a released session's directory, deleted in the background
     <data_dir>/kernels/runtime/<rand>/   one kernel's connection file, IPython dir and log
+    <data_dir>/kernels/views/<uid>/      a sandboxed pooled kernel's view of sessions/: one link
 
 A pooled kernel is handed out by renaming its directory: the kernel's cwd follows the rename
 (it is the same directory), so the kernel is in its user's directory at once, with no message
-sent to it. A released directory is renamed away before it is deleted, so the same id can be
-created again at once without the deletion touching the new directory.
+sent to it. A sandboxed kernel sees its cwd where it was bound at start (the pool path), so it
+also gets a view of ``sessions/`` with one link, ``<user>/<id>`` → that path: the working dir the
+API reports opens inside the kernel too. A released directory is renamed away before it is
+deleted, so the same id can be created again at once without the deletion touching the new
+directory.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ class WorkDirs:
         self.incoming = base / "incoming"
         self.trash = base / "trash"
         self.runtime = base / "runtime"
+        self.views = base / "views"
 
     def reset(self) -> None:
         """Start-up: what a previous run left in the kernels' own places is stale."""
-        for place in (self.pool, self.incoming, self.trash, self.runtime):
+        for place in (self.pool, self.incoming, self.trash, self.runtime, self.views):
             shutil.rmtree(place, ignore_errors=True)
             place.mkdir(parents=True, exist_ok=True)
         self.sessions.mkdir(parents=True, exist_ok=True)
@@ -51,6 +56,26 @@ class WorkDirs:
 
     def new_runtime_dir(self) -> Path:
         return self.runtime / secrets.token_hex(6)
+
+    def fresh_view(self, uid: str) -> Path:
+        """An empty view of ``sessions/`` for the pooled kernel ``uid`` (bound read-only)."""
+        path = self.views / uid
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o755)
+        return path
+
+    def show(self, uid: str, user: str, session_id: str, inside: Path) -> None:
+        """In ``uid``'s view, ``<user>/<session_id>`` leads to ``inside`` (its cwd's bind)."""
+        view = self.views / uid
+        if not view.is_dir():
+            return
+        (view / user).mkdir(mode=0o755, exist_ok=True)
+        link = view / user / session_id
+        link.unlink(missing_ok=True)
+        link.symlink_to(inside)
+
+    def drop_view(self, uid: str) -> None:
+        shutil.rmtree(self.views / uid, ignore_errors=True)
 
     def new_incoming_dir(self) -> Path:
         path = self.incoming / secrets.token_hex(6)
