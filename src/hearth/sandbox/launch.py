@@ -5,12 +5,14 @@ directory, the paths it sees (read-only or writable), the uid it runs as, its ne
 cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY, jupyter_client's
 ``Popen``, later the session host)::
 
-    sh -c 'enter the cgroup'  prlimit …  bwrap <namespaces, mounts>  [setsid --ctty]  [setpriv …]
-        argv
+    sh -c 'enter the cgroup'  bwrap <namespaces, mounts>  [prlimit …]  [setsid --ctty]
+        [setpriv …]  argv
 
 - ``sh`` writes ``0`` into each ``cgroup.procs`` ("move me") before it execs the rest, so no
   process of the session runs outside its cgroup, even for a moment;
-- ``prlimit`` only where no cgroup can be written (the rlimit fallback);
+- ``prlimit`` only where no cgroup can be written (the rlimit fallback), inside the namespaces:
+  a user namespace's process count is checked against the limit its creator had, and every
+  sandbox of a plain server's uid counts there; set inside, the limit counts this sandbox only;
 - ``bwrap`` builds the mount, PID, IPC and UTS namespaces (and user/network ones as asked) with
   an empty root; it never forwards signals, so nobody signals it: see :mod:`hearth.sandbox.procs`;
 - ``setsid --ctty`` inside, for terminals: the session's shell, not bwrap, owns the PTY, so a
@@ -174,8 +176,7 @@ def command(
     argv: list[str] = []
     if launch.cgroup_procs:
         argv += [sh, "-c", _ENTER_CGROUPS, "sh", *launch.cgroup_procs, "--"]
-    if launch.rlimits is not None:
-        argv += _prlimit(launch.rlimits, prlimit)
+    rlimits = _prlimit(launch.rlimits, prlimit) if launch.rlimits is not None else []
     if not launch.bubblewrap:
-        return argv + list(launch.argv)
-    return argv + _bwrap(launch, bwrap) + _inside(launch, setsid, setpriv)
+        return argv + rlimits + list(launch.argv)
+    return argv + _bwrap(launch, bwrap) + rlimits + _inside(launch, setsid, setpriv)

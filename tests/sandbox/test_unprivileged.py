@@ -1,0 +1,186 @@
+"""Hearth run as a plain user (SPEC §7): sessions get a user namespace instead of a uid of their
+own, limits fall back to rlimits (a plain user can't write cgroups here) and say so, and the
+attacks from a shell still fail: the store, the server's process, another user's home.
+
+The server is a real ``hearth serve`` started through ``setpriv`` as ``nobody`` (uid 65534),
+so this needs root to start it; as a plain user the whole suite already runs this way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.client.helpers import poll
+from tests.conftest import ALICE, BOB, TOKENS
+from tests.sandbox.test_attacks import attempts_script
+
+NOBODY = 65534
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="starts the server as another user: needs root"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/bwrap").exists() and os.environ.get("CI") != "true",
+        reason="needs bubblewrap (apt-get install bubblewrap)",
+    ),
+]
+
+ATTEMPTS = """\
+read-store        cat {data}/hearth.sqlite3
+list-bob-home     ls {data}/homes/bob
+read-bob-home     cat {data}/homes/bob/secret.txt
+dotdot-escape     cat ~/../bob/secret.txt
+proc-root-escape  cat /proc/self/root{data}/homes/bob/secret.txt
+server-environ    cat /proc/{server}/environ
+signal-server     kill -0 {server}
+write-system      touch /usr/pwned
+see-server-env    env | grep -q HEARTH_
+"""
+# Writing at the data dir's path succeeds in a user namespace: bwrap made that directory in the
+# sandbox's own root (owned by the session's mapped uid); the real data dir is checked instead.
+WRITE = "touch {data}/pwned {data}/homes/bob/pwned 2>/dev/null; "
+
+
+class Plain:
+    """A ``hearth serve`` of uid 65534 on 127.0.0.1."""
+
+    def __init__(self, root: Path, port: int, proc: subprocess.Popen[bytes]) -> None:
+        self.data = root / "data"
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = proc
+        self.log = root / "server.log"
+
+    def post(self, path: str, token: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            self.url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def output(self, token: str, id: str) -> str:
+        r = httpx.get(
+            f"{self.url}/api/v1/terminal/sessions/{id}/history",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        r.raise_for_status()
+        return "".join(e["data"] for e in r.json() if e["type"] == "output")
+
+
+@pytest.fixture
+def plain() -> Iterator[Plain]:
+    root = Path(tempfile.mkdtemp(prefix="hearth-plain-"))  # pytest's tmp is root's, 0700
+    root.chmod(0o755)
+    (root / "data").mkdir()
+    os.chown(root / "data", NOBODY, NOBODY)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hearth = Path(sys.executable).with_name("hearth")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root / "data"),
+        "HEARTH_TOKENS": json.dumps(TOKENS),
+        "HEARTH_SESSION_POOL_SIZE": "0",
+        "HEARTH_SESSION_PIDS_LIMIT": "64",
+    }
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    argv += [str(hearth), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--data-dir", str(root / "data")]
+    with open(root / "server.log", "wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Plain(root, port, proc)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, server.log.read_text()
+        try:
+            return httpx.get(server.url + "/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        poll(healthy, timeout=30, what="the plain user's server")
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: Plain) -> None:
+    health = httpx.get(plain.url + "/healthz").json()
+    assert (health["sandbox"], health["limits"]) == ("bubblewrap", "rlimit")
+    assert "rlimit" in plain.log.read_text()  # said at start-up, with the reason
+
+    r = plain.post(
+        "/api/v1/terminal/sessions",
+        BOB,
+        {"id": "bt", "command": ["/bin/sh", "-c", "echo bob-secret > ~/secret.txt; exec cat"]},
+    )
+    assert r.status_code == 201, r.text
+    poll(lambda: (plain.data / "homes/bob/secret.txt").exists(), what="bob's file")
+
+    script = WRITE.format(data=plain.data)
+    script += attempts_script(ATTEMPTS, data=plain.data, server=plain.proc.pid)
+    script += "echo NPROC $(awk '/Max processes/ {print $3}' /proc/self/limits)\n"
+    r = plain.post(
+        "/api/v1/terminal/sessions", ALICE, {"id": "at", "command": ["/bin/sh", "-c", script]}
+    )
+    assert r.status_code == 201, r.text
+    output = poll(
+        lambda: (o := plain.output(ALICE, "at")) and "ATTACKS-DONE" in o and o,
+        what="the attempts",
+    )
+    assert [line for line in output.splitlines() if line.endswith("worked")] == [], output
+    assert output.count("blocked") == len(ATTEMPTS.splitlines())
+    assert not (plain.data / "pwned").exists()
+    assert not (plain.data / "homes/bob/pwned").exists()
+    poll(lambda: "NPROC" in plain.output(ALICE, "at"), what="the limits seen inside")
+    assert "NPROC 64" in plain.output(ALICE, "at")  # the rlimit is in force inside
+
+    # bob's session lived through all of it
+    r = httpx.get(
+        f"{plain.url}/api/v1/terminal/sessions/bt", headers={"Authorization": f"Bearer {BOB}"}
+    )
+    assert r.status_code == 200 and r.json()["alive"] is True
+
+
+def test_a_fork_bomb_under_rlimits_stops_at_its_limit_and_others_still_start(plain: Plain) -> None:
+    # The subshell dies at its first failed fork; its sleeps stay, and so does the session. Only
+    # builtins after that: a fork would fail too.
+    bomb = (
+        "(i=0; while [ $i -lt 200 ]; do sleep 60 & i=$((i+1)); echo $i > ~/n; done) 2>/dev/null;"
+        " read n < ~/n; echo BOMBED $n; exec sleep 60"
+    )
+    r = plain.post(
+        "/api/v1/terminal/sessions", ALICE, {"id": "fb", "command": ["/bin/sh", "-c", bomb]}
+    )
+    assert r.status_code == 201, r.text
+    output = poll(
+        lambda: (o := plain.output(ALICE, "fb")) and "BOMBED" in o and o,
+        what="the bomb to hit its limit",
+    )
+    started = int(output.split("BOMBED")[1].split()[0])
+    assert 0 < started < 64  # session_pids_limit, counted in this sandbox's user namespace
+
+    # Bob's shell starts: the limit was set inside alice's namespaces, so her processes count
+    # against her sandbox only (set before bwrap, every sandbox of the server's uid shared it).
+    r = plain.post(
+        "/api/v1/terminal/sessions",
+        BOB,
+        {"id": "be", "command": ["/bin/sh", "-c", "echo BOB-OK; exec cat"]},
+    )
+    assert r.status_code == 201, r.text
+    poll(lambda: "BOB-OK" in plain.output(BOB, "be"), what="bob's new shell")
