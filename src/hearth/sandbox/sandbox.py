@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from hearth.config import Settings
 from hearth.errors import HearthError
+from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
 from hearth.sandbox.launch import Bind, Launch, Limits, command
 
@@ -148,6 +149,7 @@ class Sandbox:
         hidden = hidden_under(self._system, private)
         self._hide = [h for h in hidden if Path(h) == self.data_dir or Path(h).is_dir()]
         self._mask = [h for h in hidden if h not in self._hide]
+        self._accounts = AccountFiles(self.data_dir / "sandbox" / "etc")
 
     @classmethod
     def unconfined(cls, settings: Settings) -> Sandbox:
@@ -233,6 +235,7 @@ class Sandbox:
         env["TERM"] = "xterm-256color"
         env.setdefault("COLORTERM", "truecolor")
         binds = [Bind(str(home), writable=True)]
+        binds += self._account(Account(user, uid, str(home), shell))
         return self._prepare(
             f"t-{user}-{session_id}",
             env=env,
@@ -258,6 +261,7 @@ class Sandbox:
         clean = self._environment(home=Path("/tmp"), user="kernel", shell="/bin/sh", extra={})
         clean.update(env)
         binds = [Bind(str(cwd), writable=True), Bind(str(runtime_dir), writable=True), *views]
+        binds += self._account(Account("kernel", uid, "/tmp", "/bin/sh"))
         prepared = self._prepare(
             f"k-{key}", env=clean, cwd=cwd, binds=binds, uid=uid, terminal=False
         )
@@ -285,6 +289,14 @@ class Sandbox:
         }
         env.update(extra)
         return env
+
+    def _account(self, account: Account) -> list[Bind]:
+        """The session's uid named in /etc/passwd and /etc/group (as root: a uid of its own; a
+        plain server's sessions are its own uid, which the system names already)."""
+        if not (self.root and self.bubblewrap):
+            return []
+        passwd, group = self._accounts.files(account)
+        return [Bind(str(passwd), "/etc/passwd"), Bind(str(group), "/etc/group")]
 
     def _own(self, path: Path, uid: int, recursive: bool = False) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
