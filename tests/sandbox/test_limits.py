@@ -114,3 +114,54 @@ def test_a_fork_bomb_stops_at_the_pids_limit_while_another_shell_echoes(
     assert started < 64 and info["exit_code"] != 0, (started, info)  # fork failed at the limit
     assert max(times) < 2.0, times  # bob's shell answered throughout
     assert httpx.get(f"{limited.url}/healthz").json()["status"] == "ok"
+
+
+def _history(server: RunningServer, id: str) -> list[dict]:  # type: ignore[type-arg]
+    r = httpx.get(f"{server.url}/api/v1/terminal/sessions/{id}/history", headers=H_ALICE)
+    r.raise_for_status()
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_a_terminal_is_told_when_the_memory_limit_kills_one_of_its_processes(
+    limited: RunningServer,
+) -> None:
+    # tail keeps a line without newlines whole: it grows until the limit kills it; the shell
+    # goes on, and so does the session
+    script = "head -c 2000000000 /dev/zero | tail >/dev/null; echo TAIL-ENDED $?; exec cat"
+    r = httpx.post(
+        f"{limited.url}/api/v1/terminal/sessions",
+        json={"id": "oom", "command": ["/bin/sh", "-c", script]},
+        headers=H_ALICE,
+    )
+    assert r.status_code == 201, r.text
+    told = f"a process was killed for going over the session's memory limit ({MEMORY >> 20} MiB)"
+    entries = poll(
+        lambda: (h := _history(limited, "oom")) and any(e["data"] == told for e in h) and h,
+        30,
+        what="the history to tell of the kill",
+    )
+    output = "".join(e["data"] for e in entries if e["type"] == "output")
+    assert "TAIL-ENDED 137" in output  # SIGKILL, from the cgroup's OOM killer
+    info = httpx.get(f"{limited.url}/api/v1/terminal/sessions/oom", headers=H_ALICE).json()
+    assert info["alive"] is True
+
+
+def test_a_terminal_whose_shell_the_memory_limit_kills_exits_saying_why(
+    limited: RunningServer,
+) -> None:
+    r = httpx.post(
+        f"{limited.url}/api/v1/terminal/sessions",
+        json={"id": "oom2", "command": ["/usr/bin/tail", "/dev/zero"]},
+        headers=H_ALICE,
+    )
+    assert r.status_code == 201, r.text
+    entries = poll(
+        lambda: (h := _history(limited, "oom2")) and any(e["type"] == "system" for e in h) and h,
+        30,
+        what="the session to end",
+    )
+    [system] = [e for e in entries if e["type"] == "system"]
+    assert system["data"] == (
+        "exited 137: a process was killed for going over the session's memory limit "
+        f"({MEMORY >> 20} MiB)"
+    )

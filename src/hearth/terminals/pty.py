@@ -66,7 +66,7 @@ class PtyProcess:
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._fd_closed = False
-        self.out_of_memory = False  # the session's cgroup killed a process for memory
+        self.oom_kills = 0  # processes the session's cgroup killed for memory, as of its exit
 
     @classmethod
     def spawn(
@@ -181,7 +181,7 @@ class PtyProcess:
         os.close(self._pidfd)
         returncode = self._popen.wait()
         if self.launch is not None:
-            self.out_of_memory = self.launch.oom_kills() > 0
+            self.oom_kills = self.launch.oom_kills()
             self.launch.release()
         if not self.exited.done():
             self.exited.set_result(exit_status(returncode))

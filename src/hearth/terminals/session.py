@@ -33,6 +33,7 @@ log = logging.getLogger("hearth.terminals")
 READ_BYTES = 64 * 1024
 BULK_READ = 2048  # a read this big means output is streaming, not echoing keystrokes
 STALL_TIMEOUT = 2.0
+OOM_CHECK_INTERVAL = 0.5  # seconds between looks at the cgroup's OOM kills, while output flows
 
 
 class TerminalStatus(StrEnum):
@@ -95,6 +96,8 @@ class TerminalSession:
         self.created_at = self.last_activity = clock()
         self.exit_code: int | None = None
         self.exit_reason: str | None = None  # why the sandbox ended it, if it did
+        self._oom_reported = 0  # OOM kills already told in the history
+        self._oom_checked = float("-inf")
         self.drained = False  # every byte the process wrote is in the buffer
         self.bulk = False  # the last read was large: output is streaming
         self.attachments: set[Attachment] = set()
@@ -230,6 +233,8 @@ class TerminalSession:
             return
         self.bulk = len(data) >= BULK_READ
         self._append(data)
+        if self.last_activity - self._oom_checked >= OOM_CHECK_INTERVAL:
+            self._check_oom()
         if self.buffer.pinned_bytes > self.pin_limit:
             self._hold_back()
 
@@ -242,6 +247,27 @@ class TerminalSession:
         self._on_buffer_change(len(self.buffer) - before)
         for a in self.attachments:
             a.notify()
+
+    def _check_oom(self) -> None:
+        """Say in the history when the memory limit killed a process of the session (its shell
+        goes on: it prints "Killed", which is the output that brings us here)."""
+        self._oom_checked = self.last_activity
+        launch = self.process.launch
+        if launch is None or launch.cgroup is None:
+            return
+        kills = launch.oom_kills()
+        if kills > self._oom_reported:
+            self._oom_reported = kills
+            self.history.add(
+                EntryType.SYSTEM,
+                self.buffer.end,
+                self._clock(),
+                f"a process was killed for going over the session's {self._memory_limit()}",
+            )
+
+    def _memory_limit(self) -> str:
+        launch = self.process.launch
+        return f"memory limit ({(launch.memory_limit if launch else 0) >> 20} MiB)"
 
     def _floor(self) -> int | None:
         offsets = [a.offset for a in self.attachments if a.holding]
@@ -310,9 +336,8 @@ class TerminalSession:
             return
         self._drain()
         self.exit_code = exited.result()
-        if self.process.out_of_memory and self.process.launch is not None:
-            limit = self.process.launch.memory_limit >> 20
-            self.exit_reason = f"memory limit ({limit} MiB)"
+        if self.process.oom_kills > self._oom_reported:  # the last of it: its shell, likely
+            self.exit_reason = self._memory_limit()
         what = f"exited {self.exit_code}"
         if self.exit_reason:
             what += f": a process was killed for going over the session's {self.exit_reason}"
