@@ -35,9 +35,15 @@ class AccountFiles:
     def __init__(self, folder: Path, etc: Path = Path("/etc")) -> None:
         self.folder = folder
         self.etc = etc
+        self._written: dict[Account, tuple[Path, Path]] = {}  # the system's files rarely change
 
     def files(self, account: Account) -> tuple[Path, Path]:
-        """(passwd, group) that show ``account``; rewritten only when they would change."""
+        """(passwd, group) that show ``account``; written once per account and server run."""
+        if account not in self._written:
+            self._written[account] = self._files(account)
+        return self._written[account]
+
+    def _files(self, account: Account) -> tuple[Path, Path]:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         name = _safe(account.name)
         passwd = f"{name}:x:{account.uid}:{account.uid}:Hearth:{account.home}:{account.shell}"

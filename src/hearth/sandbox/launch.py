@@ -86,7 +86,15 @@ class Launch:
 
 
 def _under(path: str, top: str) -> bool:
-    return PurePosixPath(path).is_relative_to(top)
+    """``path`` is ``top`` or inside it (both absolute and normal: string checks, as pathlib's
+    cost a millisecond per terminal start)."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _ancestors(path: str) -> list[str]:
+    """``/a/b/c`` → ``["/a", "/a/b"]``: the parents below ``/``, outermost first."""
+    parts = PurePosixPath(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _parents(targets: list[str], made: set[str], filled: list[str]) -> list[str]:
@@ -94,12 +102,11 @@ def _parents(targets: list[str], made: set[str], filled: list[str]) -> list[str]
     0700, which a session running as another uid could not pass)."""
     args: list[str] = []
     for target in targets:
-        for parent in reversed(PurePosixPath(target).parents):
-            path = str(parent)
-            if path == "/" or path in made:
+        for path in _ancestors(target):
+            if path in made:
                 continue
             made.add(path)
-            if any(parent.is_relative_to(m) for m in filled):
+            if any(_under(path, m) for m in filled):
                 continue  # exists already: a mount point, or inside a bound system path
             args += ["--perms", "0755", "--dir", path]
     return args
