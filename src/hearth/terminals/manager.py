@@ -29,7 +29,7 @@ from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
 from hearth.terminals.history import Entry, History
 from hearth.terminals.idle import expired
-from hearth.terminals.pty import PtyProcess
+from hearth.terminals.pty import ParkedPty, PtyProcess
 from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
 
 __all__ = ["TerminalManager", "TerminalSpec", "valid_session_id"]
@@ -37,6 +37,7 @@ __all__ = ["TerminalManager", "TerminalSpec", "valid_session_id"]
 log = logging.getLogger("hearth.terminals")
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SPARE_DELAY = 0.05  # seconds after a create before the next spare is parked
 
 
 def valid_session_id(value: str) -> bool:
@@ -83,6 +84,9 @@ class TerminalManager:
         self._store = store
         self._task_group: asyncio.TaskGroup | None = None
         self._uids: dict[str, int] = {}
+        self._spare: ParkedPty | None = None  # the next terminal's process, in its cgroup
+        self._spare_due: asyncio.TimerHandle | None = None
+        self._closing = False
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class TerminalManager:
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
         self._cleanup_task = self._task_group.create_task(self._cleanup_loop())
+        self._park_spare()
         return self
 
     async def __aexit__(
@@ -104,6 +109,12 @@ class TerminalManager:
         tb: TracebackType | None,
     ) -> None:
         self._cleanup_task.cancel()
+        self._closing = True
+        if self._spare_due is not None:
+            self._spare_due.cancel()
+        if self._spare is not None:
+            self._spare.discard()
+            self._spare = None
         await asyncio.shield(self._close_all())
         assert self._task_group is not None
         await self._task_group.__aexit__(exc_type, exc, tb)
@@ -115,6 +126,29 @@ class TerminalManager:
             log.info("closing all terminals", extra={"count": len(sessions)})
             grace = self.settings.terminal_kill_grace
             await asyncio.gather(*(s.aclose(grace) for s in sessions), return_exceptions=True)
+
+    # --- the spare: a process parked in a cgroup for the next terminal --------------------
+
+    def _park_spare(self) -> None:
+        self._spare_due = None
+        if self._closing or self._spare is not None or not self.sandbox.parks:
+            return
+        cgroup = self.sandbox.spare_cgroup()
+        try:
+            self._spare = ParkedPty(cgroup)
+        except OSError as exc:
+            cgroup.remove()
+            log.warning("no spare terminal process", extra={"error": str(exc)})
+
+    def _take_spare(self) -> ParkedPty | None:
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare.waiting:  # it failed to enter its cgroup, or died
+            spare.discard()
+            spare = None
+        if self.sandbox.parks and self._spare_due is None and not self._closing:
+            # after this create has answered: parking costs the loop ~1 ms
+            self._spare_due = asyncio.get_running_loop().call_later(SPARE_DELAY, self._park_spare)
+        return spare
 
     async def _cleanup_loop(self) -> None:
         while True:
@@ -166,10 +200,22 @@ class TerminalManager:
             )
         self._check_limits(user)
         command = spec.command or [login_shell()]
-        launch = self._launch(user, id, spec, command[0])
+        spare = self._take_spare()
+        try:
+            launch = self._launch(user, id, spec, command[0], spare)
+        except BaseException:  # a bad cwd, say: the spare is as good as before
+            if spare is not None and self._spare is None:
+                self._spare = spare
+            elif spare is not None:
+                spare.discard()
+            raise
         try:  # synchronous from the checks above to the registration below: no race to lose
-            process = PtyProcess.spawn(command, launch=launch, rows=spec.rows, cols=spec.cols)
+            process = PtyProcess.spawn(
+                command, launch=launch, rows=spec.rows, cols=spec.cols, parked=spare
+            )
         except OSError as exc:
+            if spare is not None:
+                spare.discard()
             launch.release()
             raise BadRequest(f"Cannot start {command[0]!r}: {exc.strerror or exc}.") from None
         number = self._counters[user] = self._counters.get(user, 0) + 1
@@ -343,7 +389,9 @@ class TerminalManager:
             if (user, id) not in self._sessions:
                 return id
 
-    def _launch(self, user: str, id: str, spec: TerminalSpec, shell: str) -> Prepared:
+    def _launch(
+        self, user: str, id: str, spec: TerminalSpec, shell: str, spare: ParkedPty | None
+    ) -> Prepared:
         sandboxed = self.sandbox.bubblewrap
         home = self._homes / user
         if sandboxed:
@@ -363,6 +411,7 @@ class TerminalManager:
             cwd=cwd,
             shell=shell,
             extra_env=spec.env,
+            entered=spare.cgroup if spare is not None else None,
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ session, a bounded grace, SIGKILL, reap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
@@ -21,9 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hearth.sandbox import Prepared
+from hearth.sandbox.cgroups import SessionCgroup
+from hearth.sandbox.parked import park_argv, resume_script
 from hearth.sandbox.procs import kill_sandbox, signal_sandbox
 
-__all__ = ["PtyProcess", "exit_status"]
+__all__ = ["ParkedPty", "PtyProcess", "exit_status"]
 
 log = logging.getLogger("hearth.terminals.pty")
 
@@ -45,6 +48,56 @@ def set_window_size(fd: int, rows: int, cols: int) -> None:
 def exit_status(returncode: int) -> int:
     """A shell's view of how a process ended: its code, or 128 + the signal that killed it."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+class ParkedPty:
+    """A PTY with a process parked on it, in a fresh session cgroup, waiting for its command
+    (see :mod:`hearth.sandbox.parked`). Used once: :meth:`PtyProcess.spawn` or :meth:`discard`."""
+
+    def __init__(self, cgroup: SessionCgroup) -> None:
+        self.cgroup = cgroup
+        master, slave = os.openpty()
+        read, self._pipe = os.pipe()
+        try:
+            self.popen = subprocess.Popen(
+                park_argv(cgroup.procs),
+                stdin=read,  # the command comes here; then the PTY takes its place
+                stdout=slave,
+                stderr=slave,
+                cwd="/",
+                env={},
+                close_fds=True,
+                start_new_session=True,  # as bwrap's own: no terminal of its own, see spawn()
+            )
+        except BaseException:
+            for fd in (master, self._pipe):
+                os.close(fd)
+            raise
+        finally:
+            os.close(slave)
+            os.close(read)
+        self.fd = master
+
+    @property
+    def waiting(self) -> bool:
+        return self.popen.poll() is None
+
+    def resume(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """Hand the parked process its command; raises OSError if it is gone."""
+        data = resume_script(argv, env).encode()
+        try:
+            while data:  # a pipe takes 64 KiB at once; a launch is a few KiB
+                data = data[os.write(self._pipe, data) :]
+        finally:
+            os.close(self._pipe)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._pipe)
+        self.popen.kill()
+        self.popen.wait()
+        os.close(self.fd)
+        self.cgroup.remove(last_try=True)
 
 
 class PtyProcess:
@@ -78,8 +131,10 @@ class PtyProcess:
         env: Mapping[str, str] | None = None,
         rows: int,
         cols: int,
+        parked: ParkedPty | None = None,
     ) -> PtyProcess:
-        """Start ``argv`` on a new PTY, in ``launch``'s sandbox if given (its env and cwd win).
+        """Start ``argv`` on a new PTY, in ``launch``'s sandbox if given (its env and cwd win),
+        by ``parked`` if given (its PTY, and its cgroup, which ``launch`` must name as entered).
         Raises ``OSError`` (e.g. FileNotFoundError) if it can't."""
         if launch is not None:
             env, cwd = launch.env, Path(launch.launch.cwd)
@@ -88,6 +143,12 @@ class PtyProcess:
         if program is None:
             raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
         inner = [program, *argv[1:]]
+        if parked is not None:
+            assert launch is not None and launch.sandboxed and not launch.launch.cgroup_procs
+            set_window_size(parked.fd, rows, cols)
+            parked.resume(launch.command(inner), env)
+            os.set_blocking(parked.fd, False)
+            return cls(parked.popen, parked.fd, launch)
         master, slave = os.openpty()
         try:
             set_window_size(slave, rows, cols)
