@@ -16,6 +16,7 @@ import uvicorn
 
 from hearth.config import Settings
 from hearth.server.serve import server_config
+from tests.served import serve  # noqa: F401  (a fixture: a real `hearth serve` process)
 
 ALICE = "tok-alice-1"
 BOB = "tok-bob-22"

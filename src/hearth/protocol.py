@@ -208,6 +208,7 @@ class TerminalState(BaseModel):
     output_start: int
     output_end: int
     command: list[str] = Field(default_factory=list)
+    closed_reason: Literal["host_lost"] | None = None
 
 
 class TerminalStatusAnswer(BaseModel):

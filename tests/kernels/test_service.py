@@ -181,7 +181,7 @@ async def test_restart_and_interrupt(service: KernelService) -> None:
     assert (await service.interrupt("alice", "r"))["status"] == "active"
 
 
-async def test_records_are_stored_and_stale_ones_dropped_at_start(tmp_path: Path) -> None:
+async def test_records_are_stored_and_those_of_a_previous_run_listed_lost(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "store.sqlite3")
     settings = kernel_settings(tmp_path, session_pool_size=0)
     try:
@@ -193,7 +193,14 @@ async def test_records_are_stored_and_stale_ones_dropped_at_start(tmp_path: Path
             assert store.get("kernel", "alice", "kept") is None
             await svc.create("alice", "left")
             store.put("kernel", "bob", "ghost", {"user": "bob", "session_id": "ghost"})
-        async with KernelService(settings, store=store):
-            assert store.list("kernel") == []
+        async with KernelService(settings, store=store) as svc:
+            lost = sorted(store.list("kernel"), key=lambda r: r["session_id"])
+            assert [(r["session_id"], r["status"], r["closed_reason"]) for r in lost] == [
+                ("ghost", "dead", "host_lost"),
+                ("left", "dead", "host_lost"),
+            ]
+            assert svc.get("bob", "ghost")["closed_reason"] == "host_lost"
+            svc.terminate("bob", "ghost")  # deleted: gone from the store too
+            assert store.get("kernel", "bob", "ghost") is None
     finally:
         store.close()

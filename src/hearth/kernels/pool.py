@@ -239,13 +239,19 @@ class KernelPool:
             self._slots.pop(session.uid, None)
             self._started_in.pop(session.uid, None)
             self.dirs.drop_view(session.uid)
+            # A user's session ended by the server stopping keeps its record and its files: the
+            # next start lists it lost (SPEC §8); any other end forgets both.
+            kept = self._closing and session.owner is not None and not session.destroying
             if session.owner is not None:
-                self._unregister(session)
+                self._by_key.pop((session.owner, session.session_id), None)  # type: ignore[arg-type]
+                if not kept:
+                    self._unregister(session)
             if session.destroying:
                 self._observer.kernel_event("destroy")
             self._on_event(session, "status")
-            with contextlib.suppress(OSError):
-                await self.dirs.delete(self.dirs.throw_away(session.working_dir))
+            if not kept:
+                with contextlib.suppress(OSError):
+                    await self.dirs.delete(self.dirs.throw_away(session.working_dir))
 
     async def _reset(self, session: KernelSession) -> None:
         """Recycle: the old kernel is stopped; wipe every trace of its user."""

@@ -18,7 +18,7 @@ import httpx
 from jupyter_client.kernelspec import KernelSpecManager
 
 from hearth.config import Settings
-from hearth.errors import BadRequest, NotFound
+from hearth.errors import BadRequest, NotFound, SessionClosed
 from hearth.kernels import files as fileops
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.outputs import Event
@@ -69,6 +69,8 @@ class KernelService:
             **extra,
         )
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        # sessions whose kernel died with a previous run of the server: records, files kept
+        self._lost: dict[tuple[str, str], dict[str, Any]] = {}
         self.kernel_names: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> Self:
@@ -79,7 +81,7 @@ class KernelService:
                 f"kernelspec; installed: {sorted(self.kernel_names)}"
             )
         self.dirs.reset()
-        self._forget_stale_records()
+        self._restore_lost_records()
         async with contextlib.AsyncExitStack() as stack:
             self.http = await stack.enter_async_context(
                 httpx.AsyncClient(follow_redirects=True, timeout=self.settings.download_timeout)
@@ -93,13 +95,29 @@ class KernelService:
 
     # -- records --------------------------------------------------------------------------------
 
-    def _forget_stale_records(self) -> None:
-        """Sessions of a previous run: their kernels are gone, so are they."""
+    def _restore_lost_records(self) -> None:
+        """Sessions of a previous run: their kernels are gone (SPEC §8), their files are not.
+        They are listed ``dead``, ``closed_reason: "host_lost"``, until deleted or created again
+        (a new kernel in the same directory)."""
         if self._store is None:
             return
         for record in self._store.list(KIND):
-            self._store.delete(KIND, record["user"], record["session_id"])
-            self.dirs.throw_away(self.dirs.of(record["user"], record["session_id"]))
+            user, sid = record["user"], record["session_id"]
+            record.update(status="dead", closed_reason="host_lost")
+            self._store.put(KIND, user, sid, record)
+            self._lost[(user, sid)] = record
+
+    def _lost_info(self, user: str, session_id: str) -> dict[str, Any] | None:
+        record = self._lost.get((user, session_id))
+        return None if record is None else {k: v for k, v in record.items() if k != "user"}
+
+    def _not_lost(self, user: str, session_id: str) -> None:
+        if (user, session_id) in self._lost:
+            raise SessionClosed(
+                f"Kernel session {session_id!r} lost its kernel when the server stopped; its files "
+                "are kept. POST /api/v1/sessions with this session_id for a new kernel with them, "
+                "or DELETE it."
+            )
 
     def _forget(self, user: str, session_id: str) -> None:
         if self._store is not None:
@@ -111,6 +129,7 @@ class KernelService:
             self._store.put(KIND, session.owner, session.session_id, record)
 
     def _find(self, user: str, session_id: str) -> KernelSession:
+        self._not_lost(user, session_id)
         session = self.pool.find(user, session_id)
         if session is None:
             raise NotFound(
@@ -135,12 +154,13 @@ class KernelService:
     # -- calls ----------------------------------------------------------------------------------
 
     def get(self, user: str, session_id: str) -> dict[str, Any]:
-        return self.info(self._find(user, session_id))
+        return self._lost_info(user, session_id) or self.info(self._find(user, session_id))
 
     def sessions(self, user: str) -> list[dict[str, Any]]:
         """The caller's sessions, newest first."""
-        mine = sorted(self.pool.owned_by(user), key=lambda s: s.created_at, reverse=True)
-        return [self.info(s) for s in mine]
+        mine = [self.info(s) for s in self.pool.owned_by(user)]
+        mine += [self._lost_info(u, sid) or {} for (u, sid) in self._lost if u == user]
+        return sorted(mine, key=lambda i: i.get("created_at", 0), reverse=True)
 
     def pool_state(self) -> dict[str, int]:
         return self.pool.pool_state()
@@ -165,17 +185,27 @@ class KernelService:
 
     def terminate(self, user: str, session_id: str) -> None:
         """Recycle the session into the pool, or destroy it when the pool is full."""
+        if self._lost.pop((user, session_id), None) is not None:
+            self._forget(user, session_id)
+            self.dirs.throw_away(self.dirs.of(user, session_id))
+            return
         self.pool.release(self._find(user, session_id))
 
-    async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
+    def _readable_dir(self, user: str, session_id: str) -> Path:
+        """A session's working dir for reading: a lost session's too (its files are kept)."""
+        if (user, session_id) in self._lost:
+            return self.dirs.of(user, session_id)
         session = self._find(user, session_id)
         session.touch()
-        return await asyncio.to_thread(fileops.list_files, session.working_dir)
+        return session.working_dir
+
+    async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
+        folder = self._readable_dir(user, session_id)
+        return await asyncio.to_thread(fileops.list_files, folder)
 
     def file_path(self, user: str, session_id: str, path: str) -> Path:
-        session = self._find(user, session_id)
-        session.touch()
-        return fileops.readable_file(session.working_dir, safe_relative_path(path))
+        folder = self._readable_dir(user, session_id)
+        return fileops.readable_file(folder, safe_relative_path(path))
 
     async def write_file(
         self, user: str, session_id: str, path: str, chunks: AsyncIterator[bytes]
@@ -207,7 +237,10 @@ class KernelService:
         async with self._creating_lock((user, sid)):
             session = self.pool.find(user, sid)
             created = session is None
-            if session is None:
+            lost = self._lost.pop((user, sid), None)
+            if session is None and lost is not None:  # a new kernel, in its kept directory
+                session = await self._revive(user, sid, name, requests, lost)
+            elif session is None:
                 session = await self._new_session(user, sid, name, requests)
             else:
                 await self._download_missing(session, requests)
@@ -241,6 +274,30 @@ class KernelService:
             entry = await self._download(request, session.working_dir)
             session.files = [f for f in session.files if f["path"] != entry["path"]] + [entry]
             have.add(request.url)
+
+    async def _revive(
+        self,
+        user: str,
+        sid: str,
+        name: str,
+        requests: list[fileops.FileRequest],
+        lost: dict[str, Any],
+    ) -> KernelSession:
+        """A new kernel for a lost session, in its kept directory (a file the create asks for
+        again is downloaded anew and wins)."""
+        kept = self.dirs.new_incoming_dir() / "files"
+        os.rename(self.dirs.of(user, sid), kept)  # out of the hand-out's way
+        try:
+            session = await self._new_session(user, sid, name, requests)
+        except BaseException:
+            os.rename(kept, self.dirs.of(user, sid))
+            self._lost[(user, sid)] = lost
+            raise
+        self.dirs.merge(kept, session.working_dir, replace=False)
+        kept.parent.rmdir()
+        fresh = {f["path"] for f in session.files}
+        session.files = [f for f in lost.get("files", []) if f["path"] not in fresh] + session.files
+        return session
 
     async def _new_session(
         self, user: str, sid: str, name: str, requests: list[fileops.FileRequest]

@@ -108,12 +108,15 @@ class WorkDirs:
         await asyncio.to_thread(shutil.rmtree, path, True)
 
     @staticmethod
-    def merge(staged: Path, dest: Path) -> None:
-        """Move every file of ``staged`` into ``dest`` (same file system), then drop ``staged``."""
+    def merge(staged: Path, dest: Path, replace: bool = True) -> None:
+        """Move every file of ``staged`` into ``dest`` (same file system; ``replace=False``: not
+        over a file ``dest`` has), then drop ``staged``."""
         for folder, _, names in os.walk(staged):
             for name in names:
                 src = Path(folder, name)
                 target = dest / src.relative_to(staged)
+                if not replace and (target.exists() or target.is_symlink()):
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, target)
         shutil.rmtree(staged, ignore_errors=True)

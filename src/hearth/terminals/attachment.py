@@ -118,9 +118,9 @@ class Attachment:
             self.offset += len(data)
             session.on_progress(self)
             return Output(offset, data)
-        if session.exit_code is not None and session.drained and not self._exit_sent:
+        if not session.alive and session.drained and not self._exit_sent:
             self._exit_sent = True
-            return Exited(session.exit_code, session.exit_reason)
+            return Exited(session.exit_code, session.exit_reason or session.closed_reason)
         return None
 
     async def aclose(self) -> None:

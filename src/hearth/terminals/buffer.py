@@ -51,6 +51,12 @@ class OutputBuffer:
         """Bytes kept beyond the policy only because a floor held them."""
         return max(0, self._policy_start - self._start)
 
+    def skip_to(self, offset: int) -> None:
+        """Start an empty buffer at ``offset`` (a session restored from its log)."""
+        if self._end != self._start:
+            raise ValueError("only an empty buffer can move its start")
+        self._start = self._end = self._policy_start = max(self._end, offset)
+
     def append(self, data: bytes, floor: int | None = None) -> None:
         if not data:
             return

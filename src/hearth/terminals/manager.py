@@ -13,12 +13,13 @@ import os
 import pwd
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from hearth.config import Settings
 from hearth.errors import BadRequest, Conflict, LimitReached, NotFound, SessionClosed
@@ -27,8 +28,9 @@ from hearth.store import SessionStore
 from hearth.terminals.asciicast import entry_text, render_cast
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
-from hearth.terminals.history import Entry, History
+from hearth.terminals.history import Entry, EntryType, History
 from hearth.terminals.idle import expired
+from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
 from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
 
@@ -77,6 +79,7 @@ class TerminalManager:
         self.settings = settings
         self.sandbox = sandbox or Sandbox.unconfined(settings)
         self._homes = settings.data_dir.expanduser().resolve() / "homes"
+        self._logs = settings.data_dir.expanduser().resolve() / "terminals"
         self._clock = clock
         self._sessions: dict[tuple[str, str], TerminalSession] = {}
         self._counters: dict[str, int] = {}
@@ -92,10 +95,10 @@ class TerminalManager:
 
     async def __aenter__(self) -> Self:
         if self._store is not None:
-            # Processes don't outlive the server yet (step 2 of the architecture): records of a
-            # previous run name sessions that are gone.
+            # Processes don't outlive the server yet (step 2 of the architecture): the sessions
+            # of a previous run are gone, their output is on disk.
             for record in self._store.list("terminal"):
-                self._store.delete("terminal", record["user"], record["id"])
+                self._restore_lost(record)
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
         self._cleanup_task = self._task_group.create_task(self._cleanup_loop())
@@ -126,6 +129,9 @@ class TerminalManager:
             log.info("closing all terminals", extra={"count": len(sessions)})
             grace = self.settings.terminal_kill_grace
             await asyncio.gather(*(s.aclose(grace) for s in sessions), return_exceptions=True)
+        for s in sessions:  # their records and output stay: listed as lost at the next start
+            if s.log is not None:
+                s.log.close()
 
     # --- the spare: a process parked in a cgroup for the next terminal --------------------
 
@@ -232,6 +238,7 @@ class TerminalManager:
             timeout=self.settings.session_timeout,
             clock=self._clock,
             on_buffer_change=self._on_buffer_change,
+            log=self._open_log(user, id),
         )
         self._sessions[(user, id)] = session
         self._record(session)
@@ -256,6 +263,10 @@ class TerminalManager:
             if self._store is not None:
                 self._store.delete("terminal", session.user, session.id)
         await session.aclose(self.settings.terminal_kill_grace)
+        if session.log is not None:
+            session.log.remove()
+        else:
+            shutil.rmtree(self._log_dir(session.user, session.id), ignore_errors=True)
         log.info("closed", extra={"user": session.user, "session": session.id})
 
     async def cleanup(self, user: str | None = None) -> list[str]:
@@ -368,6 +379,53 @@ class TerminalManager:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    # --- output on disk ---------------------------------------------------------------------
+
+    def _log_dir(self, user: str, id: str) -> Path:
+        return self._logs / user / id
+
+    def _open_log(self, user: str, id: str) -> OutputLog | None:
+        if self._store is None:
+            return None  # nothing would find it again
+        try:
+            return OutputLog(self._log_dir(user, id), self.settings.max_buffer_bytes)
+        except OSError as exc:
+            log.warning("no output log", extra={"session": id, "error": str(exc)})
+            return None
+
+    def _restore_lost(self, record: dict[str, Any]) -> None:
+        """A session of a previous run: closed, its output replayable from its log."""
+        user, id = record["user"], record["id"]
+        start, data = read_log(self._log_dir(user, id))
+        buffer = OutputBuffer(self.settings.max_buffer_size, self.settings.max_buffer_bytes)
+        buffer.skip_to(start)
+        buffer.append(data)
+        history = History(max_entries=max(1000, 4 * self.settings.max_buffer_size))
+        now = self._clock()
+        if len(buffer):
+            history.add_output(buffer.start, len(buffer), record.get("last_activity", now))
+        history.add(EntryType.SYSTEM, buffer.end, now, "host lost: the session's process is gone")
+        session = TerminalSession(
+            id=id,
+            user=user,
+            name=record.get("name", id),
+            command=list(record.get("command", [])),
+            process=None,
+            rows=int(record.get("rows", 24)),
+            cols=int(record.get("cols", 80)),
+            buffer=buffer,
+            history=history,
+            timeout=self.settings.session_timeout,
+            clock=self._clock,
+            on_buffer_change=self._on_buffer_change,
+            closed_reason="host_lost",
+        )
+        session.created_at = float(record.get("created_at", now))
+        self._sessions[(user, id)] = session
+        self._total_bytes += len(buffer)
+        number = self._counters.get(user, 0)
+        self._counters[user] = number + 1
+
     def _record(self, session: TerminalSession) -> None:
         if self._store is not None:
             self._store.put(
@@ -380,6 +438,8 @@ class TerminalManager:
                     "name": session.name,
                     "command": session.command,
                     "created_at": session.created_at,
+                    "rows": session.rows,
+                    "cols": session.cols,
                 },
             )
 

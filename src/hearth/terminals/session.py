@@ -24,6 +24,7 @@ from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
 from hearth.terminals.events import Resized, ViewerCount
 from hearth.terminals.history import EntryType, History
+from hearth.terminals.outlog import OutputLog
 from hearth.terminals.pty import PtyProcess, is_eof
 
 __all__ = ["TerminalInfo", "TerminalSession", "TerminalStatus"]
@@ -62,6 +63,7 @@ class TerminalInfo:
     output_start: int
     output_end: int
     command: list[str] = field(default_factory=list)
+    closed_reason: str | None = None
 
 
 class TerminalSession:
@@ -72,7 +74,7 @@ class TerminalSession:
         user: str,
         name: str,
         command: list[str],
-        process: PtyProcess,
+        process: PtyProcess | None,
         rows: int,
         cols: int,
         buffer: OutputBuffer,
@@ -80,7 +82,11 @@ class TerminalSession:
         timeout: float,
         clock: Callable[[], float],
         on_buffer_change: Callable[[int], None] = lambda delta: None,
+        log: OutputLog | None = None,
+        closed_reason: str | None = None,
     ) -> None:
+        """``process`` None: a session restored from its log with no process left (its host was
+        lost; ``closed_reason`` says so)."""
         self.id = id
         self.user = user
         self.name = name
@@ -96,6 +102,8 @@ class TerminalSession:
         self.created_at = self.last_activity = clock()
         self.exit_code: int | None = None
         self.exit_reason: str | None = None  # why the sandbox ended it, if it did
+        self.closed_reason = closed_reason
+        self.log = log
         self._oom_reported = 0  # OOM kills already told in the history
         self._oom_checked = float("-inf")
         self.drained = False  # every byte the process wrote is in the buffer
@@ -107,6 +115,9 @@ class TerminalSession:
         self._stall_timer: asyncio.TimerHandle | None = None
         self._pending_input = bytearray()
         self._closing = False
+        if process is None:
+            self.drained = True
+            return
         self._resume_reading()
         process.exited.add_done_callback(self._on_process_exit)
 
@@ -114,7 +125,7 @@ class TerminalSession:
 
     @property
     def alive(self) -> bool:
-        return self.exit_code is None
+        return self.exit_code is None and self.process is not None
 
     @property
     def status(self) -> TerminalStatus:
@@ -144,6 +155,7 @@ class TerminalSession:
             output_start=self.buffer.start,
             output_end=self.buffer.end,
             command=list(self.command),
+            closed_reason=self.closed_reason,
         )
 
     def touch(self) -> None:
@@ -185,6 +197,7 @@ class TerminalSession:
             return
         self.touch()
         self.history.add(EntryType.INPUT, self.buffer.end, self.last_activity, data)
+        assert self.process is not None  # alive
         if self._pending_input:
             self._pending_input += data
             return
@@ -198,6 +211,7 @@ class TerminalSession:
         return len(self._pending_input)
 
     def _flush_input(self) -> None:
+        assert self.process is not None
         try:
             written = self.process.write(bytes(self._pending_input))
         except OSError:
@@ -209,7 +223,7 @@ class TerminalSession:
     def resize(self, rows: int, cols: int, by: Attachment | None = None) -> None:
         """The last resize wins; the other viewers are told."""
         self.rows, self.cols = rows, cols
-        if self.alive:
+        if self.process is not None and self.alive:
             self.process.resize(rows, cols)
         self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), f"resize {cols}x{rows}")
         for a in self.attachments:
@@ -219,6 +233,7 @@ class TerminalSession:
     # --- output ----------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        assert self.process is not None
         try:
             data = os.read(self.process.fd, READ_BYTES)
         except BlockingIOError:
@@ -242,6 +257,8 @@ class TerminalSession:
         before = len(self.buffer)
         self.last_activity = now = self._clock()
         self.buffer.append(data, floor=self._floor())
+        if self.log is not None:
+            self.log.append(data)
         self.history.add_output(self.buffer.end - len(data), len(data), now)
         self.history.forget_before(self.buffer.start)
         self._on_buffer_change(len(self.buffer) - before)
@@ -252,7 +269,7 @@ class TerminalSession:
         """Say in the history when the memory limit killed a process of the session (its shell
         goes on: it prints "Killed", which is the output that brings us here)."""
         self._oom_checked = self.last_activity
-        launch = self.process.launch
+        launch = self.process.launch if self.process is not None else None
         if launch is None or launch.cgroup is None:
             return
         kills = launch.oom_kills()
@@ -266,7 +283,7 @@ class TerminalSession:
             )
 
     def _memory_limit(self) -> str:
-        launch = self.process.launch
+        launch = self.process.launch if self.process is not None else None
         return f"memory limit ({(launch.memory_limit if launch else 0) >> 20} MiB)"
 
     def _floor(self) -> int | None:
@@ -317,7 +334,7 @@ class TerminalSession:
         self._relieve()
 
     def _pause_reading(self) -> None:
-        if self._reading:
+        if self._reading and self.process is not None:
             self._reading = False
             self._loop.remove_reader(self.process.fd)
 
@@ -325,7 +342,12 @@ class TerminalSession:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        if not self._reading and not self.drained and not self._closing:
+        if (
+            self.process is not None
+            and not self._reading
+            and not self.drained
+            and not self._closing
+        ):
             self._reading = True
             self._loop.add_reader(self.process.fd, self._on_readable)
 
@@ -336,6 +358,7 @@ class TerminalSession:
             return
         self._drain()
         self.exit_code = exited.result()
+        assert self.process is not None
         if self.process.oom_kills > self._oom_reported:  # the last of it: its shell, likely
             self.exit_reason = self._memory_limit()
         what = f"exited {self.exit_code}"
@@ -349,6 +372,7 @@ class TerminalSession:
 
     def _drain(self) -> None:
         """Read what the process wrote before it exited, then hang up the PTY."""
+        assert self.process is not None
         self._pause_reading()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
@@ -369,7 +393,8 @@ class TerminalSession:
         self._closing = True
         self._pause_reading()
         try:
-            await asyncio.shield(self.process.terminate(grace))
+            if self.process is not None:
+                await asyncio.shield(self.process.terminate(grace))
         finally:
             self.drained = True
             self._pending_input.clear()

@@ -1,0 +1,56 @@
+"""Kernel sessions of a server that was killed (SPEC §8): listed ``dead`` with
+``closed_reason: "host_lost"``, their files kept and readable; created again, a new kernel runs in
+the same directory; deleted, they are gone."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import httpx
+
+TOKEN = "tok-kim-44"
+H = {"Authorization": f"Bearer {TOKEN}"}
+ENV = {"HEARTH_TOKENS": json.dumps({TOKEN: "kim"})}
+
+
+def run(c: httpx.Client, code: str) -> dict:  # type: ignore[type-arg]
+    r = c.post("/api/v1/sessions/k1/execute", json={"code": code}, timeout=60)
+    return {"status_code": r.status_code, **r.json()}
+
+
+def test_a_kernel_session_of_a_killed_server_keeps_its_files_and_comes_back(
+    serve, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    served = serve("--data-dir", str(tmp_path), env=ENV)
+    with httpx.Client(base_url=served.base, headers=H, timeout=60) as c:
+        assert c.post("/api/v1/sessions", json={"session_id": "k1"}).status_code == 201
+        assert c.put("/api/v1/sessions/k1/files/notes.txt", content=b"kept").status_code in (
+            200,
+            201,
+        )
+        assert run(c, "x = 41")["status"] == "ok"
+    served.proc.send_signal(signal.SIGKILL)
+    served.proc.wait(10)
+
+    again = serve("--data-dir", str(tmp_path), env=ENV)
+    with httpx.Client(base_url=again.base, headers=H, timeout=60) as c:
+        info = c.get("/api/v1/sessions/k1").json()
+        assert info["status"] == "dead" and info["closed_reason"] == "host_lost"
+        assert [s["session_id"] for s in c.get("/api/v1/sessions").json()] == ["k1"]
+        assert [f["path"] for f in c.get("/api/v1/sessions/k1/files").json()] == ["notes.txt"]
+        assert c.get("/api/v1/sessions/k1/files/notes.txt").content == b"kept"
+        refused = run(c, "x")
+        assert refused["status_code"] == 409 and "POST /api/v1/sessions" in json.dumps(refused)
+
+        r = c.post("/api/v1/sessions", json={"session_id": "k1"})
+        assert r.status_code == 201 and r.json()["status"] != "dead"
+        assert "closed_reason" not in r.json()
+        answer = run(c, "print(open('notes.txt').read()); print('x' in dir())")
+        assert answer["status"] == "ok"
+        text = "".join(o.get("text", "") for o in answer["outputs"])
+        assert text.split() == ["kept", "False"]  # its files, in a new kernel
+
+        assert c.delete("/api/v1/sessions/k1").status_code == 204
+        assert c.get("/api/v1/sessions/k1").status_code == 404
