@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ALICE, RunningServer
-from tests.e2e.conftest import open_workspace, shot, type_line, wait_tabs, wait_text
+from tests.e2e.conftest import (
+    open_workspace,
+    screen_text,
+    shot,
+    type_line,
+    wait_tabs,
+    wait_text,
+)
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "workspace.png"
 
@@ -62,3 +69,27 @@ def test_a_session_from_another_device_is_attached_from_the_sessions_panel(
         wait_text(phone, started["id"], "keeps running", count=2)
         DOCS_SHOT.parent.mkdir(exist_ok=True)
         phone.screenshot(path=str(DOCS_SHOT))
+
+
+def test_a_tab_whose_server_stopped_says_so_and_keeps_its_output(
+    make_server: Callable[..., RunningServer], context: Any
+) -> None:
+    server = make_server()
+    page = open_workspace(context, server.url)
+    [tab] = wait_tabs(page, 1)
+    type_line(page, "echo before-the-stop")
+    wait_text(page, tab["id"], "before-the-stop", count=2)
+    server.stop()
+    # the same address again, the same data dir: the page reconnects by itself
+    make_server(data_dir=server.settings.data_dir, port=server.port)
+    page.wait_for_function(
+        "(id) => window.hearth.tabs().find((t) => t.id === id).state === 'exited'", arg=tab["id"]
+    )
+    label = page.locator(f'.tab[data-session-id="{tab["id"]}"] .tab-state').inner_text()
+    assert label == "lost when the server stopped (output kept)"
+    assert screen_text(page, tab["id"]).count("before-the-stop") == 2  # nothing lost or repeated
+    page.locator('[data-action="sessions"]').click()
+    row = page.locator(f'.session-row[data-session-id="{tab["id"]}"]')
+    row.wait_for()
+    assert "lost when the server stopped" in row.inner_text()
+    shot(page, "lost-session")

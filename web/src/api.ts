@@ -93,6 +93,7 @@ export interface TerminalState {
   status: "active" | "disconnected" | "closed";
   alive: boolean;
   exit_code: number | null;
+  closed_reason?: "host_lost" | null;
   created_at: number;
   last_activity: number;
   expires_at: number | null;

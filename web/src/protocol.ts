@@ -32,7 +32,7 @@ export type ServerFrame =
   | { type: "missed"; missed_bytes: number; offset: number }
   | { type: "resize"; rows: number; cols: number }
   | { type: "viewers"; count: number }
-  | { type: "exit"; exit_code: number | null }
+  | { type: "exit"; exit_code: number | null; reason?: string }
   | { type: "pong" }
   | { type: "error"; message: string };
 

@@ -65,6 +65,7 @@ export class TerminalTab {
   name: string;
   state: LinkState = "connecting";
   exitCode: number | null = null;
+  exitReason: string | null = null;
   viewers = 0;
   /** Offset of the next byte to write to the screen (what `terminal_sessions` remembers). */
   written = 0;
@@ -357,6 +358,7 @@ export class TerminalTab {
         break;
       case "exit":
         this.exitCode = frame.exit_code;
+        this.exitReason = frame.reason ?? null;
         this.setState("exited");
         break;
       case "error":
@@ -566,6 +568,7 @@ export class TerminalTab {
       this.name = session.name;
       this.pane.dataset.sessionId = session.id;
       this.exitCode = null;
+      this.exitReason = null;
       this.received = null;
       this.written = 0;
       this.replayEnd = 0;

@@ -225,7 +225,7 @@ export class Workspace implements TabHost {
       item.dataset.state = tab.state;
       const label = item.querySelector<HTMLElement>(".tab-name");
       if (label && label.textContent !== tab.name) label.textContent = tab.name;
-      const text = tab.state === "exited" ? `exited (${tab.exitCode ?? "?"})` : STATE_TEXT[tab.state];
+      const text = tab.state === "exited" ? exitText(tab.exitCode, tab.exitReason) : STATE_TEXT[tab.state];
       const state = item.querySelector<HTMLElement>(".tab-state");
       if (state) state.textContent = tab.state === "connected" ? "" : text;
       const dot = item.querySelector<HTMLElement>(".indicator");
@@ -312,7 +312,7 @@ export class Workspace implements TabHost {
       this.status.textContent = "";
       return;
     }
-    const state = tab.state === "exited" ? `exited (${tab.exitCode ?? "?"})` : STATE_TEXT[tab.state];
+    const state = tab.state === "exited" ? exitText(tab.exitCode, tab.exitReason) : STATE_TEXT[tab.state];
     this.status.replaceChildren(
       el("span", { class: "indicator", "data-state": tab.state }),
       el("span", {}, [state]),
@@ -354,7 +354,11 @@ export class Workspace implements TabHost {
         const here = this.tabs.some((t) => t.id === s.id);
         const button = el("button", { class: here ? "ghost" : "primary" }, [here ? "Show" : "Attach"]);
         button.addEventListener("click", () => this.attach(s));
-        const status = s.alive ? s.status : `closed (${s.exit_code ?? "?"})`;
+        const status = s.alive
+          ? s.status
+          : s.closed_reason === "host_lost"
+            ? "closed (lost when the server stopped)"
+            : `closed (${s.exit_code ?? "?"})`;
         return el("div", { class: "session-row", "data-session-id": s.id }, [
           el("div", { class: "session-main" }, [
             el("span", { class: "session-name" }, [s.name]),
@@ -378,4 +382,11 @@ export class Workspace implements TabHost {
     this.empty.append(el("p", { class: "error", role: "alert" }, [text]));
     this.empty.hidden = false;
   }
+}
+
+/** How a tab that ended says so: its exit code, or why it ended without one. */
+function exitText(code: number | null, reason: string | null): string {
+  if (reason === "host_lost") return "lost when the server stopped (output kept)";
+  if (reason) return `exited (${code ?? "?"}): ${reason}`;
+  return `exited (${code ?? "?"})`;
 }
