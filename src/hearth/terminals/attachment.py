@@ -46,13 +46,17 @@ class Attachment:
         self.replay_from = max(start, buffer.start)
         self.replay_bytes = buffer.end - self.replay_from
         self.offset = self.replay_from  # next byte to hand out
-        self.holding = True  # may hold the PTY reader back (see TerminalSession flow control)
         self._replay_end = buffer.end
         self._replay_done = False
         self._exit_sent = False
         self._events: deque[Event] = deque()
         self._wake = asyncio.Event()
         self.closed = False
+
+    @property
+    def holding(self) -> bool:
+        """It may hold the PTY reader back (see :mod:`hearth.terminals.flow`)."""
+        return self.session.flow.holds(self)
 
     def notify(self) -> None:
         self._wake.set()

@@ -2,13 +2,10 @@
 
 The PTY is read whether or not anyone watches, straight from the event loop's reader callback.
 
-Flow control. A viewer is a reader at its own offset. While a viewer is *holding*, the buffer
-keeps the bytes it has not been sent yet even beyond the caps (the buffer's floor), up to
-``pin_limit`` extra bytes. Past that the PTY reader pauses, so a program that outputs faster than
-its viewers read waits, as on a real terminal, and nobody watching loses a byte. A viewer that
-lags while another keeps up, or that makes no progress for ``stall_timeout`` seconds, stops
-holding: the shell goes on, and that viewer is told how many bytes it missed and resumes at the
-oldest buffered byte. It holds again once it has caught up.
+Flow control (which viewer holds the shell back, and when the PTY is read) is decided by
+:class:`hearth.terminals.flow.FlowControl`, a pure module; this class applies its decisions: it
+trims the buffer to the holders' floor, pauses and resumes the reader, runs the stall timer and
+tells released viewers what they missed.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from enum import StrEnum
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
 from hearth.terminals.events import Resized, ViewerCount
+from hearth.terminals.flow import FlowControl
 from hearth.terminals.history import EntryType, History
 from hearth.terminals.outlog import OutputLog
 from hearth.terminals.pty import PtyProcess, is_eof
@@ -109,7 +107,7 @@ class TerminalSession:
         self.drained = False  # every byte the process wrote is in the buffer
         self.bulk = False  # the last read was large: output is streaming
         self.attachments: set[Attachment] = set()
-        self.pin_limit = max(256 * 1024, buffer.max_bytes)
+        self.flow: FlowControl[Attachment] = FlowControl(max(256 * 1024, buffer.max_bytes))
         self._loop = asyncio.get_running_loop()
         self._reading = False
         self._stall_timer: asyncio.TimerHandle | None = None
@@ -171,6 +169,7 @@ class TerminalSession:
     def attach(self, since: int | None) -> Attachment:
         attachment = Attachment(self, since)
         self.attachments.add(attachment)
+        self.flow.attach(attachment, attachment.offset)
         self.touch()
         self._broadcast_viewers()
         return attachment
@@ -178,6 +177,7 @@ class TerminalSession:
     def detach(self, attachment: Attachment) -> None:
         if attachment in self.attachments:
             self.attachments.discard(attachment)
+            self.flow.detach(attachment)
             self.touch()
             self._broadcast_viewers()
             self._relieve()
@@ -250,13 +250,18 @@ class TerminalSession:
         self._append(data)
         if self.last_activity - self._oom_checked >= OOM_CHECK_INTERVAL:
             self._check_oom()
-        if self.buffer.pinned_bytes > self.pin_limit:
-            self._hold_back()
+        buffer = self.buffer
+        released = self.flow.output(buffer.pinned_bytes, buffer.start + buffer.pinned_bytes)
+        if released:
+            self._release(released)
+        elif not self.flow.reading:
+            self._pause_reading()
+            self._restart_stall_timer()
 
     def _append(self, data: bytes) -> None:
         before = len(self.buffer)
         self.last_activity = now = self._clock()
-        self.buffer.append(data, floor=self._floor())
+        self.buffer.append(data, floor=self.flow.floor())
         if self.log is not None:
             self.log.append(data)
         self.history.add_output(self.buffer.end - len(data), len(data), now)
@@ -286,34 +291,19 @@ class TerminalSession:
         launch = self.process.launch if self.process is not None else None
         return f"memory limit ({(launch.memory_limit if launch else 0) >> 20} MiB)"
 
-    def _floor(self) -> int | None:
-        offsets = [a.offset for a in self.attachments if a.holding]
-        return min(offsets) if offsets else None
-
-    def _hold_back(self) -> None:
-        """Too many bytes pinned by lagging viewers: release laggards or pause the reader."""
-        policy_start = self.buffer.start + self.buffer.pinned_bytes
-        holders = [a for a in self.attachments if a.holding]
-        if any(a.offset >= policy_start for a in holders):
-            self._release([a for a in holders if a.offset < policy_start])
-            return
-        self._pause_reading()
-        self._restart_stall_timer()
-
     def on_progress(self, attachment: Attachment) -> None:
-        """An attachment took output; it may free the reader or hold again."""
-        if not attachment.holding and attachment.offset >= self.buffer.end:
-            attachment.holding = True
+        """An attachment took output; it may hold again, and free the reader."""
+        self.flow.progress(attachment, attachment.offset, self.buffer.end)
         if self._stall_timer is not None:
             self._restart_stall_timer()
         self._relieve()
 
     def _relieve(self) -> None:
         before = len(self.buffer)
-        self.buffer.trim(self._floor())
+        self.buffer.trim(self.flow.floor())
         self.history.forget_before(self.buffer.start)
         self._on_buffer_change(len(self.buffer) - before)
-        if not self._reading and self.buffer.pinned_bytes <= self.pin_limit // 2:
+        if self.flow.relieved(self.buffer.pinned_bytes):
             self._resume_reading()
 
     def _restart_stall_timer(self) -> None:
@@ -323,13 +313,12 @@ class TerminalSession:
 
     def _on_stall(self) -> None:
         self._stall_timer = None
-        stalled = [a for a in self.attachments if a.holding and a.offset < self.buffer.end]
+        stalled = self.flow.stalled(self.buffer.end)
         log.info("viewers stalled", extra={"session": self.id, "count": len(stalled)})
         self._release(stalled)
 
     def _release(self, attachments: list[Attachment]) -> None:
         for a in attachments:
-            a.holding = False
             a.notify()
         self._relieve()
 
