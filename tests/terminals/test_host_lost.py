@@ -10,9 +10,8 @@ from pathlib import Path
 
 import httpx
 import websockets
-from tests.client.helpers import poll
 
-from hearth.terminals.outlog import OutputLog, read_log
+from hearth.terminals.outlog import FLUSH_BYTES, OutputLog, read_log
 
 TOKEN = "tok-lost-77"
 H = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,6 +23,7 @@ def test_the_log_keeps_at_least_the_last_max_bytes_in_two_segments(tmp_path: Pat
     sent = b"".join(b"%04d|" % i for i in range(70))  # 350 bytes
     for i in range(0, len(sent), 7):
         log.append(sent[i : i + 7])
+        log.flush()  # as when a viewer pulls each piece
     log.close()
     start, data = read_log(tmp_path / "t")
     assert len(list((tmp_path / "t").iterdir())) == 2
@@ -37,6 +37,39 @@ def test_the_log_keeps_at_least_the_last_max_bytes_in_two_segments(tmp_path: Pat
     assert read_log(tmp_path / "missing") == (0, b"")
 
 
+def test_appends_are_gathered_until_a_flush_or_a_full_piece(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path / "t", max_bytes=1 << 20)
+    log.append(b"a" * 10)
+    assert read_log(tmp_path / "t") == (0, b"") and log.pending
+    log.flush()
+    assert read_log(tmp_path / "t") == (0, b"a" * 10) and not log.pending
+    log.append(b"b" * FLUSH_BYTES)  # a full piece goes at once
+    assert read_log(tmp_path / "t")[1] == b"a" * 10 + b"b" * FLUSH_BYTES
+    log.append(b"c")
+    log.close()  # flushes
+    assert read_log(tmp_path / "t")[1].endswith(b"bc")
+
+
+async def read_until(port: int, since: int, needle: bytes | None) -> tuple[int, bytes, dict]:  # type: ignore[type-arg]
+    """(the end offset reached, the bytes, the last text frame): read from ``since`` until
+    ``needle`` has arrived, or until the exit frame when ``needle`` is None."""
+    url = f"ws://127.0.0.1:{port}/api/v1/terminal/ws/t1?since={since}&token={TOKEN}"
+    got, end, frame = b"", since, {}
+    async with websockets.connect(url) as ws:
+        while True:
+            message = await asyncio.wait_for(ws.recv(), 10)
+            if isinstance(message, bytes):
+                offset = int.from_bytes(message[1:9], "big")
+                got += message[9:]
+                end = offset + len(message) - 9
+                if needle is not None and needle in got:
+                    return end, got, frame
+                continue
+            frame = json.loads(message)
+            if frame["type"] == "exit":
+                return end, got, frame
+
+
 def test_terminals_of_a_killed_server_are_listed_lost_with_their_output(
     serve, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -47,13 +80,8 @@ def test_terminals_of_a_killed_server_are_listed_lost_with_their_output(
             "/api/v1/terminal/sessions", json={"id": "t1", "command": ["/bin/sh", "-c", script]}
         )
         assert r.status_code == 201, r.text
-        poll(
-            lambda: (
-                "SEQ-DONE"
-                in "".join(e["data"] for e in c.get("/api/v1/terminal/sessions/t1/history").json())
-            ),
-            what="the numbers",
-        )
+        # a viewer sees every number; then the server is killed at once
+        seen_end, _, _ = asyncio.run(read_until(served.port, 0, b"SEQ-DONE\r\n"))
         before = c.get("/api/v1/terminal/sessions/t1").json()
     served.proc.send_signal(signal.SIGKILL)
     served.proc.wait(10)
@@ -63,32 +91,21 @@ def test_terminals_of_a_killed_server_are_listed_lost_with_their_output(
         info = c.get("/api/v1/terminal/sessions/t1").json()
         assert info["status"] == "closed" and info["alive"] is False
         assert info["exit_code"] is None and info["closed_reason"] == "host_lost"
-        # offsets go on where they were, and the buffer's caps (1000 lines) apply as before
-        assert (info["output_start"], info["output_end"]) == (
-            before["output_start"],
-            before["output_end"],
-        )
+        # what the viewer saw is there, at the same offsets, with the buffer's caps (1000 lines)
+        assert info["output_end"] == seen_end
+        assert info["output_start"] == before["output_start"] > 0
         cast = c.get("/api/v1/terminal/sessions/t1/recording.cast")
         assert cast.status_code == 200 and "SEQ-DONE" in cast.text
 
-    async def replay() -> tuple[bytes, dict[str, object]]:
-        url = f"ws://127.0.0.1:{again.port}/api/v1/terminal/ws/t1?since=0&token={TOKEN}"
-        got = b""
-        async with websockets.connect(url) as ws:
-            while True:
-                message = await asyncio.wait_for(ws.recv(), 10)
-                if isinstance(message, bytes):
-                    got += message[9:]  # after the type byte and the offset
-                    continue
-                frame = json.loads(message)
-                if frame["type"] == "exit":
-                    return got, frame
-
-    got, exit_frame = asyncio.run(replay())
+    # the viewer resumes from where it was: nothing repeated, and told how the session ended
+    end, got, exit_frame = asyncio.run(read_until(again.port, seen_end, None))
+    assert (end, got) == (seen_end, b"")
+    assert exit_frame == {"type": "exit", "exit_code": None, "reason": "host_lost"}
+    # from the start: the last lines, once each and in order
+    _, got, _ = asyncio.run(read_until(again.port, 0, None))
     lines = got.decode().split("\r\n")
     first = int(lines[0])
     assert first > 1 and lines[: 3001 - first] == [str(n) for n in range(first, 3001)]
-    assert exit_frame == {"type": "exit", "exit_code": None, "reason": "host_lost"}
 
     with httpx.Client(base_url=again.base, headers=H) as c:
         assert c.delete("/api/v1/terminal/sessions/t1").status_code in (200, 204)

@@ -118,6 +118,7 @@ class Attachment:
         )
         data = buffer.read(self.offset, limit)
         if data:
+            session.flush_log()  # what a viewer has seen is in the log (SPEC §8)
             offset = self.offset
             self.offset += len(data)
             session.on_progress(self)

@@ -32,6 +32,7 @@ log = logging.getLogger("hearth.terminals")
 READ_BYTES = 64 * 1024
 BULK_READ = 2048  # a read this big means output is streaming, not echoing keystrokes
 STALL_TIMEOUT = 2.0
+LOG_FLUSH_DELAY = 0.005  # seconds gathered output may wait for the log when no viewer pulls it
 OOM_CHECK_INTERVAL = 0.5  # seconds between looks at the cgroup's OOM kills, while output flows
 
 
@@ -102,6 +103,7 @@ class TerminalSession:
         self.exit_reason: str | None = None  # why the sandbox ended it, if it did
         self.closed_reason = closed_reason
         self.log = log
+        self._log_timer: asyncio.TimerHandle | None = None
         self._oom_reported = 0  # OOM kills already told in the history
         self._oom_checked = float("-inf")
         self.drained = False  # every byte the process wrote is in the buffer
@@ -264,11 +266,22 @@ class TerminalSession:
         self.buffer.append(data, floor=self.flow.floor())
         if self.log is not None:
             self.log.append(data)
+            if self.log.pending and self._log_timer is None:
+                self._log_timer = self._loop.call_later(LOG_FLUSH_DELAY, self.flush_log)
         self.history.add_output(self.buffer.end - len(data), len(data), now)
         self.history.forget_before(self.buffer.start)
         self._on_buffer_change(len(self.buffer) - before)
         for a in self.attachments:
             a.notify()
+
+    def flush_log(self) -> None:
+        """Write the gathered output to the log: before a viewer gets any of it, and soon after
+        output stops."""
+        if self._log_timer is not None:
+            self._log_timer.cancel()
+            self._log_timer = None
+        if self.log is not None:
+            self.log.flush()
 
     def _check_oom(self) -> None:
         """Say in the history when the memory limit killed a process of the session (its shell
@@ -375,6 +388,7 @@ class TerminalSession:
                 break
             self._append(data)
         self.drained = True
+        self.flush_log()
         self.process.close_fd()
 
     async def aclose(self, grace: float) -> None:
@@ -386,6 +400,7 @@ class TerminalSession:
                 await asyncio.shield(self.process.terminate(grace))
         finally:
             self.drained = True
+            self.flush_log()
             self._pending_input.clear()
             for a in list(self.attachments):
                 a.closed = True
