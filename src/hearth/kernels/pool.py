@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Self
 
 import zmq.asyncio
 
@@ -26,34 +26,16 @@ from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import KernelSpec
 from hearth.kernels.policy import Acquire, PoolCounts, PoolPolicy, Release, idle_expired
 from hearth.kernels.session import KernelSession, Want
+from hearth.kernels.stats import PoolStats
 from hearth.kernels.status import KernelStatus
 from hearth.kernels.workdirs import WorkDirs
 from hearth.sandbox import Sandbox
 from hearth.sandbox.launch import Bind
 
-__all__ = ["KernelPool", "Observer", "PoolConfig"]
+__all__ = ["KernelPool", "PoolConfig"]
 
 log = logging.getLogger("hearth.kernels")
 S = KernelStatus
-
-
-class Observer(Protocol):
-    """What the pool reports to (the server's metrics); every method must be cheap."""
-
-    def kernel_event(self, event: str) -> None: ...
-    def pool_changed(self, counts: PoolCounts) -> None: ...
-    def acquired(self, source: str, seconds: float) -> None: ...
-
-
-class _Quiet:
-    def kernel_event(self, event: str) -> None:
-        pass
-
-    def pool_changed(self, counts: PoolCounts) -> None:
-        pass
-
-    def acquired(self, source: str, seconds: float) -> None:
-        pass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +59,6 @@ class KernelPool:
         env: Mapping[str, str],
         *,
         forget: Callable[[str, str], None] = lambda user, session_id: None,
-        observer: Observer | None = None,
         sandbox: Sandbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -89,7 +70,7 @@ class KernelPool:
         self.dirs = dirs
         self._env = env
         self._forget = forget
-        self._observer: Observer = observer or _Quiet()
+        self.stats = PoolStats()  # pulled by the server's metrics
         self._clock = clock
         self._gate = StartGate(config.max_concurrent_starts)
         self._sessions: dict[str, KernelSession] = {}
@@ -172,8 +153,7 @@ class KernelPool:
 
     def _on_event(self, session: KernelSession, event: str) -> None:
         if event != "status":
-            self._observer.kernel_event(event)
-        self._observer.pool_changed(self.counts())
+            self.stats.kernel_event(event)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -247,7 +227,7 @@ class KernelPool:
                 if not kept:
                     self._unregister(session)
             if session.destroying:
-                self._observer.kernel_event("destroy")
+                self.stats.kernel_event("destroy")
             self._on_event(session, "status")
             if not kept:
                 with contextlib.suppress(OSError):
@@ -316,10 +296,10 @@ class KernelPool:
 
     async def hand_out(self, user: str, sid: str, name: str) -> KernelSession:
         """A ready session for ``user`` under id ``sid``: taken from the pool, claimed from the
-        pool's starts, or started now (when max_kernels allows); the observer gets its latency."""
+        pool's starts, or started now (when max_kernels allows); its latency is counted."""
         started = time.perf_counter()
         session, source = await self._hand_out(user, sid, name)
-        self._observer.acquired(source, time.perf_counter() - started)
+        self.stats.acquired(source, time.perf_counter() - started)
         self._refill_soon()
         return session
 

@@ -23,7 +23,7 @@ from hearth.kernels import files as fileops
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.outputs import Event
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
-from hearth.kernels.pool import KernelPool, Observer, PoolConfig
+from hearth.kernels.pool import KernelPool, PoolConfig
 from hearth.kernels.session import KernelSession
 from hearth.kernels.workdirs import WorkDirs
 from hearth.sandbox import Sandbox
@@ -40,7 +40,6 @@ class KernelService:
         settings: Settings,
         *,
         store: SessionStore | None = None,
-        observer: Observer | None = None,
         clock: Callable[[], float] | None = None,
         environ: Mapping[str, str] | None = None,
         sandbox: Sandbox | None = None,
@@ -64,7 +63,6 @@ class KernelService:
             self.dirs,
             env,
             forget=self._forget,
-            observer=observer,
             sandbox=sandbox or Sandbox.unconfined(settings),
             **extra,
         )
@@ -164,6 +162,15 @@ class KernelService:
 
     def pool_state(self) -> dict[str, int]:
         return self.pool.pool_state()
+
+    def stats(self) -> dict[str, Any]:
+        """The pool's counters and gauges, as plain data (for the server's metrics)."""
+        counts = self.pool.counts()
+        return {
+            **self.pool.stats.snapshot(),
+            "pool": {"ready": counts.ready, "starting": counts.starting, "active": counts.users},
+            "sessions": [list(row) for row in self.pool.status_counts()],
+        }
 
     def execute(
         self, user: str, session_id: str, code: str, timeout: float | None = None

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
 SessionCounts = Callable[[], Iterable[tuple[str, str, int]]]
+KernelStats = Callable[[], dict[str, Any]]  # KernelService.stats: plain data, pulled
 
 
 class _SessionCollector(Collector):
@@ -27,11 +34,47 @@ class _SessionCollector(Collector):
         yield family
 
 
+class _KernelCollector(Collector):
+    """The kernel pool's counters, read from its snapshot at scrape time."""
+
+    def __init__(self, sources: list[KernelStats]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        if not self._sources:
+            return
+        stats = self._sources[0]()
+        size = GaugeMetricFamily("hearth_pool_size", "Kernel pool sessions", labels=["state"])
+        for state, n in stats["pool"].items():
+            size.add_metric([state], n)
+        yield size
+        requests = CounterMetricFamily(
+            "hearth_pool_requests", "Kernel acquisitions by outcome (hit, miss)", labels=["outcome"]
+        )
+        for outcome, n in stats["requests"].items():
+            requests.add_metric([outcome], n)
+        yield requests
+        events = CounterMetricFamily(
+            "hearth_kernel_events", "Kernel starts, recycles, destroys and deaths", labels=["event"]
+        )
+        for event, n in stats["events"].items():
+            events.add_metric([event], n)
+        yield events
+        acquire = HistogramMetricFamily(
+            "hearth_kernel_acquire_seconds", "Time to hand out a kernel session", labels=["source"]
+        )
+        for source, h in stats["acquire"].items():
+            acquire.add_metric([source], [(le, n) for le, n in h["buckets"]], h["sum"])
+        yield acquire
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._session_sources: list[SessionCounts] = []
         self.registry.register(_SessionCollector(self._session_sources))
+        self._kernel_sources: list[KernelStats] = []
+        self.registry.register(_KernelCollector(self._kernel_sources))
         r = self.registry
         self.websockets_open = Gauge(
             "hearth_websockets_open", "Open websockets", ["kind"], registry=r
@@ -39,30 +82,14 @@ class Metrics:
         self.bytes_streamed = Counter(
             "hearth_bytes_streamed", "Bytes sent to clients over websockets", ["kind"], registry=r
         )
-        self.pool_size = Gauge("hearth_pool_size", "Kernel pool sessions", ["state"], registry=r)
-        self.acquire_seconds = Histogram(
-            "hearth_kernel_acquire_seconds",
-            "Time to hand out a kernel session",
-            ["source"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
-        self.pool_requests = Counter(
-            "hearth_pool_requests",
-            "Kernel acquisitions by outcome (hit, miss)",
-            ["outcome"],
-            registry=r,
-        )
-        self.kernel_events = Counter(
-            "hearth_kernel_events",
-            "Kernel starts, recycles, destroys and deaths",
-            ["event"],
-            registry=r,
-        )
 
     def add_session_source(self, source: SessionCounts) -> None:
         """Register a callable giving (kind, status, count) rows at scrape time."""
         self._session_sources.append(source)
+
+    def add_kernel_source(self, source: KernelStats) -> None:
+        """Register the kernel service's ``stats`` (pulled at scrape time)."""
+        self._kernel_sources.append(source)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

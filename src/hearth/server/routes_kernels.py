@@ -21,7 +21,6 @@ from starlette.websockets import WebSocketDisconnect
 from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.kernels.outputs import Event, Outputs, done_event
-from hearth.kernels.policy import PoolCounts
 from hearth.kernels.service import KernelService
 from hearth.protocol import KernelCreate, KernelExecute
 from hearth.sandbox import Sandbox
@@ -36,31 +35,13 @@ log = logging.getLogger("hearth.server.kernels")
 router = APIRouter(prefix="/api/v1", tags=["kernels"], route_class=ValidatedRoute)
 
 
-class _MetricsObserver:
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-
-    def kernel_event(self, event: str) -> None:
-        self.m.kernel_events.labels(event).inc()
-
-    def pool_changed(self, counts: PoolCounts) -> None:
-        self.m.pool_size.labels("ready").set(counts.ready)
-        self.m.pool_size.labels("starting").set(counts.starting)
-        self.m.pool_size.labels("active").set(counts.users)
-
-    def acquired(self, source: str, seconds: float) -> None:
-        self.m.acquire_seconds.labels(source).observe(seconds)
-        self.m.pool_requests.labels("hit" if source == "pool" else "miss").inc()
-
-
 def kernel_service(
     settings: Settings, store: SessionStore, metrics: Metrics, sandbox: Sandbox | None = None
 ) -> KernelService:
     """The service the app's lifespan enters, reporting to ``metrics``."""
-    service = KernelService(
-        settings, store=store, observer=_MetricsObserver(metrics), sandbox=sandbox
-    )
+    service = KernelService(settings, store=store, sandbox=sandbox)
     metrics.add_session_source(service.pool.status_counts)
+    metrics.add_kernel_source(service.stats)
     return service
 
 
