@@ -15,13 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth import __version__
 from hearth.config import Settings
+from hearth.core import SessionCore
 from hearth.errors import HearthError
 from hearth.sandbox import Sandbox, open_sandbox
 from hearth.server import routes_kernels, routes_terminals, routes_web, ws_terminals
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
-from hearth.store import SqliteStore
-from hearth.terminals.manager import TerminalManager
 
 __all__ = ["create_app"]
 
@@ -43,17 +42,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.monotonic()
-        async with contextlib.AsyncExitStack() as stack:
-            store = SqliteStore(data_dir / "hearth.sqlite3")
-            stack.callback(store.close)
-            app.state.store = store
-            app.state.terminals = await stack.enter_async_context(
-                TerminalManager(settings, store=store, sandbox=sandbox)
-            )
-            app.state.metrics.add_session_source(app.state.terminals.counts)
-            app.state.kernels = await stack.enter_async_context(
-                routes_kernels.kernel_service(settings, store, app.state.metrics, sandbox)
-            )
+        async with SessionCore(settings, sandbox) as core:
+            app.state.terminals, app.state.kernels = core.terminals, core.kernels
+            metrics: Metrics = app.state.metrics
+            metrics.add_session_source(core.terminals.counts)
+            metrics.add_session_source(core.kernels.pool.status_counts)
+            metrics.add_kernel_source(core.kernels.stats)
             app.state.ready = True
             log.info("ready", extra={"seconds": round(time.monotonic() - started, 3)})
             try:

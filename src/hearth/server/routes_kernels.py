@@ -18,31 +18,18 @@ from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.kernels.outputs import Event, Outputs, done_event
 from hearth.kernels.service import KernelService
 from hearth.protocol import KernelCreate, KernelExecute
-from hearth.sandbox import Sandbox
 from hearth.server.auth import CurrentUser, check_origin, current_user
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
-from hearth.store import SessionStore
 
-__all__ = ["kernel_service", "router"]
+__all__ = ["router"]
 
 log = logging.getLogger("hearth.server.kernels")
 router = APIRouter(prefix="/api/v1", tags=["kernels"], route_class=ValidatedRoute)
-
-
-def kernel_service(
-    settings: Settings, store: SessionStore, metrics: Metrics, sandbox: Sandbox | None = None
-) -> KernelService:
-    """The service the app's lifespan enters, reporting to ``metrics``."""
-    service = KernelService(settings, store=store, sandbox=sandbox)
-    metrics.add_session_source(service.pool.status_counts)
-    metrics.add_kernel_source(service.stats)
-    return service
 
 
 async def _kernels(request: Request) -> KernelService:

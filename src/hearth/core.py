@@ -1,0 +1,46 @@
+"""The session core: everything that holds sessions, behind the calls the web tier makes.
+
+It owns the store, the terminal manager and the kernel service (and through them the PTYs,
+buffers, logs, kernels and the pool): what the session host will own when it becomes a process of
+its own (ARCHITECTURE step 2). The web tier enters one and reaches sessions only through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Self
+
+from hearth.config import Settings
+from hearth.kernels.service import KernelService
+from hearth.sandbox import Sandbox
+from hearth.store import SqliteStore
+from hearth.terminals.manager import TerminalManager
+
+__all__ = ["SessionCore"]
+
+
+class SessionCore:
+    terminals: TerminalManager
+    kernels: KernelService
+
+    def __init__(self, settings: Settings, sandbox: Sandbox) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.store_path = settings.data_dir.expanduser() / "hearth.sqlite3"
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            store = SqliteStore(self.store_path)
+            stack.callback(store.close)
+            self.terminals = await stack.enter_async_context(
+                TerminalManager(self.settings, store=store, sandbox=self.sandbox)
+            )
+            self.kernels = await stack.enter_async_context(
+                KernelService(self.settings, store=store, sandbox=self.sandbox)
+            )
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
