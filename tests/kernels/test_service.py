@@ -67,7 +67,7 @@ async def test_another_users_session_is_answered_as_a_missing_one(service: Kerne
     for call in (
         lambda: service.execute("bob", "mine", "1"),
         lambda: service.terminate("bob", "mine"),
-        lambda: service.file_path("bob", "mine", "a.txt"),
+        lambda: service.open_file("bob", "mine", "a.txt"),
     ):
         with pytest.raises(NotFound):
             call()

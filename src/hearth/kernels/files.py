@@ -1,8 +1,9 @@
 """Files of a session's working directory: downloads, listing, reading and writing.
 
-Every path is checked twice: as text (``paths.safe_relative_path``) and on disk, where a
-symlink could lead out of the directory. Writes go to a temporary file beside the target and are
-renamed into place, so a failed download or upload leaves nothing behind.
+Every path is checked as text (``paths.safe_relative_path``), then used on disk only through
+:mod:`hearth.kernels.beneath`, which never follows a symlink the session planted. Writes go to a
+temporary file beside the target and are renamed into place, so a failed download or upload
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,20 +19,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hearth.errors import BadRequest, DownloadFailed, NotFound
+from hearth.errors import BadRequest, DownloadFailed
+from hearth.kernels.beneath import PART, FileStream, read_stream, write_stream
 from hearth.kernels.paths import file_name_from_url, safe_relative_path
 
 __all__ = [
     "FileRequest",
     "download",
     "list_files",
+    "open_file",
     "parse_file_requests",
-    "readable_file",
-    "resolve_inside",
     "write_file",
 ]
-
-_PART = ".part-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,54 +56,11 @@ def parse_file_requests(raw: list[dict[str, Any]]) -> list[FileRequest]:
     return requests
 
 
-def resolve_inside(root: Path, rel: PurePosixPath) -> Path:
-    """``root / rel`` with symlinks resolved, refused if that leaves ``root``."""
-    real_root = root.resolve()
-    real = (real_root / rel).resolve()
-    if real == real_root or not real.is_relative_to(real_root):
-        raise BadRequest(
-            f"Invalid file path {str(rel)!r}: it leads out of the working directory (through a "
-            "symlink) or is the directory itself."
-        )
-    return real
-
-
-def _temp_beside(target: Path) -> Path:
-    return target.with_name(f".{target.name[:200]}{_PART}{secrets.token_hex(4)}")
-
-
-def _prepare_parent(root: Path, target: Path) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (NotADirectoryError, FileExistsError) as exc:
-        raise BadRequest(
-            f"Cannot write {target.name!r}: a parent is a file, not a folder."
-        ) from exc
-    if not target.parent.resolve().is_relative_to(root.resolve()):
-        raise BadRequest("Invalid file path: it leads out of the working directory.")
-    if target.is_dir():
-        raise BadRequest(f"Cannot write {target.name!r}: it is a directory.")
-
-
 async def write_file(
     root: Path, rel: PurePosixPath, chunks: AsyncIterable[bytes], max_bytes: int
 ) -> dict[str, Any]:
     """Write ``chunks`` atomically to ``root/rel``; at most ``max_bytes``."""
-    target = resolve_inside(root, rel)
-    _prepare_parent(root, target)
-    temp = _temp_beside(target)
-    size = 0
-    try:
-        with temp.open("wb") as out:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise BadRequest(f"The file is larger than the {max_bytes} bytes allowed.")
-                out.write(chunk)
-        os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    size = await write_stream(root, rel, chunks, max_bytes)
     return {"path": str(rel), "size": size}
 
 
@@ -152,7 +107,7 @@ def list_files(root: Path) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for folder, _, names in os.walk(root):
         for name in names:
-            if _PART in name and name.startswith("."):
+            if PART in name and name.startswith("."):
                 continue
             path = Path(folder, name)
             with contextlib.suppress(OSError):
@@ -164,8 +119,5 @@ def list_files(root: Path) -> list[dict[str, Any]]:
     return found
 
 
-def readable_file(root: Path, rel: PurePosixPath) -> Path:
-    target = resolve_inside(root, rel)
-    if not target.is_file():
-        raise NotFound(f"No file {str(rel)!r} in the session's working directory.")
-    return target
+def open_file(root: Path, rel: PurePosixPath) -> FileStream:
+    return read_stream(root, rel)

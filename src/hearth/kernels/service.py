@@ -20,6 +20,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from hearth.config import Settings
 from hearth.errors import BadRequest, NotFound, SessionClosed
 from hearth.kernels import files as fileops
+from hearth.kernels.beneath import FileStream
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.outputs import Event
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
@@ -210,9 +211,10 @@ class KernelService:
         folder = self._readable_dir(user, session_id)
         return await asyncio.to_thread(fileops.list_files, folder)
 
-    def file_path(self, user: str, session_id: str, path: str) -> Path:
+    def open_file(self, user: str, session_id: str, path: str) -> FileStream:
+        """A file of the session's working dir, opened now, as a byte stream."""
         folder = self._readable_dir(user, session_id)
-        return fileops.readable_file(folder, safe_relative_path(path))
+        return fileops.open_file(folder, safe_relative_path(path))
 
     async def write_file(
         self, user: str, session_id: str, path: str, chunks: AsyncIterator[bytes]

@@ -21,10 +21,13 @@ directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from hearth.kernels.beneath import move_in
 
 __all__ = ["WorkDirs"]
 
@@ -110,13 +113,14 @@ class WorkDirs:
     @staticmethod
     def merge(staged: Path, dest: Path, replace: bool = True) -> None:
         """Move every file of ``staged`` into ``dest`` (same file system; ``replace=False``: not
-        over a file ``dest`` has), then drop ``staged``."""
+        over a file ``dest`` has), then drop ``staged``. ``dest`` is a session's: no symlink in
+        it is followed (see :mod:`hearth.kernels.beneath`)."""
         for folder, _, names in os.walk(staged):
             for name in names:
                 src = Path(folder, name)
-                target = dest / src.relative_to(staged)
-                if not replace and (target.exists() or target.is_symlink()):
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, target)
+                rel = PurePosixPath(src.relative_to(staged).as_posix())
+                with contextlib.suppress(
+                    OSError
+                ):  # a way the session barred: that file is not moved
+                    move_in(src, dest, rel, replace=replace)
         shutil.rmtree(staged, ignore_errors=True)

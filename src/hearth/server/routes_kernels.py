@@ -11,11 +11,12 @@ import contextlib
 import json
 import logging
 import math
+import mimetypes
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
 from hearth.errors import HearthError
@@ -136,7 +137,11 @@ async def list_files(session_id: str, user: CurrentUser, kernels: Kernels) -> li
 
 @router.get("/sessions/{session_id}/files/{path:path}")
 async def download(session_id: str, path: str, user: CurrentUser, kernels: Kernels) -> Response:
-    return FileResponse(kernels.file_path(user, session_id, path))
+    file = kernels.open_file(user, session_id, path)
+    kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return StreamingResponse(
+        file.chunks, media_type=kind, headers={"Content-Length": str(file.size)}
+    )
 
 
 @router.put("/sessions/{session_id}/files/{path:path}")

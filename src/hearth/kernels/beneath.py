@@ -1,0 +1,175 @@
+"""Files beneath a working directory whose contents a hostile session controls.
+
+The server (root, often) must never follow a symlink the session planted there, not even one
+swapped in between a check and a use. So a path is never resolved and then used: each component
+is opened relative to its parent's descriptor with ``O_NOFOLLOW``, and the file is created,
+renamed or read through the descriptor of its directory. Whatever the session does meanwhile,
+what the server touches is beneath the root (a directory renamed away takes the write with it).
+Directories and files the server makes there belong to the root's owner (the session's uid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from hearth.errors import BadRequest, NotFound
+
+__all__ = ["PART", "FileStream", "move_in", "open_dir", "read_stream", "write_stream"]
+
+PART = ".part-"  # marks a file being written (hidden from listings)
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block
+CHUNK = 64 * 1024
+
+
+def _refused(rel: PurePosixPath | str, exc: OSError) -> BadRequest | NotFound:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+        return BadRequest(
+            f"Invalid file path {str(rel)!r}: it goes through a symlink or a file, or is a "
+            "directory; name a file inside the working directory."
+        )
+    return NotFound(f"No file {str(rel)!r} in the session's working directory.")
+
+
+def open_dir(root: Path, parts: Sequence[str], *, create: bool = False) -> int:
+    """A descriptor of ``root/parts…`` reached without following any symlink; missing
+    directories are made when ``create`` (owned like ``root``). Raises OSError."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        owner = os.fstat(fd)
+        for part in parts:
+            try:
+                child = os.open(part, _DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, _DIR, dir_fd=fd)
+                _give(child, owner)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _give(fd: int, owner: os.stat_result) -> None:
+    """The root's owner gets what the server made (so the session can change it)."""
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid) and os.geteuid() == 0:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+
+
+async def write_stream(
+    root: Path, rel: PurePosixPath, chunks: AsyncIterable[bytes], max_bytes: int
+) -> int:
+    """Write ``chunks`` to ``root/rel`` atomically (a temporary file, then a rename in the same
+    directory descriptor); returns the size. At most ``max_bytes``."""
+    *folders, name = rel.parts
+    try:
+        parent = open_dir(root, folders, create=True)
+    except OSError as exc:
+        raise _refused(rel, exc) from None
+    temp = f".{name[:200]}{PART}{secrets.token_hex(4)}"
+    size = 0
+    try:
+        fd = os.open(
+            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=parent
+        )
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BadRequest(f"The file is larger than the {max_bytes} bytes allowed.")
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            _give(fd, os.fstat(parent))
+        finally:
+            os.close(fd)
+        try:
+            # A symlink there is refused like one on the way (the rename would only replace the
+            # link itself, never follow it: this is the API's rule, not the safety).
+            if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                raise OSError(errno.ELOOP, "a symlink")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _refused(rel, exc) from None
+        try:
+            os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError as exc:
+            raise _refused(rel, exc) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=parent)
+        os.close(parent)
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class FileStream:
+    """An open file of a working directory, as a byte stream (what a socket can carry)."""
+
+    name: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+def read_stream(root: Path, rel: PurePosixPath) -> FileStream:
+    """``root/rel`` opened now (a regular file, no symlink on the way), read as it is sent."""
+    *folders, name = rel.parts
+    try:
+        parent = open_dir(root, folders)
+        try:
+            fd = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent
+            )
+        finally:
+            os.close(parent)
+    except OSError as exc:
+        raise _refused(rel, exc) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO, a device: not a file to send
+        os.close(fd)
+        raise NotFound(f"No file {str(rel)!r} in the session's working directory.")
+    os.set_blocking(fd, True)
+    return FileStream(name, st.st_size, _chunks(fd))
+
+
+async def _chunks(fd: int) -> AsyncIterator[bytes]:
+    try:
+        while data := await asyncio.to_thread(os.read, fd, CHUNK):
+            yield data
+    finally:
+        os.close(fd)
+
+
+def move_in(src: Path, root: Path, rel: PurePosixPath, *, replace: bool = True) -> bool:
+    """Move the server's file ``src`` to ``root/rel`` (same file system); False when ``rel``
+    exists and ``replace`` is off. Raises OSError when the way there is refused."""
+    *folders, name = rel.parts
+    parent = open_dir(root, folders, create=True)
+    try:
+        if not replace:
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(name, dir_fd=parent, follow_symlinks=False)
+                return False
+        os.replace(src, name, dst_dir_fd=parent)
+        owner = os.fstat(parent)
+        if os.geteuid() == 0:
+            os.chown(name, owner.st_uid, owner.st_gid, dir_fd=parent, follow_symlinks=False)
+        return True
+    finally:
+        os.close(parent)
