@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -103,17 +104,17 @@ def _too_big(url: str, max_bytes: int) -> str:
 
 
 def list_files(root: Path) -> list[dict[str, Any]]:
-    """Every regular file under ``root`` (symlinks are not followed), sorted by path."""
+    """Every regular file under ``root``, sorted by path. Walked by directory descriptors
+    (``os.fwalk``): a directory swapped for a symlink meanwhile is not entered."""
     found: list[dict[str, Any]] = []
-    for folder, _, names in os.walk(root):
+    for folder, _, names, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in names:
             if PART in name and name.startswith("."):
                 continue
-            path = Path(folder, name)
             with contextlib.suppress(OSError):
-                st = path.lstat()
-                if path.is_file() and not path.is_symlink():
-                    rel = path.relative_to(root).as_posix()
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    rel = Path(folder, name).relative_to(root).as_posix()
                     found.append({"path": rel, "size": st.st_size, "modified": st.st_mtime})
     found.sort(key=lambda f: f["path"])
     return found
