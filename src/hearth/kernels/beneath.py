@@ -145,15 +145,35 @@ def read_stream(root: Path, rel: PurePosixPath) -> FileStream:
         os.close(fd)
         raise NotFound(f"No file {str(rel)!r} in the session's working directory.")
     os.set_blocking(fd, True)
-    return FileStream(name, st.st_size, _chunks(fd))
+    return FileStream(name, st.st_size, _Chunks(fd))
 
 
-async def _chunks(fd: int) -> AsyncIterator[bytes]:
-    try:
-        while data := await asyncio.to_thread(os.read, fd, CHUNK):
-            yield data
-    finally:
-        os.close(fd)
+class _Chunks:
+    """The file's bytes; its descriptor is closed at the end, or when it is dropped unread
+    (a client gone before the body)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._fd < 0:
+            raise StopAsyncIteration
+        data = await asyncio.to_thread(os.read, self._fd, CHUNK)
+        if not data:
+            self.close()
+            raise StopAsyncIteration
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def move_in(src: Path, root: Path, rel: PurePosixPath, *, replace: bool = True) -> bool:
