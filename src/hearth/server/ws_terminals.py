@@ -89,7 +89,7 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
     try:
         async with attachment:
             if params.rows and params.cols:  # this viewer's window wins, as on any resize
-                manager.resize(user, id, params.rows, params.cols, by=attachment)
+                manager.resize(user, id, params.rows, params.cols, by=attachment.viewer)
             await _serve(ws, manager, user, id, attachment, metrics)
     finally:
         metrics.websockets_open.labels("terminal").dec()
@@ -158,7 +158,7 @@ async def _serve(
                     if isinstance(frame, InputFrame):
                         manager.write(user, id, frame.data.encode())
                     elif isinstance(frame, ResizeFrame):
-                        manager.resize(user, id, frame.rows, frame.cols, by=attachment)
+                        manager.resize(user, id, frame.rows, frame.cols, by=attachment.viewer)
                     elif isinstance(frame, PingFrame):
                         await send_json({"type": "pong"})
             except FrameError as exc:

@@ -8,6 +8,7 @@ count events replace an older one of their kind instead of piling up.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ FRAME_BYTES = 256 * 1024  # the most output one Output event carries
 # client more than the bytes do. Keystroke echoes are small and go out at once.
 BATCH_BYTES = 32 * 1024
 LINGER = 0.001
+_viewer_ids = itertools.count(1)
 
 
 class Attachment:
@@ -42,6 +44,7 @@ class Attachment:
             raise ValueError(f"since={since} is beyond the end of the output ({buffer.end})")
         start = buffer.start if since is None else since
         self.session = session
+        self.viewer = next(_viewer_ids)  # names it across calls (a socket carries no objects)
         self.missed_bytes = max(0, buffer.start - start)
         self.replay_from = max(start, buffer.start)
         self.replay_bytes = buffer.end - self.replay_from

@@ -309,9 +309,8 @@ class TerminalManager:
                 "to type."
             ) from None
 
-    def resize(
-        self, user: str, id: str, rows: int, cols: int, by: Attachment | None = None
-    ) -> None:
+    def resize(self, user: str, id: str, rows: int, cols: int, by: int | None = None) -> None:
+        """``by``: the viewer id of the attachment that asked (it is not told of its own)."""
         self._session(user, id).resize(rows, cols, by)
 
     def history(

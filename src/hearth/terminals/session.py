@@ -222,14 +222,14 @@ class TerminalSession:
         if not self._pending_input:
             self._loop.remove_writer(self.process.fd)
 
-    def resize(self, rows: int, cols: int, by: Attachment | None = None) -> None:
+    def resize(self, rows: int, cols: int, by: int | None = None) -> None:
         """The last resize wins; the other viewers are told."""
         self.rows, self.cols = rows, cols
         if self.process is not None and self.alive:
             self.process.resize(rows, cols)
         self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), f"resize {cols}x{rows}")
         for a in self.attachments:
-            if a is not by:
+            if a.viewer != by:
                 a.push(Resized(rows, cols))
 
     # --- output ----------------------------------------------------------------------------
