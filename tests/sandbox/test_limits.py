@@ -165,3 +165,22 @@ def test_a_terminal_whose_shell_the_memory_limit_kills_exits_saying_why(
         "exited 137: a process was killed for going over the session's memory limit "
         f"({MEMORY >> 20} MiB)"
     )
+
+
+def test_a_stopped_server_leaves_no_cgroup_behind(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(session_memory_limit=MEMORY, session_pids_limit=64)
+    cgroups = server.app.state.sandbox._cgroups
+    if cgroups is None:
+        pytest.fail("limits are not in cgroups here")
+    bases = [Path(b) for b in cgroups.layout.bases.values()]
+    r = httpx.post(
+        f"{server.url}/api/v1/terminal/sessions",
+        json={"command": ["/bin/sh", "-c", "exec sleep 600"]},
+        headers=H_ALICE,
+    )
+    assert r.status_code == 201, r.text
+    assert all(any(base.iterdir()) for base in bases)  # the session's cgroup, and the spare's
+    server.stop()
+    assert [b for b in bases if b.exists()] == []

@@ -207,6 +207,19 @@ class Cgroups:
             _write(parent / "cgroup.subtree_control", enable)
         _write(base / "cgroup.subtree_control", enable)
 
+    def close(self) -> None:
+        """At shutdown: remove what is left empty (sessions' cgroups whose removal was still
+        being retried, then Hearth's own). A v2 base holding the server's leaf stays."""
+        for base in self.layout.bases.values():
+            path = Path(base)
+            with contextlib.suppress(OSError):
+                for child in path.iterdir():
+                    if child.is_dir() and child.name != "server":
+                        with contextlib.suppress(OSError):
+                            child.rmdir()
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
     def create(self, name: str, limits: Limits) -> SessionCgroup:
         writes = limit_files(self.layout, limits)
         dirs: dict[str, Path] = {}

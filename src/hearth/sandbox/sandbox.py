@@ -160,6 +160,11 @@ class Sandbox:
         )
         return cls(plain, bubblewrap=False, cgroups=None)
 
+    def close(self) -> None:
+        """At shutdown, once every session has ended: the cgroups left empty go."""
+        if self._cgroups is not None:
+            self._cgroups.close()
+
     @property
     def kind(self) -> str:
         return "bubblewrap" if self.bubblewrap else "none"

@@ -35,6 +35,7 @@ def create_app(
     Raises SandboxUnavailable (before anything runs) when the sandbox asked for can't be had."""
     data_dir = settings.data_dir.expanduser()
     tokens = settings.tokens or load_or_create_token(data_dir)
+    owns_sandbox = sandbox is None
     if sandbox is None:
         sandbox = open_sandbox(settings, [config_file] if config_file is not None else [])
     log.info("sandbox", extra=sandbox.describe())
@@ -55,6 +56,8 @@ def create_app(
             finally:
                 app.state.ready = False
                 log.info("shutting down")
+        if owns_sandbox:
+            sandbox.close()
 
     app = FastAPI(
         title="Hearth",
