@@ -90,10 +90,14 @@ def _ls(args: argparse.Namespace) -> int:
         detail = f"{t.cols}x{t.rows}, {t.viewers} viewer{'s' if t.viewers != 1 else ''}"
         if t.exit_code is not None:
             detail = f"exit code {t.exit_code}"
+        elif t.closed_reason == "host_lost":
+            detail = "lost when the server stopped (output kept)"
         rows.append(("terminal", t.id, t.name, t.status, detail, _age(now - t.created_at)))
     for k in kernels:
         i = k.info
         detail = f"{i.execution_count} run{'s' if i.execution_count != 1 else ''}"
+        if i.closed_reason == "host_lost":
+            detail = "lost when the server stopped (files kept)"
         age = _age(now - i.created_at) if i.created_at else "-"
         rows.append(("kernel", i.session_id, i.kernel_name, i.status, detail, age))
     if len(rows) == 1:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
+
+from tests.served import HEARTH
 
 TOKEN = "tok-kim-44"
 H = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,6 +44,13 @@ def test_a_kernel_session_of_a_killed_server_keeps_its_files_and_comes_back(
         assert [s["session_id"] for s in c.get("/api/v1/sessions").json()] == ["k1"]
         assert [f["path"] for f in c.get("/api/v1/sessions/k1/files").json()] == ["notes.txt"]
         assert c.get("/api/v1/sessions/k1/files/notes.txt").content == b"kept"
+        ls = subprocess.run(
+            [*HEARTH, "ls", "--url", again.base, "--token", TOKEN],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "lost when the server stopped (files kept)" in ls.stdout
         refused = run(c, "x")
         assert refused["status_code"] == 409 and "POST /api/v1/sessions" in json.dumps(refused)
 

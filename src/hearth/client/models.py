@@ -48,6 +48,7 @@ class KernelInfo(_Answer):
     last_activity: float | None = None
     from_pool: bool = False
     execution_count: int = 0
+    closed_reason: str | None = None  # "host_lost": its kernel ended with the server (§8)
 
 
 class WorkingFile(_Answer):
