@@ -204,3 +204,26 @@ async def test_records_are_stored_and_those_of_a_previous_run_listed_lost(tmp_pa
             assert store.get("kernel", "bob", "ghost") is None
     finally:
         store.close()
+
+
+async def test_a_reader_that_stalls_or_leaves_neither_stops_the_time_limit_nor_holds_the_session(
+    service: KernelService,
+) -> None:
+    await service.create("alice", "s1")
+    events = service.execute("alice", "s1", "print('started', flush=True)\nwhile True: pass", 1.0)
+    first = await anext(events)
+    assert first["type"] == "stream"
+    # the reader stops reading here: the run still meets its limit (interrupted after 1 s) and
+    # lets the next execution in
+    await until(lambda: service.get("alice", "s1")["status"] == "active", 15)
+    assert text_of(await run(service, "alice", "s1", "print(6 * 7)")) == "42\n"
+    rest = [event async for event in events]  # the slow reader gets all of it, in order
+    assert rest[-1]["type"] == "done" and rest[-1]["status"] == "timeout"
+
+    # a reader that leaves: the cell runs to its end, the lock is not left held
+    gone = service.execute(
+        "alice", "s1", "print('go', flush=True); import time; time.sleep(0.5); done_here = 1"
+    )
+    await anext(gone, None)
+    await gone.aclose()
+    assert text_of(await run(service, "alice", "s1", "print(done_here)")) == "1\n"

@@ -36,6 +36,34 @@ class Want(enum.Enum):
     CLOSE = "close"
 
 
+class _Sink:
+    """The events of one run, for its reader; dropped once the reader is gone."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        self._reading = True
+
+    def put(self, event: Event) -> None:
+        if self._reading:
+            self._queue.put_nowait(event)
+
+    def fail(self, exc: BaseException) -> None:
+        if self._reading:
+            self._queue.put_nowait(exc)
+
+    def end(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        try:
+            while (item := await self._queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._reading = False
+
+
 class KernelSession:
     def __init__(
         self,
@@ -72,6 +100,7 @@ class KernelSession:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._exec_lock = asyncio.Lock()
+        self._runs: set[asyncio.Task[None]] = set()  # executions under way (see execute)
 
     @property
     def status(self) -> KernelStatus:
@@ -119,24 +148,40 @@ class KernelSession:
                 return self._kernel
             await self._changed.wait()
 
-    async def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[Event, None]:
-        """Run ``code`` after the executions queued before it; yields events, ``done`` last."""
+    def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[Event, None]:
+        """Run ``code`` after the executions queued before it; yields events, ``done`` last.
+
+        The run is a task of its own, not the reader's: it holds the execution lock and keeps its
+        time limit however slowly the events are read, and goes on to its end when the reader
+        leaves (its events are then dropped), as a Jupyter cell does when its page closes."""
         self.touch()
-        async with self._exec_lock:
-            kernel = await self.wait_ready()
-            self._move(S.EXECUTING, "execute code in")
-            try:
-                async for event in kernel.execute(code, time_limit):
-                    if event["type"] == "done":
-                        event["restarted"] = event["restarted"] or self.restarted_pending
-                        self.restarted_pending = False
-                        if event["execution_count"] is not None:
-                            self.execution_count = event["execution_count"]
-                    yield event
-            finally:
-                if self.status is S.EXECUTING:
-                    self._move(S.ACTIVE, "finish an execution in")
-                self.touch()
+        sink = _Sink()
+        run = asyncio.get_running_loop().create_task(self._run(code, time_limit, sink))
+        self._runs.add(run)
+        run.add_done_callback(self._runs.discard)
+        return sink.events()
+
+    async def _run(self, code: str, time_limit: float | None, sink: _Sink) -> None:
+        try:
+            async with self._exec_lock:
+                kernel = await self.wait_ready()
+                self._move(S.EXECUTING, "execute code in")
+                try:
+                    async for event in kernel.execute(code, time_limit):
+                        if event["type"] == "done":
+                            event["restarted"] = event["restarted"] or self.restarted_pending
+                            self.restarted_pending = False
+                            if event["execution_count"] is not None:
+                                self.execution_count = event["execution_count"]
+                        sink.put(event)
+                finally:
+                    if self.status is S.EXECUTING:
+                        self._move(S.ACTIVE, "finish an execution in")
+                    self.touch()
+        except Exception as exc:  # the reader raises it (a kernel that could not be had)
+            sink.fail(exc)
+        finally:
+            sink.end()
 
     async def interrupt(self) -> None:
         self.touch()
