@@ -126,6 +126,7 @@ async def _serve(
             if isinstance(event, Output):
                 async with lock:
                     await ws.send_bytes(encode_output(event.offset, event.data))
+                attachment.ack(event.offset + len(event.data))
                 streamed.inc(len(event.data))
             elif isinstance(event, ReplayDone):
                 await send_json({"type": "replay_done", "offset": event.offset})

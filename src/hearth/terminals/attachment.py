@@ -34,6 +34,10 @@ FRAME_BYTES = 256 * 1024  # the most output one Output event carries
 # client more than the bytes do. Keystroke echoes are small and go out at once.
 BATCH_BYTES = 32 * 1024
 LINGER = 0.001
+# Output is handed out at most WINDOW bytes past what the viewer's side acknowledged having sent
+# (``ack``): flow control counts a viewer by what it delivered, not by what it was handed, which
+# is what lets a socket sit between the session and the websocket (the session host).
+WINDOW = 512 * 1024
 _viewer_ids = itertools.count(1)
 
 
@@ -49,6 +53,7 @@ class Attachment:
         self.replay_from = max(start, buffer.start)
         self.replay_bytes = buffer.end - self.replay_from
         self.offset = self.replay_from  # next byte to hand out
+        self.acked = self.replay_from  # bytes before it were delivered (see ``ack``)
         self._replay_end = buffer.end
         self._replay_done = False
         self._exit_sent = False
@@ -60,6 +65,13 @@ class Attachment:
     def holding(self) -> bool:
         """It may hold the PTY reader back (see :mod:`hearth.terminals.flow`)."""
         return self.session.flow.holds(self)
+
+    def ack(self, offset: int) -> None:
+        """The viewer's side delivered the output before ``offset``: it counts as read."""
+        if offset > self.acked:
+            self.acked = min(offset, self.offset)
+            self.session.on_progress(self)
+            self._wake.set()
 
     def notify(self) -> None:
         self._wake.set()
@@ -114,8 +126,11 @@ class Attachment:
         if self.offset < buffer.start:
             resume = buffer.start if self._replay_done else min(buffer.start, self._replay_end)
             missed = resume - self.offset
-            self.offset = resume
+            self.offset = self.acked = resume  # what was missed is not waited for
+            session.on_progress(self)
             return Missed(missed, resume)
+        if self.offset - self.acked >= WINDOW:
+            return None  # an ack wakes it
         limit = (
             FRAME_BYTES if self._replay_done else min(FRAME_BYTES, self._replay_end - self.offset)
         )
@@ -124,7 +139,6 @@ class Attachment:
             session.flush_log()  # what a viewer has seen is in the log (SPEC §8)
             offset = self.offset
             self.offset += len(data)
-            session.on_progress(self)
             return Output(offset, data)
         if not session.alive and session.drained and not self._exit_sent:
             self._exit_sent = True

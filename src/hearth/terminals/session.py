@@ -305,8 +305,8 @@ class TerminalSession:
         return f"memory limit ({(launch.memory_limit if launch else 0) >> 20} MiB)"
 
     def on_progress(self, attachment: Attachment) -> None:
-        """An attachment took output; it may hold again, and free the reader."""
-        self.flow.progress(attachment, attachment.offset, self.buffer.end)
+        """An attachment's output was delivered (acked); it may hold again, free the reader."""
+        self.flow.progress(attachment, attachment.acked, self.buffer.end)
         if self._stall_timer is not None:
             self._restart_stall_timer()
         self._relieve()
