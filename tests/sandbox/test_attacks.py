@@ -210,3 +210,37 @@ def test_pkill_from_a_shell_ends_only_its_own_sandbox(
     assert execute(server, H_BOB, "bk", "print(6 * 7)").strip() == "42"
     bob = httpx.get(f"{server.url}/api/v1/terminal/sessions/bt", headers=H_BOB).json()
     assert bob["alive"], bob
+
+
+def test_a_sessions_env_reaches_no_helper_that_runs_as_root(server: RunningServer) -> None:
+    """PATH (or LD_PRELOAD) given at create is the session's: the sandbox's helpers, run as
+    root before the uid is dropped, must not look up programs in it."""
+    data = server.settings.data_dir.resolve()
+    home = data / "homes" / "alice"
+    r = httpx.post(
+        f"{server.url}/api/v1/terminal/sessions",
+        json={"id": "prep", "command": ["/bin/sh", "-c", "mkdir -p ~/bin; exec cat"]},
+        headers=H_ALICE,
+    )
+    assert r.status_code == 201, r.text
+    poll(lambda: (home / "bin").is_dir(), what="alice's bin")
+    for helper in ("bwrap", "setsid", "setpriv", "prlimit", "env", "sh"):
+        fake = home / "bin" / helper
+        fake.write_text(f'#!/bin/sh\ntouch {data}/pwned-{helper}\nexec /usr/bin/{helper} "$@"\n')
+        fake.chmod(0o755)
+    r = httpx.post(
+        f"{server.url}/api/v1/terminal/sessions",
+        json={
+            "id": "evil",
+            "command": ["/bin/sh", "-c", "echo PATH=$PATH; echo DONE"],
+            "env": {"PATH": f"{home}/bin:/usr/bin:/bin"},
+        },
+        headers=H_ALICE,
+    )
+    assert r.status_code == 201, r.text
+    output = poll(
+        lambda: (o := terminal_output(server, H_ALICE, "evil")) and "DONE" in o and o,
+        what="the shell",
+    )
+    assert f"PATH={home}/bin:/usr/bin:/bin" in output  # the session has its PATH
+    assert sorted(p.name for p in data.glob("pwned-*")) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hearth.sandbox.launch import Bind, Launch, Limits, command
+from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
 
 
 def launch(**changes: object) -> Launch:
@@ -105,7 +105,7 @@ def test_rlimits_where_no_cgroup_holds_the_limits(limits: Limits, expected: list
     # of the same uid together
     inside = argv[argv.index("--") + 1 :]
     assert inside[: len(expected)] == expected
-    assert inside[len(expected)] in ("setsid", "/bin/bash")
+    assert inside[len(expected)] in ("setsid", "env")
 
 
 def test_without_bubblewrap_only_the_limits_wrap_the_program() -> None:
@@ -123,3 +123,18 @@ def test_a_python_environment_under_tmp_is_bound_after_the_private_tmp() -> None
     argv = command(launch(system=[Bind("/usr"), Bind("/tmp/clone/.venv")]))
     assert argv.index("--tmpfs") < argv.index("/tmp/clone/.venv")
     assert next(d for (d,) in pairs(argv, "--dir")) == "/tmp/clone"
+
+
+def test_the_sessions_environment_is_set_last_and_no_helper_sees_it() -> None:
+    argv = command(
+        launch(env={"PATH": "/home/evil/bin", "LD_PRELOAD": "/x.so"}, unset_env=["JPY_PARENT_PID"])
+    )
+    assert argv[argv.index("--clearenv") + 1 : argv.index("--clearenv") + 4] == [
+        "--setenv",
+        "PATH",
+        HELPER_ENV["PATH"],
+    ]
+    tail = argv[argv.index("env") :]
+    assert tail == ["env", "-i", "PATH=/home/evil/bin", "LD_PRELOAD=/x.so", "/bin/bash", "-l"]
+    with pytest.raises(ValueError):  # env would take it for a variable
+        command(launch(argv=["/opt/a=b/prog"]))

@@ -125,7 +125,7 @@ class Kernel:
                 views=self.spec.views,
             )
         if self.launch is not None and self.launch.sandboxed:
-            env = self.launch.env
+            env = self.launch.spawn_env  # the kernel's own is set inside, by the command
             if self.launch.launch.network == "none":  # no loopback shared with the server
                 options.update(transport="ipc", ip=str(rt / "ipc"))
         else:  # the marker finds the kernel's strays; a sandbox's PID namespace holds them

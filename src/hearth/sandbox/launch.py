@@ -18,7 +18,10 @@ cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY,
 - ``setsid --ctty`` inside, for terminals: the session's shell, not bwrap, owns the PTY, so a
   hangup reaches the shell and never kills bwrap;
 - ``setpriv`` drops root to the session's uid when the server runs as root (bwrap keeps the
-  namespaces' root otherwise), with every capability and no new privileges.
+  namespaces' root otherwise), with every capability and no new privileges;
+- ``env -i`` last, as the session's uid, sets the session's environment. Everything before it
+  runs with :data:`HELPER_ENV` only (the spawner's and bwrap's ``--clearenv``): a session's
+  ``env`` (``PATH``, ``LD_PRELOAD``, …) reaches no helper that runs as root or as the server.
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
-__all__ = ["Bind", "Launch", "Limits", "command"]
+__all__ = ["HELPER_ENV", "Bind", "Launch", "Limits", "command"]
 
 Network = Literal["host", "none"]
+
+# The whole environment of the helpers (sh, bwrap, prlimit, setsid, setpriv, env): system
+# programs found in system directories, nothing a session can name.
+HELPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 # Enter each cgroup, then become the rest of the argv ("$@").
 _ENTER_CGROUPS = (
@@ -114,6 +121,7 @@ def _parents(targets: list[str], made: set[str], filled: list[str]) -> list[str]
 
 def _bwrap(launch: Launch, bwrap: str) -> list[str]:
     args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    args += ["--clearenv", "--setenv", "PATH", HELPER_ENV["PATH"]]
     args += ["--unshare-cgroup-try"]
     if launch.user_namespace:
         args.append("--unshare-user")
@@ -149,7 +157,7 @@ def _bwrap(launch: Launch, bwrap: str) -> list[str]:
     return args
 
 
-def _inside(launch: Launch, setsid: str, setpriv: str) -> list[str]:
+def _inside(launch: Launch, setsid: str, setpriv: str, env: str) -> list[str]:
     args: list[str] = []
     if launch.terminal:
         args += [setsid, "--ctty"]
@@ -157,7 +165,9 @@ def _inside(launch: Launch, setsid: str, setpriv: str) -> list[str]:
         gid = launch.uid if launch.gid is None else launch.gid
         args += [setpriv, f"--reuid={launch.uid}", f"--regid={gid}", "--clear-groups"]
         args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-    return args + list(launch.argv)
+    unset = set(launch.unset_env)
+    pairs = [f"{k}={v}" for k, v in launch.env.items() if k not in unset]
+    return [*args, env, "-i", *pairs, *launch.argv]
 
 
 def _prlimit(limits: Limits, prlimit: str) -> list[str]:
@@ -177,13 +187,17 @@ def command(
     prlimit: str = "prlimit",
     setsid: str = "setsid",
     setpriv: str = "setpriv",
+    env: str = "env",
 ) -> list[str]:
-    """The whole argv that starts ``launch`` in its sandbox (its environment is ``launch.env``:
-    bwrap passes its own on, so the spawner gives ``launch.env`` to bwrap)."""
+    """The whole argv that starts ``launch`` in its sandbox. Sandboxed, the spawner gives it
+    :data:`HELPER_ENV` and the session's environment is set last, by ``env -i``; unsandboxed
+    (``sandbox = "none"``), the spawner gives it ``launch.env``."""
     argv: list[str] = []
     if launch.cgroup_procs:
         argv += [sh, "-c", _ENTER_CGROUPS, "sh", *launch.cgroup_procs, "--"]
     rlimits = _prlimit(launch.rlimits, prlimit) if launch.rlimits is not None else []
     if not launch.bubblewrap:
         return argv + rlimits + list(launch.argv)
-    return argv + _bwrap(launch, bwrap) + rlimits + _inside(launch, setsid, setpriv)
+    if launch.argv and "=" in launch.argv[0]:
+        raise ValueError(f"a program path with '=' can't follow env: {launch.argv[0]!r}")
+    return argv + _bwrap(launch, bwrap) + rlimits + _inside(launch, setsid, setpriv, env)

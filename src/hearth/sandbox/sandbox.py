@@ -24,7 +24,7 @@ from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
-from hearth.sandbox.launch import Bind, Launch, Limits, command
+from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
 
 __all__ = ["Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
 
@@ -55,7 +55,13 @@ class Prepared:
 
     @property
     def env(self) -> dict[str, str]:
+        """The session's environment (set inside, by the command's last step)."""
         return dict(self.launch.env)
+
+    @property
+    def spawn_env(self) -> dict[str, str]:
+        """The environment the spawner gives the command: the helpers' only, when sandboxed."""
+        return dict(HELPER_ENV) if self.launch.bubblewrap else dict(self.launch.env)
 
     def command(self, argv: Sequence[str]) -> list[str]:
         return command(dataclasses.replace(self.launch, argv=list(argv)))

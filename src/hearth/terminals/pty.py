@@ -140,6 +140,8 @@ class PtyProcess:
             env, cwd = launch.env, Path(launch.launch.cwd)
         env = dict(os.environ if env is None else env)
         program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+        if launch is not None:
+            env = launch.spawn_env  # sandboxed: the helpers' only; the session's is set inside
         if program is None:
             raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
         inner = [program, *argv[1:]]
