@@ -227,3 +227,19 @@ async def test_a_reader_that_stalls_or_leaves_neither_stops_the_time_limit_nor_h
     await anext(gone, None)
     await gone.aclose()
     assert text_of(await run(service, "alice", "s1", "print(done_here)")) == "1\n"
+
+
+async def test_an_execution_queued_by_a_user_never_runs_in_the_next_users_kernel(
+    tmp_path: Path,
+) -> None:
+    settings = kernel_settings(tmp_path, session_pool_size=1, max_kernels=1)
+    async with KernelService(settings) as svc:
+        await svc.create("alice", "a")
+        busy = svc.execute("alice", "a", "import time; time.sleep(1)")
+        queued = svc.execute("alice", "a", "left_by_alice = 1")  # waits for the first
+        svc.terminate("alice", "a")  # recycled for whoever comes next
+        await svc.create("bob", "b")  # the only kernel: the same session, recycled
+        assert text_of(await run(svc, "bob", "b", "print('left_by_alice' in dir())")) == "False\n"
+        with pytest.raises(NotFound):
+            [event async for event in queued]
+        await busy.aclose()

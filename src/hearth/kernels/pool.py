@@ -378,6 +378,7 @@ class KernelPool:
         self._forget(session.owner, session.session_id)
 
     def release(self, session: KernelSession) -> None:
+        session.generation += 1  # its queued executions end here, whoever gets it next
         self._unregister(session)
         session.working_dir = self.dirs.throw_away(session.working_dir)
         default = session.kernel_name == self.config.kernel_name

@@ -101,6 +101,7 @@ class KernelSession:
         self._changed = asyncio.Event()
         self._exec_lock = asyncio.Lock()
         self._runs: set[asyncio.Task[None]] = set()  # executions under way (see execute)
+        self.generation = 0  # one more at each release: a queued execution is its owner's only
 
     @property
     def status(self) -> KernelStatus:
@@ -156,15 +157,21 @@ class KernelSession:
         leaves (its events are then dropped), as a Jupyter cell does when its page closes."""
         self.touch()
         sink = _Sink()
-        run = asyncio.get_running_loop().create_task(self._run(code, time_limit, sink))
+        run = asyncio.get_running_loop().create_task(
+            self._run(code, time_limit, sink, self.generation)
+        )
         self._runs.add(run)
         run.add_done_callback(self._runs.discard)
         return sink.events()
 
-    async def _run(self, code: str, time_limit: float | None, sink: _Sink) -> None:
+    async def _run(
+        self, code: str, time_limit: float | None, sink: _Sink, generation: int
+    ) -> None:
         try:
             async with self._exec_lock:
                 kernel = await self.wait_ready()
+                if self.generation != generation:  # released meanwhile: maybe someone else's now
+                    raise NotFound(f"Kernel session {self.session_id!r} was closed meanwhile.")
                 self._move(S.EXECUTING, "execute code in")
                 try:
                     async for event in kernel.execute(code, time_limit):
