@@ -164,9 +164,7 @@ class KernelSession:
         run.add_done_callback(self._runs.discard)
         return sink.events()
 
-    async def _run(
-        self, code: str, time_limit: float | None, sink: _Sink, generation: int
-    ) -> None:
+    async def _run(self, code: str, time_limit: float | None, sink: _Sink, generation: int) -> None:
         try:
             async with self._exec_lock:
                 kernel = await self.wait_ready()
