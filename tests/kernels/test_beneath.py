@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from hearth.errors import BadRequest, NotFound
-from hearth.kernels.beneath import read_stream, write_stream
+from hearth.kernels.beneath import MAX_DEPTH, read_stream, walk_files, write_stream
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -68,3 +68,28 @@ def test_a_stream_never_read_closes_its_file_when_dropped(tmp_path: Path) -> Non
     del stream
     gc.collect()
     assert open_fds() == before
+
+
+def test_a_listing_walks_by_descriptors_never_entering_links_or_fifos(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    (root / "a" / "b" / "f.txt").write_bytes(b"12")
+    (root / "top.txt").write_bytes(b"1")
+    (root / "link").symlink_to(outside)
+    os.mkfifo(root / "pipe")
+    deep = root
+    for i in range(MAX_DEPTH + 5):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (deep / "too-deep.txt").write_bytes(b"x")
+    found = {rel: st.st_size for rel, st in walk_files(root)}
+    assert found == {"a/b/f.txt": 2, "top.txt": 1}
+    assert open_fds_after_walk_are_closed()
+
+
+def open_fds_after_walk_are_closed() -> bool:
+    before = open_fds()
+    walk_files(Path("/proc/self"))  # a real tree with links and odd files
+    return open_fds() == before

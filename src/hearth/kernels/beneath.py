@@ -22,10 +22,19 @@ from pathlib import Path, PurePosixPath
 
 from hearth.errors import BadRequest, NotFound
 
-__all__ = ["PART", "FileStream", "move_in", "open_dir", "read_stream", "write_stream"]
+__all__ = [
+    "PART",
+    "FileStream",
+    "move_in",
+    "open_dir",
+    "read_stream",
+    "walk_files",
+    "write_stream",
+]
 
 PART = ".part-"  # marks a file being written (hidden from listings)
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK too: a FIFO swapped in for a directory must fail the open, not block it
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block
 CHUNK = 64 * 1024
@@ -116,6 +125,42 @@ async def write_stream(
             os.unlink(temp, dir_fd=parent)
         os.close(parent)
     return size
+
+
+MAX_DEPTH = 64  # a listing goes no deeper (a deep tree would exhaust descriptors otherwise)
+
+
+def walk_files(root: Path) -> list[tuple[str, os.stat_result]]:
+    """Every regular file beneath ``root`` as (relative path, stat), walked by descriptors:
+    each directory is opened through its parent's with ``O_NOFOLLOW`` and ``O_NONBLOCK``, so a
+    directory swapped for a symlink or a FIFO meanwhile is skipped, never entered or waited on."""
+    found: list[tuple[str, os.stat_result]] = []
+    try:
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return found
+    stack: list[tuple[str, int, int]] = [("", top, 0)]  # (relative path, fd, depth)
+    while stack:
+        prefix, fd, depth = stack.pop()
+        try:
+            with os.scandir(fd) as entries:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            for name, is_dir in names:
+                rel = f"{prefix}{name}"
+                if is_dir:
+                    if depth + 1 < MAX_DEPTH:
+                        with contextlib.suppress(OSError):
+                            stack.append((rel + "/", os.open(name, _DIR, dir_fd=fd), depth + 1))
+                    continue
+                with contextlib.suppress(OSError):
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        found.append((rel, st))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return found
 
 
 @dataclass(frozen=True, slots=True)

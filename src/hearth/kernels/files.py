@@ -9,9 +9,6 @@ leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import stat
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from hearth.errors import BadRequest, DownloadFailed
-from hearth.kernels.beneath import PART, FileStream, read_stream, write_stream
+from hearth.kernels.beneath import PART, FileStream, read_stream, walk_files, write_stream
 from hearth.kernels.paths import file_name_from_url, safe_relative_path
 
 __all__ = [
@@ -104,19 +101,12 @@ def _too_big(url: str, max_bytes: int) -> str:
 
 
 def list_files(root: Path) -> list[dict[str, Any]]:
-    """Every regular file under ``root``, sorted by path. Walked by directory descriptors
-    (``os.fwalk``): a directory swapped for a symlink meanwhile is not entered."""
+    """Every regular file under ``root``, sorted by path (see :func:`beneath.walk_files`)."""
     found: list[dict[str, Any]] = []
-    for folder, _, names, dir_fd in os.fwalk(root, follow_symlinks=False):
-        for name in names:
-            if PART in name and name.startswith("."):
-                continue
-            with contextlib.suppress(OSError):
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode):
-                    rel = Path(folder, name).relative_to(root).as_posix()
-                    found.append({"path": rel, "size": st.st_size, "modified": st.st_mtime})
-    found.sort(key=lambda f: f["path"])
+    for rel, st in sorted(walk_files(root), key=lambda item: item[0]):
+        name = rel.rsplit("/", 1)[-1]
+        if not (PART in name and name.startswith(".")):
+            found.append({"path": rel, "size": st.st_size, "modified": st.st_mtime})
     return found
 
 
