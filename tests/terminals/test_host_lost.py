@@ -4,13 +4,19 @@ each terminal as closed, ``closed_reason: "host_lost"``, with its output replaya
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import signal
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 
+from hearth.config import Settings
+from hearth.store import SqliteStore
+from hearth.terminals.manager import TerminalManager, TerminalSpec
 from hearth.terminals.outlog import FLUSH_BYTES, OutputLog, read_log
 
 TOKEN = "tok-lost-77"
@@ -111,3 +117,42 @@ def test_terminals_of_a_killed_server_are_listed_lost_with_their_output(
         assert c.delete("/api/v1/terminal/sessions/t1").status_code in (200, 204)
         assert c.get("/api/v1/terminal/sessions/t1").status_code == 404
     assert not (tmp_path / "terminals" / "lou" / "t1").exists()
+
+
+def test_a_segment_that_cannot_be_opened_stops_the_log_not_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hearth.terminals.outlog as outlog
+
+    log = OutputLog(tmp_path / "t", max_bytes=10)
+    real_open = os.open
+
+    def full_disk(path: object, *args: object, **kwargs: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outlog.os, "open", full_disk)  # a full disk can't be had here
+    log.append(b"x" * 20)
+    log.flush()  # the rotation fails: the log stops, nothing raised, no stale descriptor
+    assert log._fd == -1
+    log.append(b"more")
+    log.flush()
+    monkeypatch.setattr(outlog.os, "open", real_open)
+    assert read_log(tmp_path / "t") == (0, b"x" * 20)
+
+
+async def test_deleting_a_session_never_removes_the_log_of_a_new_one_of_the_same_id(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path, tokens={"tok-lou-1234": "lou"}, terminal_kill_grace=1.0)
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    stubborn = ["/bin/sh", "-c", "trap '' HUP; while :; do sleep 0.1; done"]  # waits the grace
+    try:
+        async with TerminalManager(settings, store=store) as manager:
+            await manager.create("lou", TerminalSpec(id="t", command=stubborn))
+            closing = asyncio.create_task(manager.close("lou", "t"))
+            await asyncio.sleep(0)  # the close has begun: the id is free again
+            await manager.create("lou", TerminalSpec(id="t", command=["/bin/cat"]))
+            await closing
+            assert (tmp_path / "terminals" / "lou" / "t").is_dir()  # the new one's log
+    finally:
+        store.close()

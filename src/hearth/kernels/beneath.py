@@ -190,27 +190,33 @@ def read_stream(root: Path, rel: PurePosixPath) -> FileStream:
         os.close(fd)
         raise NotFound(f"No file {str(rel)!r} in the session's working directory.")
     os.set_blocking(fd, True)
-    return FileStream(name, st.st_size, _Chunks(fd))
+    return FileStream(name, st.st_size, _Chunks(fd, st.st_size))
 
 
 class _Chunks:
     """The file's bytes; its descriptor is closed at the end, or when it is dropped unread
     (a client gone before the body)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
+        self._left = size  # what Content-Length promised: a file grown meanwhile is cut there
 
     def __aiter__(self) -> _Chunks:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._fd < 0:
+        if self._fd < 0 or self._left <= 0:
+            self.close()
             raise StopAsyncIteration
-        data = await asyncio.to_thread(os.read, self._fd, CHUNK)
+        data = await asyncio.to_thread(self._read)  # the bound method keeps it alive meanwhile
         if not data:
             self.close()
             raise StopAsyncIteration
+        self._left -= len(data)
         return data
+
+    def _read(self) -> bytes:
+        return os.read(self._fd, min(CHUNK, self._left))
 
     def close(self) -> None:
         if self._fd >= 0:

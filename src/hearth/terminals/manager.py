@@ -262,11 +262,12 @@ class TerminalManager:
             self._total_bytes -= len(session.buffer)
             if self._store is not None:
                 self._store.delete("terminal", session.user, session.id)
+            # before the wait below: a new session of the same id may open its log meanwhile
+            if session.log is not None:
+                session.log.remove()
+            else:
+                shutil.rmtree(self._log_dir(session.user, session.id), ignore_errors=True)
         await session.aclose(self.settings.terminal_kill_grace)
-        if session.log is not None:
-            session.log.remove()
-        else:
-            shutil.rmtree(self._log_dir(session.user, session.id), ignore_errors=True)
         log.info("closed", extra={"user": session.user, "session": session.id})
 
     async def cleanup(self, user: str | None = None) -> list[str]:

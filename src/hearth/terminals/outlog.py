@@ -63,9 +63,9 @@ class OutputLog:
         self._open(start)
 
     def _open(self, start: int) -> None:
-        self._segment_start = self._end = start
         path = self.folder / f"{start:020d}{SUFFIX}"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._segment_start = self._end = start
 
     @property
     def pending(self) -> bool:
@@ -89,10 +89,14 @@ class OutputLog:
             return
         self._end += len(data)
         if self._end - self._segment_start >= self.max_bytes:
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError:
+                self.close()  # no room for a new segment: the session goes on, in memory only
 
     def _rotate(self) -> None:
         os.close(self._fd)
+        self._fd = -1  # never a number another file may get meanwhile
         previous = self._segment_start
         self._open(self._end)
         for offset, path in _segments(self.folder):

@@ -89,11 +89,16 @@ class ParkedPty:
             while data:  # a pipe takes 64 KiB at once; a launch is a few KiB
                 data = data[os.write(self._pipe, data) :]
         finally:
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self._pipe >= 0:
             os.close(self._pipe)
+            self._pipe = -1  # never closed twice: the number may be another file's by then
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
-            os.close(self._pipe)
+            self._close_pipe()
         self.popen.kill()
         self.popen.wait()
         os.close(self.fd)
