@@ -25,6 +25,7 @@ __all__ = [
     "Conflict",
     "DownloadFailed",
     "HearthError",
+    "InsufficientStorage",
     "KernelDied",
     "LimitReached",
     "NotFound",
@@ -101,6 +102,12 @@ class DownloadFailed(ServiceError):
     status_code = 502
 
 
+class InsufficientStorage(ServiceError):
+    """The server's disk is full (or the data directory's quota)."""
+
+    status_code = 507
+
+
 _BY_STATUS: dict[int, type[HearthError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -110,6 +117,7 @@ _BY_STATUS: dict[int, type[HearthError]] = {
     422: BadRequest,
     429: LimitReached,
     502: DownloadFailed,
+    507: InsufficientStorage,
 }
 
 

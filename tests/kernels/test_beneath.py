@@ -93,3 +93,13 @@ def open_fds_after_walk_are_closed() -> bool:
     before = open_fds()
     walk_files(Path("/proc/self"))  # a real tree with links and odd files
     return open_fds() == before
+
+
+def test_a_long_multibyte_name_is_written_not_refused_for_its_temporary_file(
+    tmp_path: Path,
+) -> None:
+    name = "é" * 127  # 254 bytes: a valid name, which its temporary one used to overflow
+    size = asyncio.run(write_stream(tmp_path, PurePosixPath(name), chunks(b"ok"), 10))
+    assert size == 2 and (tmp_path / name).read_bytes() == b"ok"
+    with pytest.raises(BadRequest):  # over the file system's limit: a clear 400, not a 500
+        asyncio.run(write_stream(tmp_path, PurePosixPath("é" * 200), chunks(b"x"), 10))

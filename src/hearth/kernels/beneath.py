@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from hearth.errors import BadRequest, NotFound
+from hearth.errors import BadRequest, HearthError, InsufficientStorage, NotFound
 
 __all__ = [
     "PART",
@@ -40,7 +40,14 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO mus
 CHUNK = 64 * 1024
 
 
-def _refused(rel: PurePosixPath | str, exc: OSError) -> BadRequest | NotFound:
+def _refused(rel: PurePosixPath | str, exc: OSError) -> HearthError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(
+            f"No room for {str(rel)!r}: the server's disk is full; free space in the session or "
+            "ask the administrator."
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        return BadRequest(f"Invalid file path {str(rel)!r}: a name in it is too long.")
     if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
         return BadRequest(
             f"Invalid file path {str(rel)!r}: it goes through a symlink or a file, or is a "
@@ -90,12 +97,14 @@ async def write_stream(
         parent = open_dir(root, folders, create=True)
     except OSError as exc:
         raise _refused(rel, exc) from None
-    temp = f".{name[:200]}{PART}{secrets.token_hex(4)}"
+    short = name.encode()[:100].decode(errors="ignore")  # names are bytes-limited (255)
+    temp = f".{short}{PART}{secrets.token_hex(4)}"
     size = 0
     try:
-        fd = os.open(
-            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=parent
-        )
+        try:
+            fd = os.open(temp, _NEW, 0o644, dir_fd=parent)
+        except OSError as exc:
+            raise _refused(rel, exc) from None
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -103,7 +112,10 @@ async def write_stream(
                     raise BadRequest(f"The file is larger than the {max_bytes} bytes allowed.")
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(fd, view) :]
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except OSError as exc:
+                        raise _refused(rel, exc) from None
             _give(fd, os.fstat(parent))
         finally:
             os.close(fd)
@@ -178,9 +190,7 @@ def read_stream(root: Path, rel: PurePosixPath) -> FileStream:
     try:
         parent = open_dir(root, folders)
         try:
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent
-            )
+            fd = os.open(name, _READ, dir_fd=parent)
         finally:
             os.close(parent)
     except OSError as exc:

@@ -70,6 +70,7 @@ class KernelService:
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         # sessions whose kernel died with a previous run of the server: records, files kept
         self._lost: dict[tuple[str, str], dict[str, Any]] = {}
+        self._deleting: set[asyncio.Future[None]] = set()  # lost sessions' files going away
         self.kernel_names: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> Self:
@@ -195,7 +196,10 @@ class KernelService:
         """Recycle the session into the pool, or destroy it when the pool is full."""
         if self._lost.pop((user, session_id), None) is not None:
             self._forget(user, session_id)
-            self.dirs.throw_away(self.dirs.of(user, session_id))
+            trashed = self.dirs.throw_away(self.dirs.of(user, session_id))
+            deleting = asyncio.ensure_future(self.dirs.delete(trashed))
+            self._deleting.add(deleting)
+            deleting.add_done_callback(self._deleting.discard)
             return
         self.pool.release(self._find(user, session_id))
 
@@ -295,7 +299,10 @@ class KernelService:
         """A new kernel for a lost session, in its kept directory (a file the create asks for
         again is downloaded anew and wins)."""
         kept = self.dirs.new_incoming_dir() / "files"
-        os.rename(self.dirs.of(user, sid), kept)  # out of the hand-out's way
+        try:
+            os.rename(self.dirs.of(user, sid), kept)  # out of the hand-out's way
+        except FileNotFoundError:
+            kept.mkdir()  # its directory is gone: a new kernel with no files, then
         try:
             session = await self._new_session(user, sid, name, requests)
         except BaseException:
