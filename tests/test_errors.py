@@ -10,6 +10,7 @@ from hearth.errors import (
     Conflict,
     DownloadFailed,
     HearthError,
+    InsufficientStorage,
     KernelDied,
     LimitReached,
     NotFound,
@@ -33,6 +34,7 @@ TREE = {
     ServiceError: HearthError,
     KernelDied: ServiceError,
     DownloadFailed: ServiceError,
+    InsufficientStorage: ServiceError,
 }
 
 
@@ -57,6 +59,7 @@ def test_the_tree_is_the_one_drawn_in_the_docstring() -> None:
         (LimitReached, 429, 4429),
         (KernelDied, 500, 1011),
         (DownloadFailed, 502, 1011),
+        (InsufficientStorage, 507, 1011),
     ],
 )
 def test_status_and_close_codes(cls: type[HearthError], status: int, close: int) -> None:

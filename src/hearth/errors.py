@@ -11,7 +11,8 @@
      │    └── LimitReached       429: a configured limit is reached
      └── ServiceError            the world broke something, not the caller (5xx)
           ├── KernelDied         the kernel process died
-          └── DownloadFailed     a file of the request could not be fetched
+          ├── DownloadFailed     502: a file of the request could not be fetched
+          └── InsufficientStorage 507: the server's disk is full
 
 Every message says what is wrong and what to do about it. The server turns an error into an
 HTTP status (``status_code``) or a websocket close code (``close_code``); the client turns
