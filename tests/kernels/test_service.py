@@ -222,10 +222,13 @@ async def test_a_reader_that_stalls_or_leaves_neither_stops_the_time_limit_nor_h
 
     # a reader that leaves: the cell runs to its end, the lock is not left held
     gone = service.execute(
-        "alice", "s1", "print('go', flush=True); import time; time.sleep(0.5); done_here = 1"
+        "alice", "s1", "print('go', flush=True); import time; time.sleep(2); done_here = 1"
     )
     await anext(gone, None)
     await gone.aclose()
+    # still running, so still executing (it used to say active while the cell ran on)
+    assert service.get("alice", "s1")["status"] == "executing"
+    await until(lambda: service.get("alice", "s1")["status"] == "active", 15)
     assert text_of(await run(service, "alice", "s1", "print(done_here)")) == "1\n"
 
 

@@ -150,7 +150,11 @@ async def test_deleting_a_session_never_removes_the_log_of_a_new_one_of_the_same
         async with TerminalManager(settings, store=store) as manager:
             await manager.create("lou", TerminalSpec(id="t", command=stubborn))
             closing = asyncio.create_task(manager.close("lou", "t"))
-            await asyncio.sleep(0)  # the close has begun: the id is free again
+            deadline = asyncio.get_running_loop().time() + 5
+            while ("lou", "t") in manager._sessions:  # the close has begun: the id is free again
+                assert asyncio.get_running_loop().time() < deadline, "the close did not begin"
+                await asyncio.sleep(0.01)
+            assert not closing.done()  # still waiting out the shell's grace
             await manager.create("lou", TerminalSpec(id="t", command=["/bin/cat"]))
             await closing
             assert (tmp_path / "terminals" / "lou" / "t").is_dir()  # the new one's log

@@ -222,10 +222,10 @@ class KernelPool:
             # A user's session ended by the server stopping keeps its record and its files: the
             # next start lists it lost (SPEC §8); any other end forgets both.
             kept = self._closing and session.owner is not None and not session.destroying
-            if session.owner is not None:
-                self._by_key.pop((session.owner, session.session_id), None)  # type: ignore[arg-type]
-                if not kept:
-                    self._unregister(session)
+            if kept:  # no longer served, still on record
+                self._by_key = {k: v for k, v in self._by_key.items() if v is not session}
+            elif session.owner is not None:
+                self._unregister(session)
             if session.destroying:
                 self.stats.kernel_event("destroy")
             self._on_event(session, "status")

@@ -109,7 +109,7 @@ class KernelService:
 
     def _lost_info(self, user: str, session_id: str) -> dict[str, Any] | None:
         record = self._lost.get((user, session_id))
-        return None if record is None else {k: v for k, v in record.items() if k != "user"}
+        return None if record is None else _without_user(record)
 
     def _not_lost(self, user: str, session_id: str) -> None:
         if (user, session_id) in self._lost:
@@ -159,7 +159,7 @@ class KernelService:
     def sessions(self, user: str) -> list[dict[str, Any]]:
         """The caller's sessions, newest first."""
         mine = [self.info(s) for s in self.pool.owned_by(user)]
-        mine += [self._lost_info(u, sid) or {} for (u, sid) in self._lost if u == user]
+        mine += [_without_user(r) for (u, _), r in self._lost.items() if u == user]
         return sorted(mine, key=lambda i: i.get("created_at", 0), reverse=True)
 
     def pool_state(self) -> dict[str, int]:
@@ -336,3 +336,8 @@ class KernelService:
                 await self.dirs.delete(staged)
         session.files = entries
         return session
+
+
+def _without_user(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as the API shows it (the owner is implied by who asks)."""
+    return {k: v for k, v in record.items() if k != "user"}
