@@ -15,6 +15,10 @@ import pytest
 import uvicorn
 
 from hearth.config import Settings
+from hearth.core import SessionCore
+from hearth.host.place import HostPlace
+from hearth.host.process import HostLock, running_host
+from hearth.sandbox import open_sandbox
 from hearth.server.serve import server_config
 from tests.served import serve  # noqa: F401  (a fixture: a real `hearth serve` process)
 
@@ -23,12 +27,68 @@ BOB = "tok-bob-22"
 TOKENS = {ALICE: "alice", BOB: "bob"}
 
 
+class RunningHost:
+    """A session host on the data directory's socket, run on a thread of the test process (so
+    tests can look at its state); the web tier reaches it over the socket as in production."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        place = HostPlace(settings.data_dir)
+        self.lock = HostLock(place)
+        self.sandbox = open_sandbox(settings)
+        started = threading.Event()
+        failed: list[BaseException] = []
+
+        async def main() -> None:
+            try:
+                async with running_host(settings, self.sandbox) as host:
+                    self.server, self.loop = host, asyncio.get_running_loop()
+                    started.set()
+                    await host.stopped.wait()
+            except BaseException as exc:
+                failed.append(exc)
+                started.set()
+                raise
+
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(main()), name="hearth-test-host", daemon=True
+        )
+        self.thread.start()
+        if not started.wait(60) or failed:
+            self.lock.release()
+            raise RuntimeError(f"the test session host did not start: {failed}")
+
+    @property
+    def core(self) -> SessionCore:
+        return self.server.core
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the host's event loop and return its result (for state checks)."""
+
+        async def run() -> Any:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.server.stopped.set)
+            self.thread.join(timeout=60)
+        if self.lock.fd >= 0:
+            self.sandbox.close()
+            self.lock.release()
+
+
 @dataclass
 class RunningServer:
     settings: Settings
     server: uvicorn.Server
     thread: threading.Thread
     port: int
+    host: RunningHost
 
     @property
     def url(self) -> str:
@@ -42,26 +102,33 @@ class RunningServer:
     def app(self) -> Any:
         return self.server.config.app
 
+    @property
+    def core(self) -> SessionCore:
+        """The sessions: in the session host."""
+        return self.host.core
+
     def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the server's event loop and return its result (for state checks)."""
-        loop = self.loop
+        """Run ``fn`` on the session host's event loop (where the sessions live)."""
+        return self.host.call(fn)
+
+    def call_web(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the web server's event loop."""
 
         async def run() -> Any:
-            result = fn()
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
+            return fn()
 
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
 
     loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        self.host.stop()
 
 
 def start_server(settings: Settings) -> RunningServer:
+    host = RunningHost(settings)
     config = server_config(settings)
     server = uvicorn.Server(config)
     holder: dict[str, Any] = {}
@@ -84,10 +151,11 @@ def start_server(settings: Settings) -> RunningServer:
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            host.stop()
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    running = RunningServer(settings, server, thread, port)
+    running = RunningServer(settings, server, thread, port, host)
     running.loop = holder["loop"]
     return running
 

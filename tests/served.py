@@ -1,17 +1,23 @@
 """A real `hearth serve` process for tests: the ``serve`` fixture starts one per call (its
-printed URL read, pool off), and stops every one at the end (SIGTERM, then SIGKILL)."""
+printed URL read, pool off), and stops every one at the end (SIGTERM, then SIGKILL), then the
+session hosts they started (``hearth shutdown``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from hearth.host.place import HostPlace
+from hearth.host.process import connect
 
 HEARTH = [sys.executable, "-m", "hearth"]
 
@@ -24,10 +30,32 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen[str], port: int, url_line: str) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[str], port: int, url_line: str, data_dir: Path
+    ) -> None:
         self.proc = proc
         self.port = port
         self.url_line = url_line
+        self.data_dir = data_dir
+
+    def host_pid(self) -> int:
+        """The pid of the session host serving this data directory."""
+        return host_pid(self.data_dir)
+
+    def kill(self) -> None:
+        """SIGKILL the web server (the session host goes on)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def kill_all(self) -> None:
+        """SIGKILL the web server and its session host, as a crash or a power cut would."""
+        pid = self.host_pid()
+        self.kill()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists():  # reaped by init (it is not our child)
+            assert time.monotonic() < deadline, f"the session host {pid} did not die"
+            time.sleep(0.01)
 
     @property
     def base(self) -> str:
@@ -48,11 +76,18 @@ class Served:
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[object]:
     running: list[Served] = []
+    data_dirs: set[Path] = set()
 
     def start(*args: str, env: dict[str, str] | None = None) -> Served:
         port = free_port()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
         full_env.update({"HEARTH_SESSION_POOL_SIZE": "0", **(env or {})})
+        if "--data-dir" in args:
+            data_dir = Path(args[args.index("--data-dir") + 1])
+        else:
+            data_dir = tmp_path / "data"
+            full_env.setdefault("HEARTH_DATA_DIR", str(data_dir))
+        data_dirs.add(data_dir)
         proc = subprocess.Popen(
             [*HEARTH, "serve", "--port", str(port), *args],
             stdout=subprocess.PIPE,
@@ -62,7 +97,7 @@ def serve(tmp_path: Path) -> Iterator[object]:
         )
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        served = Served(proc, port, line)
+        served = Served(proc, port, line, data_dir)
         running.append(served)
         assert "Hearth is serving at" in line, served.stop()
         return served
@@ -70,3 +105,26 @@ def serve(tmp_path: Path) -> Iterator[object]:
     yield start
     for served in running:
         served.stop()
+    for data_dir in data_dirs:
+        shutdown(data_dir)
+
+
+def shutdown(data_dir: Path) -> None:
+    """End the data directory's session host, if one runs (as ``hearth shutdown``)."""
+    subprocess.run(
+        [*HEARTH, "shutdown", "--data-dir", str(data_dir)],
+        capture_output=True,
+        timeout=90,
+        check=True,
+    )
+
+
+def host_pid(data_dir: Path) -> int:
+    async def ask() -> int:
+        link = await connect(HostPlace(data_dir))
+        assert link is not None, f"no session host runs for {data_dir}"
+        await link.aclose()
+        pid: int = link.hello["pid"]
+        return pid
+
+    return asyncio.run(ask())

@@ -20,6 +20,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hearth.config import load_settings
+    from hearth.errors import HearthError
+    from hearth.host.client import HostClient
+    from hearth.host.process import HostStarter
     from hearth.logs import configure_logging
     from hearth.server.auth import load_or_create_token
     from hearth.server.serve import server_config
@@ -32,13 +35,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"hearth: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    from hearth.sandbox import SandboxUnavailable
-
-    try:
-        server = uvicorn.Server(server_config(settings, config_file=args.config))
-    except SandboxUnavailable as exc:
-        print(f"hearth: {exc.message}", file=sys.stderr)
-        return 2
+    tokens = settings.tokens or load_or_create_token(settings.data_dir.expanduser())
+    config_files = [args.config] if args.config is not None else []
+    client = HostClient(HostStarter(settings, config_files, users=len(set(tokens.values()))))
+    server = uvicorn.Server(server_config(settings, config_file=args.config, host=client))
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
 
     async def announce() -> None:
@@ -55,13 +55,42 @@ def _serve(args: argparse.Namespace) -> int:
             url += f"?token={token}"
         print(f"Hearth is serving at {url}", flush=True)
 
-    async def run() -> None:
+    async def run() -> int:
+        try:
+            await client.link()  # the session host, found or started, before anything listens
+        except HearthError as exc:
+            print(f"hearth: {exc.message}", file=sys.stderr)
+            return 2
         async with asyncio.TaskGroup() as tg:
             tg.create_task(announce())
             await server.serve()
+        return 0
 
-    asyncio.run(run())
-    return 0
+    return asyncio.run(run())
+
+
+def _host(args: argparse.Namespace) -> int:
+    from hearth.host.process import host_main
+
+    try:
+        params = json.load(sys.stdin)
+    except ValueError:
+        print(
+            "hearth host: 'hearth serve' starts the session host and hands it its settings on "
+            "stdin; run 'hearth serve' instead.",
+            file=sys.stderr,
+        )
+        return 2
+    params["settings"]["data_dir"] = str(args.data_dir)
+    return host_main(params)
+
+
+def _shutdown(args: argparse.Namespace) -> int:
+    from hearth.config import load_settings
+    from hearth.host.process import stop_host
+
+    settings = load_settings(None, data_dir=args.data_dir)
+    return asyncio.run(stop_host(settings.data_dir))
 
 
 # --- client commands ----------------------------------------------------------------------
@@ -255,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="where the database and sessions live")
     serve.add_argument("--config", type=Path, help="a TOML file of settings")
     serve.set_defaults(func=_serve)
+    shutdown = commands.add_parser(
+        "shutdown", help="end the session host of a data directory and every session in it"
+    )
+    shutdown.add_argument("--data-dir", type=Path, help="the data directory (default: as serve)")
+    shutdown.set_defaults(func=_shutdown)
+    host = commands.add_parser("host", help="the session host ('hearth serve' starts it)")
+    host.add_argument("--data-dir", type=Path, required=True)
+    host.set_defaults(func=_host)
     _add_client_commands(commands)
     return parser
 

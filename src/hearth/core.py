@@ -1,8 +1,8 @@
 """The session core: everything that holds sessions, behind the calls the web tier makes.
 
 It owns the store, the terminal manager and the kernel service (and through them the PTYs,
-buffers, logs, kernels and the pool): what the session host will own when it becomes a process of
-its own (ARCHITECTURE step 2). The web tier enters one and reaches sessions only through it.
+buffers, logs, kernels and the pool). The session host (``hearth.host``) runs one and serves it
+on its socket; nothing else reaches sessions (ARCHITECTURE step 2).
 """
 
 from __future__ import annotations
@@ -44,3 +44,9 @@ class SessionCore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
+
+    async def end_all(self) -> None:
+        """Every session ends as if deleted: what ``hearth shutdown`` does before the host
+        stops."""
+        self.kernels.end_all()
+        await self.terminals.end_all()

@@ -12,6 +12,7 @@
      └── ServiceError            the world broke something, not the caller (5xx)
           ├── KernelDied         the kernel process died
           ├── DownloadFailed     502: a file of the request could not be fetched
+          ├── HostUnavailable    503: the session host can't be reached (retry)
           └── InsufficientStorage 507: the server's disk is full
 
 Every message says what is wrong and what to do about it. The server turns an error into an
@@ -26,6 +27,7 @@ __all__ = [
     "Conflict",
     "DownloadFailed",
     "HearthError",
+    "HostUnavailable",
     "InsufficientStorage",
     "KernelDied",
     "LimitReached",
@@ -103,6 +105,13 @@ class DownloadFailed(ServiceError):
     status_code = 502
 
 
+class HostUnavailable(ServiceError):
+    """The session host can't be reached: it stopped, or another version of it runs."""
+
+    status_code = 503
+    close_code = 1012  # "service restart": clients reconnect and resume by offset
+
+
 class InsufficientStorage(ServiceError):
     """The server's disk is full (or the data directory's quota)."""
 
@@ -118,6 +127,7 @@ _BY_STATUS: dict[int, type[HearthError]] = {
     422: BadRequest,
     429: LimitReached,
     502: DownloadFailed,
+    503: HostUnavailable,
     507: InsufficientStorage,
 }
 

@@ -149,7 +149,7 @@ def _drop_websockets(server: RunningServer) -> int:
                 dropped += 1
         return dropped
 
-    count: int = server.call(abort)
+    count: int = server.call_web(abort)
     return count
 
 

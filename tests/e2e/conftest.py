@@ -150,7 +150,7 @@ def server_output(server: RunningServer, user: str, id: str) -> tuple[int, int, 
     """The session's buffered output straight from the server: (start, end, bytes)."""
 
     def read() -> tuple[int, int, bytes]:
-        session = server.app.state.terminals.find(user, id)
+        session = server.core.terminals.find(user, id)
         assert session is not None, f"no session {id}"
         buffer = session.buffer
         return buffer.start, buffer.end, buffer.read(buffer.start, buffer.end - buffer.start)

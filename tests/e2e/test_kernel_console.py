@@ -33,7 +33,7 @@ def test_code_runs_with_streamed_text_a_traceback_and_an_image(
     make_server: Callable[..., RunningServer], context: Any
 ) -> None:
     server = make_server(session_pool_size=1)
-    ready = lambda: server.call(lambda: server.app.state.kernels.pool_state())["ready"] >= 1  # noqa: E731
+    ready = lambda: server.call(lambda: server.core.kernels.pool_state())["ready"] >= 1  # noqa: E731
     poll("a warm kernel in the pool", ready, timeout=60)
 
     page = open_workspace(context, server.url)

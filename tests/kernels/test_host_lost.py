@@ -1,11 +1,10 @@
-"""Kernel sessions of a server that was killed (SPEC §8): listed ``dead`` with
+"""Kernel sessions of a session host that was killed (SPEC §8): listed ``dead`` with
 ``closed_reason: "host_lost"``, their files kept and readable; created again, a new kernel runs in
 the same directory; deleted, they are gone."""
 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,7 @@ def run(c: httpx.Client, code: str) -> dict:  # type: ignore[type-arg]
     return {"status_code": r.status_code, **r.json()}
 
 
-def test_a_kernel_session_of_a_killed_server_keeps_its_files_and_comes_back(
+def test_a_kernel_session_of_a_killed_host_keeps_its_files_and_comes_back(
     serve, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     served = serve("--data-dir", str(tmp_path), env=ENV)
@@ -34,8 +33,7 @@ def test_a_kernel_session_of_a_killed_server_keeps_its_files_and_comes_back(
             201,
         )
         assert run(c, "x = 41")["status"] == "ok"
-    served.proc.send_signal(signal.SIGKILL)
-    served.proc.wait(10)
+    served.kill_all()
 
     again = serve("--data-dir", str(tmp_path), env=ENV)
     with httpx.Client(base_url=again.base, headers=H, timeout=60) as c:

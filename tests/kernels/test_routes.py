@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from hearth.host.place import HostPlace
+from hearth.host.process import HostLock, running_host
+from hearth.sandbox import open_sandbox
 from hearth.server.app import create_app
 
 from .conftest import FileServer, kernel_settings, until
@@ -31,7 +34,14 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async with AsyncExitStack() as stack:
 
         async def make(**overrides: Any) -> tuple[httpx.AsyncClient, Any]:
-            app = create_app(kernel_settings(tmp_path, **overrides))
+            settings = kernel_settings(tmp_path, **overrides)
+            # the session host on this test's loop; the app reaches it over its socket
+            lock = HostLock(HostPlace(settings.data_dir))
+            stack.callback(lock.release)
+            sandbox = open_sandbox(settings)
+            stack.callback(sandbox.close)
+            await stack.enter_async_context(running_host(settings, sandbox))
+            app = create_app(settings)
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app)
             client = httpx.AsyncClient(transport=transport, base_url="http://hearth.test")

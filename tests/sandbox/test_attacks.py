@@ -107,7 +107,7 @@ def victim(server: RunningServer) -> dict[str, Any]:
 
 
 def _kernels(server: RunningServer) -> list[Any]:
-    pool = server.app.state.kernels.pool
+    pool = server.core.kernels.pool
     return [s for s in pool._sessions.values() if s._kernel is not None]
 
 

@@ -28,7 +28,7 @@ MEMORY = 256 << 20
 @pytest.fixture
 def limited(make_server: Callable[..., RunningServer]) -> RunningServer:
     server = make_server(session_memory_limit=MEMORY, session_pids_limit=64)
-    if server.app.state.sandbox.limits_mode == "none":
+    if server.core.sandbox.limits_mode == "none":
         pytest.fail("limits are off: no cgroup and no rlimit")
     return server
 
@@ -171,7 +171,7 @@ def test_a_stopped_server_leaves_no_cgroup_behind(
     make_server: Callable[..., RunningServer],
 ) -> None:
     server = make_server(session_memory_limit=MEMORY, session_pids_limit=64)
-    cgroups = server.app.state.sandbox._cgroups
+    cgroups = server.core.sandbox._cgroups
     if cgroups is None:
         pytest.fail("limits are not in cgroups here")
     bases = [Path(b) for b in cgroups.layout.bases.values()]

@@ -56,8 +56,8 @@ def test_a_terminal_from_the_parked_process_has_only_its_terminal_and_its_own_en
     make_server: Callable[..., RunningServer],
 ) -> None:
     server = make_server(session_pids_limit=64)
-    manager = server.app.state.terminals
-    assert server.app.state.sandbox.parks
+    manager = server.core.terminals
+    assert server.core.sandbox.parks
     poll(lambda: server.call(lambda: manager._spare is not None), what="a parked process")
     spare_pid = server.call(lambda: manager._spare.popen.pid)
     script = (

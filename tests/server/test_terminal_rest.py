@@ -246,7 +246,7 @@ def test_history_and_recording(server: RunningServer) -> None:
             c, id="h", command=["/bin/sh", "-c", "printf 'héllo\\n'; read x; echo got $x; sleep 30"]
         )
         poll(lambda: c.get(f"{API}/sessions/h").json()["output_end"] >= 7)
-        server.call(lambda: server.app.state.terminals.write("alice", "h", b"42\n"))
+        server.call(lambda: server.core.terminals.write("alice", "h", b"42\n"))
         poll(lambda: "got 42" in json.dumps(c.get(f"{API}/sessions/h/history").json()))
         entries = c.get(f"{API}/sessions/h/history").json()
         kinds = [e["type"] for e in entries]
@@ -281,7 +281,7 @@ def test_a_process_killed_by_a_signal_exits_with_128_plus_the_signal(server: Run
 
 
 def test_an_internal_error_is_a_json_500_and_the_server_lives_on(server: RunningServer) -> None:
-    manager = server.app.state.terminals
+    manager = server.core.terminals
 
     def broken(user: str) -> list[object]:
         raise RuntimeError("a bug")

@@ -363,7 +363,7 @@ async def test_total_buffer_cap_drops_idle_sessions_output_first(make_server) ->
     await watched.read_until(b"END\r\n")
     idle = await poll_info(server, "old-idle", lambda i: True)
     busy = await poll_info(server, "busy", lambda i: True)
-    total = server.call(lambda: server.app.state.terminals.total_buffered_bytes)
+    total = server.call(lambda: server.core.terminals.total_buffered_bytes)
     assert total <= 300_000
     assert idle["output_start"] > 0  # the idle session paid
     assert busy["output_end"] - busy["output_start"] > idle["output_end"] - idle["output_start"]
@@ -426,7 +426,7 @@ async def test_websocket_connections_use_tcp_nodelay(server: RunningServer) -> N
                 flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         return flags
 
-    flags = server.call(server_side_flags)
+    flags = server.call_web(server_side_flags)
     assert flags and all(flags)
     await t.close()
 
@@ -473,7 +473,7 @@ def test_shutdown_with_a_viewer_closing_while_blocked_does_not_crash(make_server
     )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     deadline = time.monotonic() + 10
-    while server.call(lambda: server.app.state.terminals.get("alice", "y").viewers) != 1:
+    while server.call(lambda: server.core.terminals.get("alice", "y").viewers) != 1:
         assert time.monotonic() < deadline
 
     def send_blocked() -> bool:  # the server's transport to this socket is full
@@ -482,7 +482,7 @@ def test_shutdown_with_a_viewer_closing_while_blocked_does_not_crash(make_server
             for conn in server.server.server_state.connections
         )
 
-    while not server.call(send_blocked):
+    while not server.call_web(send_blocked):
         assert time.monotonic() < deadline, "the server never blocked sending to the viewer"
         time.sleep(0.02)
     payload = struct.pack(">H", 1000)

@@ -7,7 +7,6 @@ import asyncio
 import errno
 import json
 import os
-import signal
 from pathlib import Path
 
 import httpx
@@ -76,7 +75,7 @@ async def read_until(port: int, since: int, needle: bytes | None) -> tuple[int, 
                 return end, got, frame
 
 
-def test_terminals_of_a_killed_server_are_listed_lost_with_their_output(
+def test_terminals_of_a_killed_host_are_listed_lost_with_their_output(
     serve, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     served = serve("--data-dir", str(tmp_path), env=ENV)
@@ -89,8 +88,7 @@ def test_terminals_of_a_killed_server_are_listed_lost_with_their_output(
         # a viewer sees every number; then the server is killed at once
         seen_end, _, _ = asyncio.run(read_until(served.port, 0, b"SEQ-DONE\r\n"))
         before = c.get("/api/v1/terminal/sessions/t1").json()
-    served.proc.send_signal(signal.SIGKILL)
-    served.proc.wait(10)
+    served.kill_all()
 
     again = serve("--data-dir", str(tmp_path), env=ENV)
     with httpx.Client(base_url=again.base, headers=H) as c:

@@ -233,6 +233,9 @@ class _Chunks:
             os.close(self._fd)
             self._fd = -1
 
+    async def aclose(self) -> None:
+        self.close()
+
     def __del__(self) -> None:
         self.close()
 

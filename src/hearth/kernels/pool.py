@@ -116,8 +116,9 @@ class KernelPool:
     def find(self, user: str, session_id: str) -> KernelSession | None:
         return self._by_key.get((user, session_id))
 
-    def owned_by(self, user: str) -> list[KernelSession]:
-        return [s for (owner, _), s in self._by_key.items() if owner == user]
+    def owned_by(self, user: str | None = None) -> list[KernelSession]:
+        """The sessions handed out to ``user`` (to anyone: ``None``)."""
+        return [s for (owner, _), s in self._by_key.items() if user is None or owner == user]
 
     def counts(self) -> PoolCounts:
         ready = starting = users = destroying = 0

@@ -92,6 +92,15 @@ class KernelService:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
+        if self._deleting:
+            await asyncio.gather(*self._deleting, return_exceptions=True)
+
+    def end_all(self) -> None:
+        """Every session ends as if deleted (``hearth shutdown``)."""
+        for user, session_id in list(self._lost):
+            self.terminate(user, session_id)
+        for session in self.pool.owned_by(None):
+            self.pool.release(session)
 
     # -- records --------------------------------------------------------------------------------
 

@@ -2,9 +2,16 @@
 and the sandbox in force, which prepares each session process's launch."""
 
 from hearth.sandbox.launch import Bind, Launch, Limits, command
-from hearth.sandbox.sandbox import Prepared, Sandbox, SandboxUnavailable, open_sandbox
+from hearth.sandbox.sandbox import (
+    UNSANDBOXED_USERS,
+    Prepared,
+    Sandbox,
+    SandboxUnavailable,
+    open_sandbox,
+)
 
 __all__ = [
+    "UNSANDBOXED_USERS",
     "Bind",
     "Launch",
     "Limits",

@@ -26,7 +26,7 @@ from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
 
-__all__ = ["Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
+__all__ = ["UNSANDBOXED_USERS", "Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
 
 log = logging.getLogger("hearth.sandbox")
 
@@ -351,8 +351,19 @@ def _bwrap_works(bwrap: str, root: bool) -> str:
     return "" if done.returncode == 0 else done.stderr.decode(errors="replace").strip()
 
 
-def open_sandbox(settings: Settings, secret_files: Sequence[Path] = ()) -> Sandbox:
-    """The sandbox for ``settings``, or SandboxUnavailable naming the fix."""
+UNSANDBOXED_USERS = (
+    "Several users are configured but sessions would run without a sandbox, so each "
+    "user's code could read the others' data and stop the server. Install bubblewrap "
+    '(Debian: apt-get install bubblewrap), or set sandbox = "none" '
+    "(HEARTH_SANDBOX=none) to accept that."
+)
+
+
+def open_sandbox(
+    settings: Settings, secret_files: Sequence[Path] = (), users: int | None = None
+) -> Sandbox:
+    """The sandbox for ``settings``, or SandboxUnavailable naming the fix. ``users``: how many
+    users the web tier serves (default: those of ``settings.tokens``)."""
     root = os.geteuid() == 0
     bubblewrap = False
     if settings.sandbox != "none":
@@ -366,14 +377,9 @@ def open_sandbox(settings: Settings, secret_files: Sequence[Path] = ()) -> Sandb
         if why:
             log.warning("no sandbox", extra={"reason": why})
         bubblewrap = not why
-    several_users = len(set(settings.tokens.values())) > 1
+    several_users = (len(set(settings.tokens.values())) if users is None else users) > 1
     if not bubblewrap and several_users and settings.sandbox != "none":
-        raise SandboxUnavailable(
-            "Several users are configured but sessions would run without a sandbox, so each "
-            "user's code could read the others' data and stop the server. Install bubblewrap "
-            '(Debian: apt-get install bubblewrap), or set sandbox = "none" '
-            "(HEARTH_SANDBOX=none) to accept that."
-        )
+        raise SandboxUnavailable(UNSANDBOXED_USERS)
     cgroups = None
     if settings.session_memory_limit or settings.session_pids_limit or settings.session_cpu_limit:
         cgroups = _open_cgroups(settings)

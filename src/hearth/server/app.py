@@ -1,5 +1,5 @@
-"""The application: one lifespan opens the store, the terminal manager and the kernel pool, and
-closes them in reverse order."""
+"""The application: the web tier (auth, routes, framing); its lifespan connects to the session
+host that holds the sessions."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.core import SessionCore
 from hearth.errors import HearthError
-from hearth.sandbox import Sandbox, open_sandbox
+from hearth.host.client import HostClient
+from hearth.host.process import HostStarter
 from hearth.server import routes_kernels, routes_terminals, routes_web, ws_terminals
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
@@ -28,36 +28,34 @@ log = logging.getLogger("hearth.server")
 
 
 def create_app(
-    settings: Settings, *, config_file: Path | None = None, sandbox: Sandbox | None = None
+    settings: Settings, *, config_file: Path | None = None, host: HostClient | None = None
 ) -> FastAPI:
-    """The ASGI app for ``settings``; everything it runs lives inside its lifespan.
-
-    Raises SandboxUnavailable (before anything runs) when the sandbox asked for can't be had."""
+    """The ASGI app for ``settings``. Its sessions live in the data directory's session host,
+    which the lifespan connects to (starting it when none runs) and leaves running."""
     data_dir = settings.data_dir.expanduser()
     tokens = settings.tokens or load_or_create_token(data_dir)
-    owns_sandbox = sandbox is None
-    if sandbox is None:
-        sandbox = open_sandbox(settings, [config_file] if config_file is not None else [])
-    log.info("sandbox", extra=sandbox.describe())
+    if host is None:
+        users = len(set(tokens.values()))
+        config_files = [config_file] if config_file is not None else []
+        host = HostClient(HostStarter(settings, config_files, users=users))
+    client = host
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.monotonic()
-        async with SessionCore(settings, sandbox) as core:
-            app.state.terminals, app.state.kernels = core.terminals, core.kernels
-            metrics: Metrics = app.state.metrics
-            metrics.add_session_source(core.terminals.counts)
-            metrics.add_session_source(core.kernels.pool.status_counts)
-            metrics.add_kernel_source(core.kernels.stats)
-            app.state.ready = True
-            log.info("ready", extra={"seconds": round(time.monotonic() - started, 3)})
-            try:
-                yield
-            finally:
-                app.state.ready = False
-                log.info("shutting down")
-        if owns_sandbox:
-            sandbox.close()
+        await client.link()
+        app.state.terminals, app.state.kernels = client.terminals, client.kernels
+        app.state.ready = True
+        log.info(
+            "ready",
+            extra={"seconds": round(time.monotonic() - started, 3), "host": client.hello["pid"]},
+        )
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            log.info("shutting down; the sessions stay in the session host")
+            await client.aclose()
 
     app = FastAPI(
         title="Hearth",
@@ -66,7 +64,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.sandbox = sandbox
+    app.state.host = client
     app.state.authenticator = Authenticator(tokens)
     app.state.metrics = Metrics()
     app.state.ready = False
@@ -107,11 +105,13 @@ def _install_public_routes(app: FastAPI) -> None:
     async def healthz(request: Request) -> JSONResponse:
         if not request.app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok", **request.app.state.sandbox.status()})
+        host: HostClient = request.app.state.host
+        return JSONResponse({"status": "ok", **host.hello.get("sandbox", {})})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> PlainTextResponse:
-        body = request.app.state.metrics.render()
+        host: HostClient = request.app.state.host
+        body = request.app.state.metrics.render(await host.metrics())
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/login", include_in_schema=False)

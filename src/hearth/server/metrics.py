@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -16,34 +16,36 @@ from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
-SessionCounts = Callable[[], Iterable[tuple[str, str, int]]]
-KernelStats = Callable[[], dict[str, Any]]  # KernelService.stats: plain data, pulled
+
+class _Snapshot:
+    """What the session host said at the last scrape (``host.metrics``): plain data, pulled."""
+
+    data: dict[str, Any] | None = None
 
 
 class _SessionCollector(Collector):
-    def __init__(self, sources: list[SessionCounts]) -> None:
-        self._sources = sources
+    def __init__(self, snapshot: _Snapshot) -> None:
+        self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
             "hearth_sessions", "Sessions by kind and status", labels=["kind", "status"]
         )
-        for source in self._sources:
-            for kind, status, count in source():
-                family.add_metric([kind, status], count)
+        for kind, status, count in (self._snapshot.data or {}).get("sessions", []):
+            family.add_metric([kind, status], count)
         yield family
 
 
 class _KernelCollector(Collector):
-    """The kernel pool's counters, read from its snapshot at scrape time."""
+    """The kernel pool's counters, from the host's snapshot."""
 
-    def __init__(self, sources: list[KernelStats]) -> None:
-        self._sources = sources
+    def __init__(self, snapshot: _Snapshot) -> None:
+        self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
-        if not self._sources:
+        stats = (self._snapshot.data or {}).get("kernels")
+        if not stats:
             return
-        stats = self._sources[0]()
         size = GaugeMetricFamily("hearth_pool_size", "Kernel pool sessions", labels=["state"])
         for state, n in stats["pool"].items():
             size.add_metric([state], n)
@@ -71,10 +73,9 @@ class _KernelCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._session_sources: list[SessionCounts] = []
-        self.registry.register(_SessionCollector(self._session_sources))
-        self._kernel_sources: list[KernelStats] = []
-        self.registry.register(_KernelCollector(self._kernel_sources))
+        self._snapshot = _Snapshot()
+        self.registry.register(_SessionCollector(self._snapshot))
+        self.registry.register(_KernelCollector(self._snapshot))
         r = self.registry
         self.websockets_open = Gauge(
             "hearth_websockets_open", "Open websockets", ["kind"], registry=r
@@ -83,13 +84,7 @@ class Metrics:
             "hearth_bytes_streamed", "Bytes sent to clients over websockets", ["kind"], registry=r
         )
 
-    def add_session_source(self, source: SessionCounts) -> None:
-        """Register a callable giving (kind, status, count) rows at scrape time."""
-        self._session_sources.append(source)
-
-    def add_kernel_source(self, source: KernelStats) -> None:
-        """Register the kernel service's ``stats`` (pulled at scrape time)."""
-        self._kernel_sources.append(source)
-
-    def render(self) -> bytes:
+    def render(self, host_snapshot: dict[str, Any]) -> bytes:
+        """The metrics, with the sessions' and the pool's from ``host_snapshot``."""
+        self._snapshot.data = host_snapshot
         return generate_latest(self.registry)

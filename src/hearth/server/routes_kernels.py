@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
 from hearth.errors import HearthError
+from hearth.host.client import RemoteKernels
 from hearth.kernels.outputs import Event, Outputs, done_event
-from hearth.kernels.service import KernelService
 from hearth.protocol import KernelCreate, KernelExecute
 from hearth.server.auth import CurrentUser, check_origin, current_user
 from hearth.server.metrics import Metrics
@@ -33,12 +33,12 @@ log = logging.getLogger("hearth.server.kernels")
 router = APIRouter(prefix="/api/v1", tags=["kernels"], route_class=ValidatedRoute)
 
 
-async def _kernels(request: Request) -> KernelService:
-    service: KernelService = request.app.state.kernels
+async def _kernels(request: Request) -> RemoteKernels:
+    service: RemoteKernels = request.app.state.kernels
     return service
 
 
-Kernels = Annotated[KernelService, Depends(_kernels)]
+Kernels = Annotated[RemoteKernels, Depends(_kernels)]
 
 
 _EXECUTE = (
@@ -61,17 +61,17 @@ async def create(
 
 @router.get("/sessions")
 async def list_sessions(user: CurrentUser, kernels: Kernels) -> list[dict[str, Any]]:
-    return kernels.sessions(user)
+    return await kernels.sessions(user)
 
 
 @router.get("/sessions/{session_id}")
 async def get(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
-    return kernels.get(user, session_id)
+    return await kernels.get(user, session_id)
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
 async def terminate(session_id: str, user: CurrentUser, kernels: Kernels) -> Response:
-    kernels.terminate(user, session_id)
+    await kernels.terminate(user, session_id)
     return Response(status_code=204)
 
 
@@ -87,7 +87,7 @@ async def execute(
     kernels: Kernels,
     stream: Annotated[bool, Query()] = False,
 ) -> dict[str, Any] | StreamingResponse:
-    events = kernels.execute(user, session_id, body.code, body.timeout)
+    events = await kernels.execute(user, session_id, body.code, body.timeout)
     if stream:
         return StreamingResponse(_ndjson(events), media_type="application/x-ndjson")
     outputs = Outputs()
@@ -137,7 +137,7 @@ async def list_files(session_id: str, user: CurrentUser, kernels: Kernels) -> li
 
 @router.get("/sessions/{session_id}/files/{path:path}")
 async def download(session_id: str, path: str, user: CurrentUser, kernels: Kernels) -> Response:
-    file = kernels.open_file(user, session_id, path)
+    file = await kernels.open_file(user, session_id, path)
     kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
     return StreamingResponse(
         file.chunks, media_type=kind, headers={"Content-Length": str(file.size)}
@@ -153,20 +153,20 @@ async def upload(
 
 @router.get("/pool")
 async def pool(user: CurrentUser, kernels: Kernels) -> dict[str, int]:
-    return kernels.pool_state()
+    return await kernels.pool_state()
 
 
 @router.websocket("/sessions/{session_id}/ws")
 async def kernel_ws(ws: WebSocket, session_id: str) -> None:
     """``{"type":"execute","code","request_id"}`` → the events tagged with ``request_id``;
     ``{"type":"interrupt"}``; ``{"type":"ping"}`` → ``{"type":"pong"}``."""
-    kernels: KernelService = ws.app.state.kernels
+    kernels: RemoteKernels = ws.app.state.kernels
     metrics: Metrics = ws.app.state.metrics
     await ws.accept()
     try:
         check_origin(ws, ws.app.state.settings.allowed_origins)
         user = current_user(ws)
-        kernels.get(user, session_id)
+        await kernels.get(user, session_id)
     except HearthError as exc:
         await ws.close(code=exc.close_code, reason=exc.message[:120])
         return
@@ -183,7 +183,7 @@ class _KernelSocket:
     end cancels the other and the executes — the kernel itself keeps running the code."""
 
     def __init__(
-        self, ws: WebSocket, kernels: KernelService, user: str, sid: str, metrics: Metrics
+        self, ws: WebSocket, kernels: RemoteKernels, user: str, sid: str, metrics: Metrics
     ) -> None:
         self.ws, self.kernels, self.user, self.sid, self.metrics = ws, kernels, user, sid, metrics
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
@@ -242,7 +242,8 @@ class _KernelSocket:
         the connection and its other executes."""
         tag = {"request_id": frame.get("request_id")}
         try:
-            events = self.kernels.execute(self.user, self.sid, frame["code"], frame.get("timeout"))
+            code, timeout = frame["code"], frame.get("timeout")
+            events = await self.kernels.execute(self.user, self.sid, code, timeout)
             async with contextlib.aclosing(_guarded(events)) as guarded:
                 async for event in guarded:
                     await self.outbox.put({**event, **tag})

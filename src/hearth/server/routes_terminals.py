@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from hearth.errors import NotFound
+from hearth.host.client import RemoteTerminals
 from hearth.protocol import (
     SESSION_ID,
     CleanupAnswer,
@@ -21,18 +22,18 @@ from hearth.protocol import (
 )
 from hearth.server.auth import CurrentUser
 from hearth.server.validation import ValidatedRoute
-from hearth.terminals.manager import TerminalManager, TerminalSpec
+from hearth.terminals.manager import TerminalSpec
 from hearth.terminals.session import TerminalInfo
 
 __all__ = ["legacy_router", "router", "state_of"]
 
 
-async def terminals(request: Request) -> TerminalManager:
-    manager: TerminalManager = request.app.state.terminals
+async def terminals(request: Request) -> RemoteTerminals:
+    manager: RemoteTerminals = request.app.state.terminals
     return manager
 
 
-Terminals = Annotated[TerminalManager, Depends(terminals)]
+Terminals = Annotated[RemoteTerminals, Depends(terminals)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID, description="1–64 of [A-Za-z0-9_-]")]
 
 
@@ -72,15 +73,15 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
 
     @router.get("/sessions")
     async def list_sessions(user: CurrentUser, manager: Terminals) -> list[TerminalState]:
-        return [state_of(i) for i in manager.list_sessions(user)]
+        return [state_of(i) for i in await manager.list_sessions(user)]
 
     @router.get("/sessions/{id}")
     async def get(id: SessionId, user: CurrentUser, manager: Terminals) -> TerminalState:
-        return state_of(manager.get(user, id))
+        return state_of(await manager.get(user, id))
 
     async def status(id: str, user: CurrentUser, manager: Terminals) -> TerminalStatusAnswer:
         try:
-            info = manager.get(user, id)
+            info = await manager.get(user, id)
         except NotFound:
             return TerminalStatusAnswer(exists=False, alive=False, last_activity=None)
         return TerminalStatusAnswer(exists=True, alive=info.alive, last_activity=info.last_activity)
@@ -90,14 +91,14 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
 
     @router.put("/sessions/{id}/resume")
     async def resume(id: SessionId, user: CurrentUser, manager: Terminals) -> ResumeAnswer:
-        info = manager.touch(user, id)
+        info = await manager.touch(user, id)
         return ResumeAnswer(session=state_of(info), ws_url=ws_path.format(id=id))
 
     @router.patch("/sessions/{id}")
     async def rename(
         id: SessionId, body: TerminalRename, user: CurrentUser, manager: Terminals
     ) -> TerminalState:
-        return state_of(manager.rename(user, id, body.name))
+        return state_of(await manager.rename(user, id, body.name))
 
     @router.delete("/sessions/{id}", status_code=204)
     async def close(id: SessionId, user: CurrentUser, manager: Terminals) -> Response:
@@ -112,17 +113,12 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
         since: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     ) -> list[HistoryEntry]:
-        return [
-            HistoryEntry(
-                seq=e.seq, type=e.type.value, data=text, offset=e.offset, timestamp=e.timestamp
-            )
-            for e, text in manager.history(user, id, since, limit)
-        ]
+        return [HistoryEntry(**e) for e in await manager.history(user, id, since, limit)]
 
     @router.get("/sessions/{id}/recording.cast", response_class=AsciicastResponse)
     async def recording(id: SessionId, user: CurrentUser, manager: Terminals) -> AsciicastResponse:
         return AsciicastResponse(
-            manager.recording(user, id),
+            await manager.recording(user, id),
             headers={"Content-Disposition": f'attachment; filename="{id}.cast"'},
         )
 

@@ -11,6 +11,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from hearth.config import Settings
+from hearth.host.client import HostClient
 from hearth.server.app import create_app
 
 __all__ = ["NoDelayWebSocketProtocol", "server_config", "ws_max_size"]
@@ -47,9 +48,11 @@ def ws_max_size(max_input_bytes: int) -> int:
     return 6 * max_input_bytes + 64 * 1024
 
 
-def server_config(settings: Settings, config_file: Path | None = None) -> uvicorn.Config:
+def server_config(
+    settings: Settings, config_file: Path | None = None, host: HostClient | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings, config_file=config_file),
+        create_app(settings, config_file=config_file, host=host),
         host=settings.host,
         port=settings.port,
         ws=NoDelayWebSocketProtocol,

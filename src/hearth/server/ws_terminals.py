@@ -14,6 +14,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from hearth.config import Settings
 from hearth.errors import BadRequest, HearthError, NotFound
+from hearth.host.client import RemoteAttachment, RemoteTerminals
 from hearth.protocol import (
     FrameError,
     InputFrame,
@@ -25,9 +26,8 @@ from hearth.protocol import (
 from hearth.server.auth import check_origin, current_user
 from hearth.server.metrics import Metrics
 from hearth.server.routes_terminals import state_of
-from hearth.terminals.attachment import Attachment
 from hearth.terminals.events import Exited, Missed, Output, ReplayDone, Resized, ViewerCount
-from hearth.terminals.manager import TerminalManager, TerminalSpec, valid_session_id
+from hearth.terminals.manager import TerminalSpec, valid_session_id
 
 __all__ = ["router"]
 
@@ -65,7 +65,7 @@ def _int(value: str | None, name: str, lo: int, hi: int) -> int | None:
 @router.websocket("/ws/terminal/{id}")
 async def terminal_ws(ws: WebSocket, id: str) -> None:
     settings: Settings = ws.app.state.settings
-    manager: TerminalManager = ws.app.state.terminals
+    manager: RemoteTerminals = ws.app.state.terminals
     metrics: Metrics = ws.app.state.metrics
     await ws.accept()
     try:
@@ -75,12 +75,12 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
             raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
         params = _Params(ws)
         if params.reconnect:
-            manager.get(user, id)
+            await manager.get(user, id)
         else:
             await manager.ensure(
                 user, TerminalSpec(id=id, rows=params.rows or 24, cols=params.cols or 80)
             )
-        attachment = manager.attach(user, id, params.since)
+        attachment = await manager.attach(user, id, params.since)
     except HearthError as exc:
         reason = "session not found" if isinstance(exc, NotFound) else exc.message
         await ws.close(exc.close_code, reason[:120])
@@ -89,7 +89,7 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
     try:
         async with attachment:
             if params.rows and params.cols:  # this viewer's window wins, as on any resize
-                manager.resize(user, id, params.rows, params.cols, by=attachment.viewer)
+                await manager.resize(user, id, params.rows, params.cols, by=attachment.viewer)
             await _serve(ws, manager, user, id, attachment, metrics)
     finally:
         metrics.websockets_open.labels("terminal").dec()
@@ -97,10 +97,10 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
 
 async def _serve(
     ws: WebSocket,
-    manager: TerminalManager,
+    manager: RemoteTerminals,
     user: str,
     id: str,
-    attachment: Attachment,
+    attachment: RemoteAttachment,
     metrics: Metrics,
 ) -> None:
     lock = asyncio.Lock()  # the two pumps share one socket
@@ -109,7 +109,7 @@ async def _serve(
         async with lock:
             await ws.send_text(json.dumps(message))
 
-    info = manager.get(user, id)
+    info = await manager.get(user, id)
     await send_json(
         {
             "type": "hello",
@@ -153,13 +153,13 @@ async def _serve(
                 return
             try:
                 if message.get("bytes") is not None:
-                    manager.write(user, id, message["bytes"])
+                    await manager.write(user, id, message["bytes"])
                 elif message.get("text") is not None:
                     frame = decode_client_text(message["text"])
                     if isinstance(frame, InputFrame):
-                        manager.write(user, id, frame.data.encode())
+                        await manager.write(user, id, frame.data.encode())
                     elif isinstance(frame, ResizeFrame):
-                        manager.resize(user, id, frame.rows, frame.cols, by=attachment.viewer)
+                        await manager.resize(user, id, frame.rows, frame.cols, by=attachment.viewer)
                     elif isinstance(frame, PingFrame):
                         await send_json({"type": "pong"})
             except FrameError as exc:

@@ -255,6 +255,10 @@ class TerminalManager:
         session = self._session(user, id)
         await self._remove(session)
 
+    async def end_all(self) -> None:
+        """Every session ends as if deleted (``hearth shutdown``): process, record and log."""
+        await asyncio.gather(*(self._remove(s) for s in list(self._sessions.values())))
+
     async def _remove(self, session: TerminalSession) -> None:
         key = (session.user, session.id)
         if self._sessions.get(key) is session:

@@ -1,0 +1,427 @@
+"""The web tier's side of the session host's socket: the same calls as the session core, remote.
+
+``HostClient.terminals`` and ``HostClient.kernels`` mirror ``TerminalManager`` and
+``KernelService`` with every call awaited; what streams (a viewer, an execution, a download, an
+upload) is a stream of frames under the call's id with credit both ways. When the connection is
+lost, pending calls and streams fail with :class:`HostUnavailable` (websockets close with 1012,
+so clients come back and resume by offset) and the next call connects again — to a new host if
+the old one is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hearth.errors import HostUnavailable
+from hearth.host import wire
+from hearth.host.streams import ACK_STEP, Credit, Inbox
+from hearth.terminals.events import Event, Output
+from hearth.terminals.manager import TerminalSpec
+from hearth.terminals.session import TerminalInfo
+
+__all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteFile"]
+
+log = logging.getLogger("hearth.host.client")
+
+LOST = "The session host stopped; Hearth starts it again at the next request. Retry."
+
+
+class Link:
+    """One connection to a host, after its hello."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]
+    ) -> None:
+        self.reader, self.writer, self.hello = reader, writer, hello
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.inboxes: dict[int, tuple[Inbox[Any], bool]] = {}  # id → (inbox, is a viewer)
+        self.credits: dict[int, Credit] = {}
+        self.alive = True
+        self._reading = asyncio.get_running_loop().create_task(self._read())
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def send(self, frame: bytes) -> None:
+        if not self.alive:
+            raise HostUnavailable(LOST)
+        self.writer.write(frame)
+
+    async def drain(self) -> None:
+        if self.writer.transport.get_write_buffer_size() > 256 * 1024:
+            await self.writer.drain()
+
+    def start_call(
+        self, id: int, method: str, args: dict[str, Any], **flags: bool
+    ) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[id] = future
+        call = {"op": "call", "id": id, "method": method, "args": args, **flags}
+        self.send(wire.json_frame(call))
+        return future
+
+    async def call(self, method: str, args: dict[str, Any], data: bytes | None = None) -> Any:
+        id = self.new_id()
+        future = self.start_call(id, method, args, **({"data": True} if data is not None else {}))
+        if data is not None:
+            self.send(wire.data_frame(id, 0, data))
+        await self.drain()
+        return await future
+
+    def ack(self, stream: int, offset: int) -> None:
+        if self.alive:
+            self.writer.write(wire.json_frame({"op": "ack", "stream": stream, "offset": offset}))
+
+    def close_stream(self, stream: int) -> None:
+        self.inboxes.pop(stream, None)
+        if self.alive:
+            self.writer.write(wire.json_frame({"op": "close", "stream": stream}))
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self._reading
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                size, kind = wire.HEADER.unpack(await self.reader.readexactly(wire.HEADER.size))
+                body = await self.reader.readexactly(size)
+                if kind == wire.DATA:
+                    self._data(*wire.read_data(body))
+                else:
+                    self._message(wire.read_json(body), wire.HEADER.size + size)
+        except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError) as exc:
+            if not isinstance(exc, asyncio.IncompleteReadError | ConnectionError):
+                log.error("the session host sent a bad frame", extra={"reason": str(exc)})
+        finally:
+            self._lost()
+
+    def _lost(self) -> None:
+        self.alive = False
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(HostUnavailable(LOST))
+        self._pending.clear()
+        for inbox, _ in self.inboxes.values():
+            inbox.finish(HostUnavailable(LOST))
+        self.inboxes.clear()
+        for credit in self.credits.values():
+            credit.close()
+        self.writer.close()
+
+    def _data(self, stream: int, offset: int, data: bytes) -> None:
+        entry = self.inboxes.get(stream)
+        if entry is not None:
+            inbox, viewer = entry
+            inbox.put(Output(offset, data) if viewer else data, len(data))
+
+    def _message(self, message: dict[str, Any], size: int) -> None:
+        op = message["op"]
+        if op == "reply":
+            future = self._pending.pop(message["id"], None)
+            if future is not None and not future.done():
+                if "error" in message:
+                    future.set_exception(wire.error_from_wire(message["error"]))
+                else:
+                    future.set_result(message.get("result"))
+        elif op == "event":
+            entry = self.inboxes.get(message["stream"])
+            if entry is not None:
+                inbox, viewer = entry
+                event = message["event"]
+                inbox.put(wire.event_from_wire(event) if viewer else event, size)
+        elif op == "end":
+            entry = self.inboxes.pop(message["stream"], None)
+            if entry is not None:
+                error = message.get("error")
+                entry[0].finish(None if error is None else wire.error_from_wire(error))
+        elif op == "ack":
+            credit = self.credits.get(message["stream"])
+            if credit is not None:
+                credit.ack(message["offset"])
+
+
+Connector = Callable[[], Awaitable[Link]]
+
+
+class HostClient:
+    def __init__(self, connect: Connector) -> None:
+        self._connect = connect
+        self._link: Link | None = None
+        self._connecting = asyncio.Lock()
+        self.terminals = RemoteTerminals(self)
+        self.kernels = RemoteKernels(self)
+
+    @property
+    def hello(self) -> dict[str, Any]:
+        """What the host said of itself at the last connect (version, pid, sandbox)."""
+        return {} if self._link is None else self._link.hello
+
+    async def link(self) -> Link:
+        link = self._link
+        if link is not None and link.alive:
+            return link
+        async with self._connecting:
+            if self._link is None or not self._link.alive:
+                self._link = await self._connect()
+            return self._link
+
+    async def call(self, method: str, data: bytes | None = None, **args: Any) -> Any:
+        return await (await self.link()).call(method, args, data)
+
+    async def metrics(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("host.metrics")
+        return result
+
+    async def shutdown(self) -> None:
+        """End the host and every session in it."""
+        await self.call("host.shutdown")
+
+    async def aclose(self) -> None:
+        if self._link is not None:
+            await self._link.aclose()
+            self._link = None
+
+
+class RemoteAttachment:
+    """A viewer in the host: the attachment's events, acked as they are delivered."""
+
+    def __init__(self, link: Link, stream: int, inbox: Inbox[Event], reply: dict[str, Any]):
+        self._link, self._stream, self._inbox = link, stream, inbox
+        self.viewer: int = reply["viewer"]
+        self.replay_from: int = reply["replay_from"]
+        self.replay_bytes: int = reply["replay_bytes"]
+        self.missed_bytes: int = reply["missed_bytes"]
+        self._acked = self.replay_from
+        self._closed = False
+
+    def ack(self, offset: int) -> None:
+        """The output before ``offset`` reached the viewer (acks are gathered: every ACK_STEP
+        bytes, and whenever nothing more is waiting)."""
+        if offset > self._acked and (offset - self._acked >= ACK_STEP or self._inbox.empty):
+            self._acked = offset
+            self._link.ack(self._stream, offset)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self._inbox.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._link.close_stream(self._stream)
+
+    async def __aenter__(self) -> RemoteAttachment:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    name: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+async def _stream(
+    client: HostClient, method: str, args: dict[str, Any], viewer: bool = False
+) -> tuple[Link, int, Inbox[Any], Any]:
+    """Open a stream: the call's reply once the host has checked it, and the stream's inbox."""
+    link = await client.link()
+    id = link.new_id()
+    inbox: Inbox[Any] = Inbox(None if viewer else (lambda n: link.ack(id, n)))
+    link.inboxes[id] = (inbox, viewer)
+    try:
+        reply = await link.start_call(id, method, args)
+    except BaseException:
+        link.inboxes.pop(id, None)
+        raise
+    return link, id, inbox, reply
+
+
+async def _items(link: Link, id: int, inbox: Inbox[Any]) -> AsyncGenerator[Any, None]:
+    try:
+        while (item := await inbox.get()) is not None:
+            yield item
+    finally:
+        if not inbox.ended:
+            link.close_stream(id)
+        link.inboxes.pop(id, None)
+
+
+class RemoteTerminals:
+    def __init__(self, client: HostClient) -> None:
+        self._call = client.call
+        self._client = client
+
+    async def create(self, user: str, spec: TerminalSpec) -> TerminalInfo:
+        spec_data = dataclasses.asdict(spec)
+        return wire.info_from_wire(await self._call("terminals.create", user=user, spec=spec_data))
+
+    async def ensure(self, user: str, spec: TerminalSpec) -> TerminalInfo:
+        spec_data = dataclasses.asdict(spec)
+        return wire.info_from_wire(await self._call("terminals.ensure", user=user, spec=spec_data))
+
+    async def get(self, user: str, id: str) -> TerminalInfo:
+        return wire.info_from_wire(await self._call("terminals.get", user=user, session=id))
+
+    async def list_sessions(self, user: str) -> list[TerminalInfo]:
+        return [wire.info_from_wire(i) for i in await self._call("terminals.list", user=user)]
+
+    async def touch(self, user: str, id: str) -> TerminalInfo:
+        return wire.info_from_wire(await self._call("terminals.touch", user=user, session=id))
+
+    async def rename(self, user: str, id: str, name: str) -> TerminalInfo:
+        info = await self._call("terminals.rename", user=user, session=id, name=name)
+        return wire.info_from_wire(info)
+
+    async def close(self, user: str, id: str) -> None:
+        await self._call("terminals.close", user=user, session=id)
+
+    async def cleanup(self, user: str) -> list[str]:
+        closed: list[str] = await self._call("terminals.cleanup", user=user)
+        return closed
+
+    async def write(self, user: str, id: str, data: bytes) -> None:
+        await self._call("terminals.write", data, user=user, session=id)
+
+    async def resize(self, user: str, id: str, rows: int, cols: int, by: int | None = None) -> None:
+        await self._call("terminals.resize", user=user, session=id, rows=rows, cols=cols, by=by)
+
+    async def history(
+        self, user: str, id: str, since: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = await self._call(
+            "terminals.history", user=user, session=id, since=since, limit=limit
+        )
+        return entries
+
+    async def recording(self, user: str, id: str) -> str:
+        cast: str = await self._call("terminals.recording", user=user, session=id)
+        return cast
+
+    async def attach(self, user: str, id: str, since: int | None = None) -> RemoteAttachment:
+        args = {"user": user, "session": id, "since": since}
+        link, stream, inbox, reply = await _stream(self._client, "terminals.attach", args, True)
+        return RemoteAttachment(link, stream, inbox, reply)
+
+
+class RemoteKernels:
+    def __init__(self, client: HostClient) -> None:
+        self._call = client.call
+        self._client = client
+
+    async def create(
+        self,
+        user: str,
+        session_id: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+        kernel_name: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        info, created = await self._call(
+            "kernels.create",
+            user=user,
+            session_id=session_id,
+            files=files or [],
+            kernel_name=kernel_name,
+        )
+        return info, created
+
+    async def get(self, user: str, session_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self._call("kernels.get", user=user, session_id=session_id)
+        return info
+
+    async def sessions(self, user: str) -> list[dict[str, Any]]:
+        infos: list[dict[str, Any]] = await self._call("kernels.list", user=user)
+        return infos
+
+    async def terminate(self, user: str, session_id: str) -> None:
+        await self._call("kernels.terminate", user=user, session_id=session_id)
+
+    async def interrupt(self, user: str, session_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self._call(
+            "kernels.interrupt", user=user, session_id=session_id
+        )
+        return info
+
+    async def restart(self, user: str, session_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self._call("kernels.restart", user=user, session_id=session_id)
+        return info
+
+    async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
+        files: list[dict[str, Any]] = await self._call(
+            "kernels.list_files", user=user, session_id=session_id
+        )
+        return files
+
+    async def pool_state(self) -> dict[str, int]:
+        state: dict[str, int] = await self._call("kernels.pool")
+        return state
+
+    async def execute(
+        self,
+        user: str,
+        session_id: str,
+        code: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The events of running ``code``, once the host found the session."""
+        args = {"user": user, "session_id": session_id, "code": code, "timeout": timeout}
+        link, id, inbox, _ = await _stream(self._client, "kernels.execute", args)
+        return _items(link, id, inbox)
+
+    async def open_file(self, user: str, session_id: str, path: str) -> RemoteFile:
+        args = {"user": user, "session_id": session_id, "path": path}
+        link, id, inbox, reply = await _stream(self._client, "kernels.open_file", args)
+        return RemoteFile(reply["name"], reply["size"], _items(link, id, inbox))
+
+    async def write_file(
+        self, user: str, session_id: str, path: str, chunks: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        link = await self._client.link()
+        id = link.new_id()
+        credit = link.credits[id] = Credit()
+        args = {"user": user, "session_id": session_id, "path": path}
+        answer = link.start_call(id, "kernels.write_file", args, upload=True)
+
+        async def feed() -> None:
+            offset = 0
+            try:
+                async for chunk in chunks:
+                    await credit.spend(len(chunk))
+                    link.send(wire.data_frame(id, offset, chunk))
+                    offset += len(chunk)
+                    await link.drain()
+                link.send(wire.json_frame({"op": "end", "stream": id}))
+            except BaseException:
+                if link.alive:
+                    link.close_stream(id)  # the host stops waiting for the rest
+                raise
+
+        feeder = asyncio.get_running_loop().create_task(feed())
+        try:
+            result: dict[str, Any] = await answer
+        finally:
+            link.credits.pop(id, None)
+            credit.close()
+            if not feeder.done():
+                feeder.cancel()
+            with contextlib.suppress(BaseException):
+                await feeder
+        return result
