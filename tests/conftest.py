@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,6 +159,22 @@ def start_server(settings: Settings) -> RunningServer:
     running = RunningServer(settings, server, thread, port, host)
     running.loop = holder["loop"]
     return running
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_host_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A session host a failed test left running (its data dir under this run's temporary
+    directory) is ended at the end of the run, with its sessions."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    marker = b"\0-m\0hearth\0host\0--data-dir\0" + base.encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGTERM)
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -109,6 +110,8 @@ class HostStarter:
         while True:
             link = await connect(self.place)
             if link is not None:
+                # it outlives us, but while we run we reap it, or its end leaves a zombie
+                threading.Thread(target=proc.wait, name="hearth-host-reaper", daemon=True).start()
                 return link
             code = proc.poll()
             if code == ALREADY_RUNNING:

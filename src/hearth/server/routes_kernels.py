@@ -19,7 +19,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from hearth.errors import HearthError
+from hearth.errors import HearthError, HostUnavailable
 from hearth.host.client import RemoteKernels
 from hearth.kernels.outputs import Event, Outputs, done_event
 from hearth.protocol import KernelCreate, KernelExecute
@@ -205,6 +205,9 @@ class _KernelSocket:
             await body()
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass  # the client went away: not an error of ours
+        except HostUnavailable as exc:  # the client comes back (1012) and finds the session
+            with contextlib.suppress(Exception):
+                await self.ws.close(exc.close_code, exc.message[:120])
         finally:
             me = asyncio.current_task()
             for task in list(self.tasks):

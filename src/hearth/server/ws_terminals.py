@@ -13,7 +13,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from hearth.config import Settings
-from hearth.errors import BadRequest, HearthError, NotFound
+from hearth.errors import BadRequest, HearthError, HostUnavailable, NotFound
 from hearth.host.client import RemoteAttachment, RemoteTerminals
 from hearth.protocol import (
     FrameError,
@@ -164,16 +164,21 @@ async def _serve(
                         await send_json({"type": "pong"})
             except FrameError as exc:
                 await send_json({"type": "error", "message": str(exc)})
+            except HostUnavailable:
+                raise  # the connection ends (1012): the client comes back and resumes
             except HearthError as exc:
                 await send_json({"type": "error", "message": exc.message})
 
+    close_code, reason = 1000, ""
     try:
         async with asyncio.TaskGroup() as tg:
             pumps = [tg.create_task(session_to_client()), tg.create_task(client_to_session())]
             for pump in pumps:
                 pump.add_done_callback(lambda _: [p.cancel() for p in pumps])
+    except* HostUnavailable as lost:
+        close_code, reason = 1012, lost.exceptions[0].args[0][:120]
     except* (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the client went away; the session stays
     if ws.application_state != WebSocketState.DISCONNECTED:
         with contextlib.suppress(Exception):
-            await ws.close(1000)
+            await ws.close(close_code, reason)

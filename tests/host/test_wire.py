@@ -1,0 +1,104 @@
+"""The host's wire (pure) and its stream credit: frames, values that cross, windows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hearth import errors
+from hearth.host import wire
+from hearth.host.streams import ACK_STEP, WINDOW, Credit, Inbox, StreamClosed
+from hearth.terminals.events import Exited, Missed, ReplayDone, Resized, ViewerCount
+from hearth.terminals.session import TerminalInfo, TerminalStatus
+
+
+def split(frames: bytes) -> list[tuple[int, bytes]]:
+    out, at = [], 0
+    while at < len(frames):
+        size, kind = wire.HEADER.unpack_from(frames, at)
+        at += wire.HEADER.size
+        out.append((kind, frames[at : at + size]))
+        at += size
+    return out
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.binary(max_size=4096))
+def test_a_data_frame_reads_back_as_written(stream: int, offset: int, data: bytes) -> None:
+    [(kind, body)] = split(wire.data_frame(stream, offset, data))
+    assert kind == wire.DATA and wire.read_data(body) == (stream, offset, data)
+
+
+def test_json_frames_read_back_and_bad_ones_are_protocol_errors() -> None:
+    message = {"op": "call", "id": 7, "method": "terminals.get", "args": {"user": "ü"}}
+    [(kind, body)] = split(wire.json_frame(message))
+    assert kind == wire.JSON and wire.read_json(body) == message
+    for bad in (b"{", b"[1]", b'{"no": "op"}'):
+        with pytest.raises(wire.ProtocolError):
+            wire.read_json(bad)
+    with pytest.raises(wire.ProtocolError):
+        wire.read_data(b"short")
+
+
+def test_every_hearth_error_crosses_as_itself_and_others_as_host_errors() -> None:
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if isinstance(cls, type) and issubclass(cls, errors.HearthError):
+            back = wire.error_from_wire(wire.error_to_wire(cls("what to do")))
+            assert type(back) is cls and back.message == "what to do"  # type: ignore[attr-defined]
+    back = wire.error_from_wire(wire.error_to_wire(KeyError("x")))
+    assert isinstance(back, wire.HostError) and "KeyError" in str(back)
+
+
+def test_terminal_events_and_snapshots_cross_unchanged() -> None:
+    for event in (
+        ReplayDone(5),
+        Missed(3, 9),
+        Resized(30, 100),
+        ViewerCount(2),
+        Exited(None, "host_lost"),
+        Exited(0),
+    ):
+        assert wire.event_from_wire(wire.event_to_wire(event)) == event
+    info = TerminalInfo(
+        id="t", name="T", user="u", protocol="hearth.v1", status=TerminalStatus.ACTIVE,
+        alive=True, exit_code=None, created_at=1.0, last_activity=2.0, expires_at=None,
+        rows=24, cols=80, viewers=1, output_start=0, output_end=10, command=["sh"],
+    )  # fmt: skip
+    assert wire.info_from_wire(wire.info_to_wire(info)) == info
+
+
+async def test_credit_holds_a_sender_at_the_window_until_an_ack() -> None:
+    credit = Credit()
+    await credit.spend(WINDOW)  # up to the window: at once
+    blocked = asyncio.create_task(credit.spend(1))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    credit.ack(ACK_STEP)
+    await asyncio.wait_for(blocked, 1)
+    assert credit.sent - credit.acked == WINDOW - ACK_STEP + 1
+    await credit.spend(ACK_STEP)  # past the window now
+    stuck = asyncio.create_task(credit.spend(1))
+    await asyncio.sleep(0)
+    credit.close()
+    with pytest.raises(StreamClosed):
+        await asyncio.wait_for(stuck, 1)
+
+
+async def test_an_inbox_acks_what_its_reader_took_and_ends_with_its_error() -> None:
+    acks: list[int] = []
+    inbox: Inbox[bytes] = Inbox(acks.append)
+    for _ in range(3):
+        inbox.put(b"x" * ACK_STEP, ACK_STEP)
+    assert await inbox.get() == b"x" * ACK_STEP
+    assert acks == [ACK_STEP]  # a step's worth taken
+    inbox.put(b"y", 1)
+    await inbox.get()
+    await inbox.get()
+    await inbox.get()
+    assert acks[-1] == 3 * ACK_STEP + 1  # ran dry: everything acked
+    inbox.finish(errors.NotFound("gone"))
+    with pytest.raises(errors.NotFound):
+        await inbox.get()
