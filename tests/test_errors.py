@@ -10,6 +10,7 @@ from hearth.errors import (
     Conflict,
     DownloadFailed,
     HearthError,
+    HostUnavailable,
     InsufficientStorage,
     KernelDied,
     LimitReached,
@@ -34,6 +35,7 @@ TREE = {
     ServiceError: HearthError,
     KernelDied: ServiceError,
     DownloadFailed: ServiceError,
+    HostUnavailable: ServiceError,
     InsufficientStorage: ServiceError,
 }
 
@@ -59,6 +61,7 @@ def test_the_tree_is_the_one_drawn_in_the_docstring() -> None:
         (LimitReached, 429, 4429),
         (KernelDied, 500, 1011),
         (DownloadFailed, 502, 1011),
+        (HostUnavailable, 503, 1012),
         (InsufficientStorage, 507, 1011),
     ],
 )
@@ -102,7 +105,8 @@ def test_errors_survive_pickling() -> None:
         (418, RequestError),
         (4418, RequestError),
         (500, ServiceError),
-        (503, ServiceError),
+        (503, HostUnavailable),
+        (504, ServiceError),
         (1011, ServiceError),
     ],
 )

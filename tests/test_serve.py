@@ -121,31 +121,32 @@ def test_tokens_never_reach_the_logs(serve, tmp_path: Path) -> None:  # type: ig
     assert secret not in err
 
 
-def test_shutdown_hangs_up_every_terminal(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_stopped_server_leaves_terminals_to_the_host_and_a_stopped_host_hangs_them_up(
+    serve, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     served = serve("--data-dir", str(tmp_path), env={"HEARTH_TOKENS": '{"tok-erin-55": "erin"}'})
     with httpx.Client(base_url=served.base, headers={"Authorization": "Bearer tok-erin-55"}) as c:
         script = "sleep 3019 & wait"  # found by its command line: pids inside a sandbox differ
-        assert (
-            c.post(
-                "/api/v1/terminal/sessions", json={"command": ["/bin/sh", "-c", script]}
-            ).status_code
-            == 201
-        )
+        made = c.post("/api/v1/terminal/sessions", json={"command": ["/bin/sh", "-c", script]})
+        assert made.status_code == 201
     deadline = time.monotonic() + 10
     while not (pids := pids_of(b"sleep\x003019\x00")):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     pid = pids[0]
+    host = served.host_pid()
     err = served.stop()
     assert served.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
     assert "Traceback" not in err
+    os.kill(pid, 0)  # the session goes on in the session host
+    os.kill(host, signal.SIGTERM)  # as a service manager stops it
     deadline = time.monotonic() + 10
     while True:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             break
-        assert time.monotonic() < deadline, "a terminal's child outlived the server"
+        assert time.monotonic() < deadline, "a terminal's child outlived the session host"
         time.sleep(0.02)
 
 

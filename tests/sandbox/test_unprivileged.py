@@ -79,9 +79,10 @@ def _nobody_can_run_hearth(hearth: Path) -> bool:
     """Whether uid 65534 can read this checkout and its Python (a clone under a 0700 home or
     `mktemp -d` can't be: then the server can't start as that user at all)."""
     argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    probe = subprocess.run(
-        [*argv, sys.executable, "-c", "import hearth"], capture_output=True, check=False
-    )
+    # twice: the server starts its session host with the same Python, and a capability that
+    # let setpriv's own exec through a 0700 directory is gone by the second
+    again = f"import subprocess, sys; sys.exit(subprocess.call([{sys.executable!r}, '-c', 'import hearth']))"
+    probe = subprocess.run([*argv, sys.executable, "-c", again], capture_output=True, check=False)
     return probe.returncode == 0 and os.access(hearth, os.R_OK)
 
 
