@@ -30,6 +30,8 @@ H_BOB = {"Authorization": f"Bearer {BOB}"}
 SHELL_ATTEMPTS = """\
 read-store        cat {data}/hearth.sqlite3
 read-token        cat {data}/token
+read-host-log     cat {data}/host.log
+connect-host      python3 -c "import socket; socket.socket(socket.AF_UNIX).connect('{data}/host.sock')"
 list-data-dir     ls {data}/homes/bob {data}/sessions/bob {data}/kernels/runtime/{bob_runtime}
 read-bob-home     cat {data}/homes/bob/secret.txt
 read-bob-workdir  cat {data}/sessions/bob/bk/secret.txt

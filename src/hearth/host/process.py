@@ -133,7 +133,8 @@ class HostStarter:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if k != "HEARTH_TOKENS"}
-        with open(self.place.log, "ab") as out:
+        fd = os.open(self.place.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with open(fd, "ab") as out:  # its log: only our user reads it
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hearth", "host", "--data-dir", str(self.place.data_dir)],
                 stdin=subprocess.PIPE,

@@ -19,6 +19,7 @@ from typing import Any
 
 from hearth import __version__
 from hearth.core import SessionCore
+from hearth.errors import BadRequest
 from hearth.host import wire
 from hearth.host.place import HostPlace
 from hearth.host.streams import Credit, Inbox, StreamClosed
@@ -409,7 +410,10 @@ class _Calls:
         self, id: int, user: str, session_id: str, path: str
     ) -> dict[str, Any]:
         chunks = self.connection.upload_chunks.pop(id)
-        return await self.core.kernels.write_file(user, session_id, path, chunks)
+        try:
+            return await self.core.kernels.write_file(user, session_id, path, chunks)
+        except StreamClosed:  # the client went away mid-upload: nothing was written
+            raise BadRequest("The upload ended before its last byte; send it again.") from None
 
     def kernels_pool(self, id: int) -> dict[str, int]:
         return self.core.kernels.pool_state()
