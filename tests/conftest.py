@@ -127,9 +127,16 @@ class RunningServer:
         self.thread.join(timeout=30)
         self.host.stop()
 
+    def restart_web(self) -> None:
+        """Stop the web server and start another on the same port; the session host stays."""
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        again = start_server(self.settings.model_copy(update={"port": self.port}), self.host)
+        self.server, self.thread, self.loop = again.server, again.thread, again.loop
 
-def start_server(settings: Settings) -> RunningServer:
-    host = RunningHost(settings)
+
+def start_server(settings: Settings, host: RunningHost | None = None) -> RunningServer:
+    host = host or RunningHost(settings)
     config = server_config(settings)
     server = uvicorn.Server(config)
     holder: dict[str, Any] = {}

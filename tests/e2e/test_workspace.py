@@ -10,11 +10,14 @@ from typing import Any
 from tests.conftest import ALICE, RunningServer
 from tests.e2e.conftest import (
     open_workspace,
+    poll,
     screen_text,
+    server_output,
     shot,
     type_line,
     wait_tabs,
     wait_text,
+    written_bytes,
 )
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "workspace.png"
@@ -93,3 +96,43 @@ def test_a_tab_whose_server_stopped_says_so_and_keeps_its_output(
     row.wait_for()
     assert "lost when the server stopped" in row.inner_text()
     shot(page, "lost-session")
+
+
+def test_a_restart_of_the_web_server_is_a_reconnect_to_the_same_shell(
+    server: RunningServer, context: Any
+) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page = open_workspace(context, server.url)
+    [tab] = wait_tabs(page, 1)
+    id = tab["id"]
+    type_line(page, "MINE=kept-$((40+2))")
+    type_line(page, "echo set-$MINE")
+    wait_text(page, id, "set-kept-42")
+    server.restart_web()  # the session host, and the shell in it, go on
+
+    def answered() -> bool:
+        # a line typed while the tab is reconnecting is lost, as on any cut: type until answered
+        type_line(page, "echo again-$MINE")
+        try:
+            page.wait_for_function(
+                "(id) => (window.hearth.text(id) || '').includes('again-kept-42')",
+                arg=id,
+                timeout=1000,
+            )
+        except PlaywrightTimeout:
+            return False
+        return True
+
+    poll("the same shell through the new web server", answered)
+    _, end, _ = server_output(server, "alice", id)
+    poll(
+        "the page to catch up",
+        lambda: (
+            page.evaluate("(id) => window.hearth.tabs().find((t) => t.id === id).written", id)
+            >= end
+        ),
+    )
+    assert (
+        written_bytes(page, id) == server_output(server, "alice", id)[2]
+    )  # nothing lost, none twice
