@@ -17,8 +17,8 @@ import uvicorn
 
 from hearth.config import Settings
 from hearth.core import SessionCore
-from hearth.host.place import HostPlace
-from hearth.host.process import HostLock, running_host
+from hearth.host.place import HostLock, HostPlace
+from hearth.host.process import running_host
 from hearth.sandbox import open_sandbox
 from hearth.server.serve import server_config
 from tests.served import serve  # noqa: F401  (a fixture: a real `hearth serve` process)

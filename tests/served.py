@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from hearth.host.place import HostPlace
-from hearth.host.process import connect
+from hearth.host.starter import connect
 
 HEARTH = [sys.executable, "-m", "hearth"]
 

@@ -22,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from hearth.config import load_settings
     from hearth.errors import HearthError
     from hearth.host.client import HostClient
-    from hearth.host.process import HostStarter
+    from hearth.host.starter import HostStarter
     from hearth.logs import configure_logging
     from hearth.server.auth import load_or_create_token
     from hearth.server.serve import server_config
@@ -87,7 +87,7 @@ def _host(args: argparse.Namespace) -> int:
 
 def _shutdown(args: argparse.Namespace) -> int:
     from hearth.config import load_settings
-    from hearth.host.process import stop_host
+    from hearth.host.starter import stop_host
 
     settings = load_settings(None, data_dir=args.data_dir)
     return asyncio.run(stop_host(settings.data_dir))

@@ -12,7 +12,7 @@ from hearth.config import Settings
 from hearth.errors import HostUnavailable
 from hearth.host import wire
 from hearth.host.place import HostPlace
-from hearth.host.process import HostStarter
+from hearth.host.starter import HostStarter
 
 
 async def test_a_host_of_another_protocol_is_reported_with_what_to_do(tmp_path: Path) -> None:

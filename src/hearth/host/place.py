@@ -7,11 +7,12 @@ descriptor of it (``/proc/self/fd/N/host.sock``), which ``bind`` and ``connect``
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["HostPlace"]
+__all__ = ["HostLock", "HostPlace", "lock_free"]
 
 _SUN_PATH_MAX = 107
 
@@ -35,3 +36,31 @@ class HostPlace:
             yield f"/proc/self/fd/{fd}/{self.socket.name}"
         finally:
             os.close(fd)
+
+
+class HostLock:
+    """``host.lock``, held for the host's life; a second host for the same directory can't
+    take it. The descriptor is close-on-exec: a session's process must never inherit it."""
+
+    def __init__(self, place: HostPlace) -> None:
+        place.data_dir.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(place.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def lock_free(place: HostPlace) -> bool:
+    try:
+        lock = HostLock(place)
+    except BlockingIOError:
+        return False
+    lock.release()
+    return True

@@ -1,10 +1,10 @@
 """Kernel sessions: Jupyter kernels handed out from a warm pool and recycled to a clean slate.
 
-Plain asyncio, no web framework: :class:`KernelService` is the whole interface the web tier uses.
+Plain asyncio, no web framework: :class:`hearth.kernels.service.KernelService` is the whole
+interface the session core uses (imported from its module: the web tier needs only the events).
 """
 
 from hearth.kernels.outputs import Event, Outputs
-from hearth.kernels.service import KernelService
 from hearth.kernels.status import KernelStatus
 
-__all__ = ["Event", "KernelService", "KernelStatus", "Outputs"]
+__all__ = ["Event", "KernelStatus", "Outputs"]

@@ -17,7 +17,7 @@ from hearth import __version__
 from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.host.client import HostClient
-from hearth.host.process import HostStarter
+from hearth.host.starter import HostStarter
 from hearth.server import routes_kernels, routes_terminals, routes_web, ws_terminals
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
