@@ -44,6 +44,7 @@ fmt: $(STAMP)
 bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_terminals.py
 	$(PY) bench/bench_kernels.py
+	$(PY) bench/bench_restart.py
 
 clean:
 	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static

@@ -10,7 +10,8 @@ P2  execute round trip of ``1+1`` on a running kernel: Hearth over HTTP and over
 M   memory of a pooled kernel (RSS and PSS, from /proc).
 
 Hearth runs sandboxed (bubblewrap, what ``sandbox = auto`` picks where bwrap is installed); P1 and
-P2 over HTTP run again with ``sandbox = none``, to show what the sandbox costs.
+P2 over HTTP run again with ``sandbox = none``, to show what the sandbox costs. The kernels live in
+the session host that ``hearth serve`` starts; each server's host is ended with ``hearth shutdown``.
 
 Prints a table; figures are medians (p90 in brackets).
 """
@@ -37,6 +38,11 @@ import httpx
 from jupyter_client.manager import AsyncKernelManager
 from websockets.sync.client import connect
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from terminal_common import companion_stopped, descendants
+from terminal_hearth import SessionHost
+
 TOKEN = "bench-token-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -59,7 +65,6 @@ def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    data = tempfile.mkdtemp(prefix="hearth-bench-")
     env = {
         **os.environ,
         "HEARTH_TOKENS": json.dumps({TOKEN: "bench"}),
@@ -68,6 +73,20 @@ def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
         "HEARTH_SANDBOX": sandbox,
     }
     exe = Path(sys.executable).with_name("hearth")
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-", ignore_cleanup_errors=True) as data:
+        host = SessionHost(exe, Path(data), env, log_path=None)
+        # `hearth shutdown` once the server is stopped: the host outlives it, with the kernels
+        with companion_stopped(host), serving(exe, port, data, env) as url:
+            os.environ["BENCH_HOST_PID"] = str(host.pid())  # the kernels live under it
+            try:
+                yield url
+            finally:
+                del os.environ["BENCH_HOST_PID"]
+
+
+@contextlib.contextmanager
+def serving(exe: Path, port: int, data: str, env: dict[str, str]) -> Iterator[str]:
+    """`hearth serve`, healthy; stopped with SIGINT at the end (its session host stays)."""
     proc = subprocess.Popen(
         [str(exe), "serve", "--port", str(port), "--data-dir", data],
         env=env,
@@ -84,7 +103,6 @@ def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("hearth serve did not become healthy")
             time.sleep(0.05)
-        os.environ["BENCH_SERVER_PID"] = str(proc.pid)
         yield url
     finally:
         proc.send_signal(signal.SIGINT)
@@ -148,28 +166,12 @@ def hearth_p2_ws(url: str, n: int) -> list[float]:
 
 
 def pooled_kernel_memory() -> tuple[list[tuple[int, int]], int]:
-    """(RSS, PSS) in bytes of every ipykernel process under the bench server, and the PSS of
-    the other processes under it (a sandbox's bwrap), in bytes."""
-    server = int(os.environ.get("BENCH_SERVER_PID", "0"))
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError):
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-
-    def under_server(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == server:
-                return True
-        return False
-
+    """(RSS, PSS) in bytes of every ipykernel process under the bench server's session host
+    (the kernels are its descendants), and the PSS of the other processes under it (a sandbox's
+    bwrap), in bytes."""
+    host = int(os.environ.get("BENCH_HOST_PID", "0"))
     kernels, others = [], 0
-    for pid in parents:
-        if not under_server(pid):
-            continue
+    for pid in descendants(host) if host else []:
         with contextlib.suppress(OSError, StopIteration):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             status = Path(f"/proc/{pid}/status").read_text().splitlines()

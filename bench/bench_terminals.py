@@ -336,8 +336,9 @@ def describe(plan: Plan, results: dict[str, Result], elapsed: float) -> str:
         f"(after {plan.warmup} warm-up). Reattach: median of {plan.reattach_samples} "
         f"reconnects to a terminal that printed `{plan.replay_command}` while detached "
         "(connect → replay complete). Create: median of "
-        f"{plan.create_samples}. Memory: RSS of the server process before/after {plan.terminals} "
-        "idle terminals (no viewer), minus what they buffered, per terminal.",
+        f"{plan.create_samples}. Memory: RSS of the server before/after {plan.terminals} "
+        "idle terminals (no viewer), minus what they buffered, per terminal; for Hearth, the "
+        "session host (where the sessions live) plus the web server.",
         "Other load on the machine before the timed steps: at most "
         f"{max(busy, default=0):.0%} of the CPUs (median {median(busy) if busy else 0:.0%}).",
         f"Websocket client: `websockets`, permessage-deflate "

@@ -17,9 +17,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -124,7 +125,7 @@ class ThroughputRun:
     seconds: float
     nbytes: int  # bytes received (the payload, its CR of each LF, the prompt)
     client_cpu: float  # CPU seconds this process spent
-    server_cpu: float | None  # CPU seconds the server process spent
+    server_cpu: float | None  # CPU seconds the server's processes spent
 
 
 async def quiet(plan: Plan) -> None:
@@ -133,15 +134,18 @@ async def quiet(plan: Plan) -> None:
 
 
 async def measure_throughput(
-    chan: Channel, plan: Plan, server_pid: int | None = None
+    chan: Channel, plan: Plan, server_pids: Sequence[int] = ()
 ) -> ThroughputRun:
-    """Seconds from sending `producer` to seeing the marker printed after its output."""
+    """Seconds from sending `producer` to seeing the marker printed after its output.
+
+    `server_pids`: the server's processes, whose CPU time is added up (Hearth's output crosses
+    two: the session host and the web server)."""
     producer, payload, timeout = plan.producer, plan.payload, plan.timeout
     await chan.ready()
     await quiet(plan)
     command, marker = marker_command("TPUT")
     watch = chan.watch(marker)
-    server0 = cpu_seconds(server_pid) if server_pid else None
+    server0 = sum(map(cpu_seconds, server_pids)) if server_pids else None
     busy0, total0 = machine_busy()
     cpu0 = time.process_time()
     t0 = time.perf_counter_ns()
@@ -151,7 +155,7 @@ async def measure_throughput(
     client_cpu = time.process_time() - cpu0
     busy1, total1 = machine_busy()
     machine = (busy1 - busy0) / max(1, total1 - total0)
-    server_cpu = cpu_seconds(server_pid) - server0 if server_pid and server0 is not None else None
+    server_cpu = sum(map(cpu_seconds, server_pids)) - server0 if server0 is not None else None
     if watch.nbytes < payload:
         raise RuntimeError(f"only {watch.nbytes} of {payload} bytes arrived")
     seconds = (watch.found_at - t0) / 1e9
@@ -393,19 +397,74 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks after boot), to tell it from a later process of the same
+    pid; None if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_marks(pids: Iterable[int]) -> dict[int, int]:
+    """The live processes among `pids`, each with its start time (see `kill_leftovers`)."""
+    marks = {pid: start_time(pid) for pid in pids}
+    return {pid: when for pid, when in marks.items() if when is not None}
+
+
+def kill_leftovers(marks: dict[int, int]) -> None:
+    """SIGKILL whichever of the processes noted by `process_marks` still runs (not a newcomer
+    that took over one of their pids)."""
+    for pid, when in marks.items():
+        if start_time(pid) == when:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class Companion(Protocol):
+    """A process a server leaves running on purpose (Hearth's session host, which holds the
+    sessions and outlives `hearth serve`): stopped after the server, and swept with it."""
+
+    def pids(self) -> list[int]:
+        """It and every process under it, now."""
+        ...
+
+    def stop(self) -> None:
+        """End it and what it holds, as its users would."""
+        ...
+
+
+@contextlib.contextmanager
+def companion_stopped(companion: Companion) -> Iterator[None]:
+    """Stop `companion` when the block ends; kill whatever of it the stop left running."""
+    try:
+        yield
+    finally:
+        leftovers = process_marks(companion.pids())
+        try:
+            companion.stop()
+        finally:
+            kill_leftovers(leftovers)
+
+
 @contextlib.contextmanager
 def server_process(
-    argv: Sequence[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    companion: Companion | None = None,
 ) -> Iterator[ServerProcess]:
     server = ServerProcess(argv, env=env, log_path=log_path, cwd=cwd)
     try:
         yield server
     finally:
-        leftovers = descendants(server.pid)
-        server.stop()
-        for pid in leftovers:  # shells in sessions of their own, if the server did not end them
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        # noted before the stop: once the server is gone, what it started is no longer under it
+        leftovers = process_marks(descendants(server.pid))
+        with companion_stopped(companion) if companion else contextlib.nullcontext():
+            server.stop()
+        kill_leftovers(leftovers)  # shells in sessions of their own, if nothing ended them
 
 
 @contextlib.contextmanager

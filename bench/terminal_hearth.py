@@ -4,6 +4,9 @@ Sessions are created with `POST /api/v1/terminal/sessions` (command = the benchm
 attached with `WS /api/v1/terminal/ws/{id}?reconnect=true`; output arrives as binary frames
 (`0x01`, 8-byte big-endian offset, data), whose offsets are checked: a gap or an overlap is
 reported, so a figure can't be bought by dropping bytes.
+
+The sessions live in the data directory's session host (`hearth host`), which `hearth serve`
+starts and which outlives it: after each server, `hearth shutdown` ends the host and its sessions.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +33,7 @@ from terminal_common import (
     Channel,
     Plan,
     Result,
+    ServerProcess,
     descendants,
     free_port,
     log,
@@ -134,6 +139,17 @@ class HearthChannel(Channel):
             )
 
 
+def create_body(session_id: str) -> dict[str, Any]:
+    """`POST /api/v1/terminal/sessions`: the benchmark's shell, as the other systems run it."""
+    return {
+        "id": session_id,
+        "command": SHELL,
+        "env": {k: v for k, v in SHELL_ENV_EXTRA.items() if k != "TERM"},
+        "rows": ROWS,
+        "cols": COLS,
+    }
+
+
 class Hearth:
     def __init__(self, port: int, plan: Plan) -> None:
         self.base = f"127.0.0.1:{port}"
@@ -151,14 +167,7 @@ class Hearth:
         return f"{prefix}-{self._n}"
 
     async def create(self, session_id: str) -> dict[str, Any]:
-        body = {
-            "id": session_id,
-            "command": SHELL,
-            "env": {k: v for k, v in SHELL_ENV_EXTRA.items() if k != "TERM"},
-            "rows": ROWS,
-            "cols": COLS,
-        }
-        r = await self.http.post(f"{API}/sessions", json=body)
+        r = await self.http.post(f"{API}/sessions", json=create_body(session_id))
         if r.status_code != 201:
             raise RuntimeError(f"create {session_id}: HTTP {r.status_code} {r.text}")
         return r.json()  # type: ignore[no-any-return]
@@ -214,9 +223,72 @@ def listening_pid(port: int, candidates: list[int]) -> int:
     return candidates[0]
 
 
+def host_pids(data_dir: Path) -> list[int]:
+    """The session host of `data_dir` (`... -m hearth host --data-dir D`), found in /proc: it
+    may have been started by a server that is gone."""
+    want = [b"-m", b"hearth", b"host", b"--data-dir", str(data_dir.resolve()).encode()]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+                if len(argv) > len(want) and argv[-len(want) :] == want:
+                    found.append(int(entry.name))
+    return found
+
+
+class SessionHost:
+    """The session host of a data directory: it keeps the sessions when `hearth serve` stops,
+    so the benchmark ends it (and them) with `hearth shutdown`, as a user would."""
+
+    def __init__(
+        self, binary: Path, data_dir: Path, env: dict[str, str], log_path: Path | None
+    ) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.env = env
+        self.log_path = log_path
+
+    def pid(self) -> int:
+        found = host_pids(self.data_dir)
+        if len(found) != 1:
+            raise RuntimeError(f"{len(found)} session hosts run for {self.data_dir}, not 1")
+        return found[0]
+
+    def pids(self) -> list[int]:
+        return [p for host in host_pids(self.data_dir) for p in (host, *descendants(host))]
+
+    def stop(self) -> None:
+        argv = [str(self.binary), "shutdown", "--data-dir", str(self.data_dir)]
+        where = f"; see {self.log_path}" if self.log_path else ""
+        with open(self.log_path or os.devnull, "ab") as out:
+            try:
+                done = subprocess.run(
+                    argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=90
+                )
+            except subprocess.TimeoutExpired:
+                log(f"  WARNING: `hearth shutdown` took over 90 s{where}")
+                return
+        if done.returncode != 0:
+            log(f"  WARNING: `hearth shutdown` exited with status {done.returncode}{where}")
+
+
+@dataclasses.dataclass
+class Served:
+    port: int
+    pid: int  # the web server: the process listening on the port
+    host_pid: int  # the session host: where the sessions live
+
+    @property
+    def pids(self) -> tuple[int, int]:
+        """Both: a terminal's output crosses the host, then the web server."""
+        return self.host_pid, self.pid
+
+
 @contextlib.contextmanager
-def hearth_server(plan: Plan, name: str, extra_env: dict[str, str]) -> Iterator[tuple[int, int]]:
-    """Start `hearth serve` on a free port; yields (port, pid of the serving process)."""
+def hearth_server(plan: Plan, name: str, extra_env: dict[str, str]) -> Iterator[Served]:
+    """Start `hearth serve` on a free port (it starts the session host); at the end, stop it
+    and then the host with `hearth shutdown`."""
     binary = hearth_bin()
     if not binary.exists():
         raise RuntimeError(f"{binary} not found: `.venv/bin/pip install -e .` first")
@@ -230,19 +302,26 @@ def hearth_server(plan: Plan, name: str, extra_env: dict[str, str]) -> Iterator[
     argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--data-dir", str(data_dir)]
     log_path = plan.tmp / f"hearth-{name}.log"
-    with server_process(argv, env=env, log_path=log_path) as server:
-        deadline = time.monotonic() + 60
-        with httpx.Client(trust_env=False, timeout=2) as client:
-            while True:
-                server.check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("hearth was not healthy within 60 s:\n" + server.log_tail())
-                time.sleep(0.05)
+    host = SessionHost(binary, data_dir, env, log_path)
+    with server_process(argv, env=env, log_path=log_path, companion=host) as server:
+        wait_healthy(server, port)
         pid = listening_pid(port, [server.pid, *descendants(server.pid)])
-        yield port, pid
+        yield Served(port, pid, host.pid())
+
+
+def wait_healthy(server: ServerProcess, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(trust_env=False, timeout=2) as client:
+        while True:
+            server.check_alive()
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"hearth was not healthy within {timeout:g} s:\n" + server.log_tail()
+                )
+            time.sleep(0.05)
 
 
 async def run(plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True) -> Result:
@@ -260,21 +339,25 @@ async def run(plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True) -> 
 
     # Throughput: a viewer that falls more than max_buffer_bytes behind would be told it missed
     # bytes instead of getting them; the run checks the offsets, so a lossy run fails loudly.
-    with hearth_server(plan, f"{name}-tput", sandbox_env | plan.hearth_tput_env) as (port, pid):
-        h = Hearth(port, plan)
+    with hearth_server(plan, f"{name}-tput", sandbox_env | plan.hearth_tput_env) as served:
+        h = Hearth(served.port, plan)
         log(f"{name}: throughput")
         tput_plan = visible_payload(plan, plan.tmp / f"hearth-{name}-tput")
         runs = []
-        with profiled(pid, plan, "hearth-throughput"):
+        # the output crosses both processes: the host reads the PTY, the web server sends
+        with (
+            profiled(served.host_pid, plan, "hearth-throughput-host"),
+            profiled(served.pid, plan, "hearth-throughput-web"),
+        ):
             for _ in range(plan.runs):
                 async with h.session("tput") as chan:
-                    runs.append(await measure_throughput(chan, tput_plan, pid))
+                    runs.append(await measure_throughput(chan, tput_plan, served.pids))
                     chan.check_stream("hearth throughput")
         result.figures.update(summarize_throughput(runs, plan.payload))
         await h.http.aclose()
 
-    with hearth_server(plan, f"{name}-main", sandbox_env) as (port, pid):
-        h = Hearth(port, plan)
+    with hearth_server(plan, f"{name}-main", sandbox_env) as served:
+        h = Hearth(served.port, plan)
         log(f"{name}: echo")
         async with h.session("echo") as chan:
             echo = await measure_echo(chan, plan)
@@ -296,13 +379,17 @@ async def run(plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True) -> 
     if not full:
         return result
 
-    with hearth_server(plan, f"{name}-memory", sandbox_env) as (port, pid):
-        h = Hearth(port, plan)
+    with hearth_server(plan, f"{name}-memory", sandbox_env) as served:
+        h = Hearth(served.port, plan)
         log(f"{name}: memory")
         await quiet(plan)
-        per, buffered = await memory_per_terminal(h, plan, pid)
-        result.figures["memory_kib"] = per
-        result.figures["memory_buffered_bytes"] = buffered
+        memory = await memory_per_terminal(h, plan, served)
+        result.figures.update(memory)
+        result.notes.append(
+            f"{name} memory: RSS of the session host (`hearth host`, where the sessions live) "
+            "plus the web server (`hearth serve`): "
+            f"{memory['memory_host_kib']:.1f} + {memory['memory_web_kib']:.1f} KiB per terminal"
+        )
         await h.http.aclose()
     return result
 
@@ -369,11 +456,15 @@ async def create_to_answer(h: Hearth, plan: Plan) -> list[float]:
     return out
 
 
-async def memory_per_terminal(h: Hearth, plan: Plan, pid: int) -> tuple[float, int]:
-    """KiB of server RSS per idle terminal (no viewer), beyond its buffered bytes."""
+async def memory_per_terminal(h: Hearth, plan: Plan, served: Served) -> dict[str, float]:
+    """KiB of server RSS per idle terminal (no viewer), beyond its buffered bytes: the session
+    host's and the web server's, and their sum (`memory_kib`)."""
 
     def buffered(sessions: list[dict[str, Any]]) -> int:
         return sum(s["output_end"] - s["output_start"] for s in sessions)
+
+    def rss() -> tuple[int, int]:
+        return settled_rss_kib(served.host_pid), settled_rss_kib(served.pid)
 
     warm = [h.new_id("memwarm") for _ in range(5)]
     for session_id in warm:
@@ -382,17 +473,24 @@ async def memory_per_terminal(h: Hearth, plan: Plan, pid: int) -> tuple[float, i
             await asyncio.wait_for(chan.got_replay_done.wait(), plan.timeout)
             await chan.ready()
     await asyncio.sleep(0.5)
-    before = await asyncio.to_thread(settled_rss_kib, pid)
+    host0, web0 = await asyncio.to_thread(rss)
     buffered_before = buffered(await h.sessions())
     ids = [h.new_id("mem") for _ in range(plan.terminals)]
     for session_id in ids:
         await h.create(session_id)
     await asyncio.sleep(1.0)  # every shell prints its prompt
-    after = await asyncio.to_thread(settled_rss_kib, pid)
+    host1, web1 = await asyncio.to_thread(rss)
     sessions = await h.sessions()
     nbytes = buffered(sessions) - buffered_before
     alive = sum(1 for s in sessions if s["alive"])
     if alive < plan.terminals + len(warm):
         raise RuntimeError(f"hearth holds {alive} live terminals, not {plan.terminals + len(warm)}")
-    # The sessions are left to the server's shutdown.
-    return (after - before - nbytes / 1024) / plan.terminals, nbytes
+    # The buffered bytes are the host's; the sessions are left to `hearth shutdown`.
+    host = (host1 - host0 - nbytes / 1024) / plan.terminals
+    web = (web1 - web0) / plan.terminals
+    return {
+        "memory_kib": host + web,
+        "memory_host_kib": host,
+        "memory_web_kib": web,
+        "memory_buffered_bytes": nbytes,
+    }

@@ -178,7 +178,7 @@ async def run(plan: Plan) -> Result:
             for _ in range(plan.runs):
                 name = t.name("tput")
                 async with t.connect(name) as chan:
-                    runs.append(await measure_throughput(chan, plan, pid))
+                    runs.append(await measure_throughput(chan, plan, (pid,)))
                 await t.kill(name)
         result.figures.update(summarize_throughput(runs, plan.payload))
 
