@@ -36,14 +36,18 @@ def test_the_resume_script_quotes_everything_and_drops_names_sh_cannot_export() 
 
 
 def parked_processes() -> list[int]:
+    """Parked processes of this test process's session hosts (other hosts may run meanwhile:
+    a benchmark's, another test run's)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if len(argv) > 2 and argv[2].endswith(b". /dev/stdin"):
+            parent = int(stat.rpartition(")")[2].split()[1])
+            if len(argv) > 2 and argv[2].endswith(b". /dev/stdin") and parent == os.getpid():
                 found.append(int(entry.name))
     return found
 
