@@ -29,6 +29,7 @@ def __getattr__(name: str) -> Any:
         return getattr(hearth.client, name)
     raise AttributeError(f"module 'hearth' has no attribute {name!r}")
 
+
 __all__ = [
     "AsyncClient",
     "BadRequest",

@@ -19,6 +19,7 @@ __all__ = ["main"]
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from hearth import loops
     from hearth.config import load_settings
     from hearth.errors import HearthError
     from hearth.host.client import HostClient
@@ -66,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
             await server.serve()
         return 0
 
-    return asyncio.run(run())
+    return loops.run(run())
 
 
 def _host(args: argparse.Namespace) -> int:

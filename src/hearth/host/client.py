@@ -19,8 +19,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hearth import __version__
 from hearth.errors import HostUnavailable
 from hearth.host import wire
+from hearth.host.framing import FrameProtocol
 from hearth.host.streams import ACK_STEP, Credit, Inbox
 from hearth.terminals.events import Event, Output
 from hearth.terminals.manager import TerminalSpec
@@ -30,22 +32,42 @@ __all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteFile"]
 
 log = logging.getLogger("hearth.host.client")
 
+ACK_DELAY = 0.01  # seconds a small ack may wait to be gathered with the next
 LOST = "The session host stopped; Hearth starts it again at the next request. Retry."
 
 
 class Link:
-    """One connection to a host, after its hello."""
+    """One connection to a host. ``await Link.open(address)`` returns it after the host's hello
+    (read it in ``hello``; a host of another protocol is the caller's to refuse)."""
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]
-    ) -> None:
-        self.reader, self.writer, self.hello = reader, writer, hello
+    def __init__(self) -> None:
+        self.wire = FrameProtocol(self._frame, lambda exc: self._lost())
+        self.hello: dict[str, Any] = {}
+        self._greeting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.inboxes: dict[int, tuple[Inbox[Any], bool]] = {}  # id → (inbox, is a viewer)
         self.credits: dict[int, Credit] = {}
         self.alive = True
-        self._reading = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, address: str, timeout: float) -> Link | None:  # noqa: ASYNC109
+        """None when nothing answers at ``address`` (no host runs there)."""
+        loop = asyncio.get_running_loop()
+        link = cls()
+        try:
+            await loop.create_unix_connection(lambda: link.wire, address)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+        link.wire.send(
+            wire.json_frame({"op": "hello", "protocol": wire.PROTOCOL, "version": __version__})
+        )
+        try:
+            link.hello = await asyncio.wait_for(asyncio.shield(link._greeting), timeout)
+        except (TimeoutError, HostUnavailable):
+            link.wire.abort()
+            return None
+        return link
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -53,60 +75,54 @@ class Link:
     def send(self, frame: bytes) -> None:
         if not self.alive:
             raise HostUnavailable(LOST)
-        self.writer.write(frame)
+        self.wire.send(frame)
 
     async def drain(self) -> None:
-        if self.writer.transport.get_write_buffer_size() > 256 * 1024:
-            await self.writer.drain()
+        await self.wire.drain()
 
     def start_call(
-        self, id: int, method: str, args: dict[str, Any], **flags: bool
+        self, id: int, method: str, args: dict[str, Any], data: bytes | None = None, **flags: bool
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[id] = future
         call = {"op": "call", "id": id, "method": method, "args": args, **flags}
-        self.send(wire.json_frame(call))
+        if data is None:
+            self.send(wire.json_frame(call))
+        else:  # the call and its bytes in one write
+            call["data"] = True
+            self.send(wire.json_frame(call) + wire.data_frame(id, 0, data))
         return future
 
     async def call(self, method: str, args: dict[str, Any], data: bytes | None = None) -> Any:
-        id = self.new_id()
-        future = self.start_call(id, method, args, **({"data": True} if data is not None else {}))
-        if data is not None:
-            self.send(wire.data_frame(id, 0, data))
+        future = self.start_call(self.new_id(), method, args, data)
         await self.drain()
         return await future
 
     def ack(self, stream: int, offset: int) -> None:
         if self.alive:
-            self.writer.write(wire.json_frame({"op": "ack", "stream": stream, "offset": offset}))
+            self.wire.send(wire.json_frame({"op": "ack", "stream": stream, "offset": offset}))
 
     def close_stream(self, stream: int) -> None:
         self.inboxes.pop(stream, None)
         if self.alive:
-            self.writer.write(wire.json_frame({"op": "close", "stream": stream}))
+            self.wire.send(wire.json_frame({"op": "close", "stream": stream}))
 
     async def aclose(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self._reading
+        self.wire.close()
 
-    async def _read(self) -> None:
-        try:
-            while True:
-                size, kind = wire.HEADER.unpack(await self.reader.readexactly(wire.HEADER.size))
-                body = await self.reader.readexactly(size)
-                if kind == wire.DATA:
-                    self._data(*wire.read_data(body))
-                else:
-                    self._message(wire.read_json(body), wire.HEADER.size + size)
-        except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError) as exc:
-            if not isinstance(exc, asyncio.IncompleteReadError | ConnectionError):
-                log.error("the session host sent a bad frame", extra={"reason": str(exc)})
-        finally:
-            self._lost()
+    def _frame(self, kind: int, body: bytes) -> None:
+        if kind == wire.DATA:
+            self._data(*wire.read_data(body))
+        elif not self._greeting.done():
+            self._greeting.set_result(wire.read_json(body))
+        else:
+            self._message(wire.read_json(body), wire.HEADER.size + len(body))
 
     def _lost(self) -> None:
         self.alive = False
+        if not self._greeting.done():
+            self._greeting.set_exception(HostUnavailable(LOST))
+            self._greeting.exception()  # retrieved: open() may have stopped waiting
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(HostUnavailable(LOST))
@@ -116,7 +132,6 @@ class Link:
         self.inboxes.clear()
         for credit in self.credits.values():
             credit.close()
-        self.writer.close()
 
     def _data(self, stream: int, offset: int, data: bytes) -> None:
         entry = self.inboxes.get(stream)
@@ -201,15 +216,30 @@ class RemoteAttachment:
         self.replay_from: int = reply["replay_from"]
         self.replay_bytes: int = reply["replay_bytes"]
         self.missed_bytes: int = reply["missed_bytes"]
-        self._acked = self.replay_from
+        self._acked = self._delivered = self.replay_from
+        self._ack_due: asyncio.TimerHandle | None = None
         self._closed = False
 
     def ack(self, offset: int) -> None:
-        """The output before ``offset`` reached the viewer (acks are gathered: every ACK_STEP
-        bytes, and whenever nothing more is waiting)."""
-        if offset > self._acked and (offset - self._acked >= ACK_STEP or self._inbox.empty):
-            self._acked = offset
-            self._link.ack(self._stream, offset)
+        """The output before ``offset`` reached the viewer. Acks are gathered: one every
+        ACK_STEP bytes, else one ACK_DELAY after the last (an ack per keystroke echo would
+        wake the host for nothing while it serves the next keystroke)."""
+        if offset <= self._delivered:
+            return
+        self._delivered = offset
+        if offset - self._acked >= ACK_STEP:
+            self._send_ack()
+        elif self._ack_due is None:
+            loop = asyncio.get_running_loop()
+            self._ack_due = loop.call_later(ACK_DELAY, self._send_ack)
+
+    def _send_ack(self) -> None:
+        if self._ack_due is not None:
+            self._ack_due.cancel()
+            self._ack_due = None
+        if self._delivered > self._acked and not self._closed:
+            self._acked = self._delivered
+            self._link.ack(self._stream, self._acked)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
@@ -223,6 +253,8 @@ class RemoteAttachment:
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._ack_due is not None:
+                self._ack_due.cancel()
             self._link.close_stream(self._stream)
 
     async def __aenter__(self) -> RemoteAttachment:

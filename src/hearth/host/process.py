@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from hearth import loops
 from hearth.config import Settings
 from hearth.core import SessionCore
 from hearth.host.place import HostLock, HostPlace
@@ -54,7 +55,7 @@ def host_main(params: dict[str, Any]) -> int:
         return 2
     log.info("sandbox", extra=sandbox.describe())
     try:
-        asyncio.run(_serve(settings, sandbox))
+        loops.run(_serve(settings, sandbox))
     finally:
         sandbox.close()
         lock.release()

@@ -21,6 +21,7 @@ from hearth import __version__
 from hearth.core import SessionCore
 from hearth.errors import BadRequest
 from hearth.host import wire
+from hearth.host.framing import FrameProtocol
 from hearth.host.place import HostPlace
 from hearth.host.streams import Credit, Inbox, StreamClosed
 from hearth.terminals.attachment import Attachment
@@ -43,10 +44,11 @@ class HostServer:
 
     async def __aenter__(self) -> HostServer:
         self.place.socket.unlink(missing_ok=True)  # a dead host's: we hold the lock
+        loop = asyncio.get_running_loop()
         old = os.umask(0o177)
         try:
             with self.place.socket_address() as address:
-                self._server = await asyncio.start_unix_server(self._accept, address)
+                self._server = await loop.create_unix_server(self._accept, address)
         finally:
             os.umask(old)
         log.info("listening", extra={"pid": os.getpid(), "version": __version__})
@@ -55,13 +57,13 @@ class HostServer:
     async def __aexit__(self, *exc_info: object) -> None:
         self._server.close()
         for connection in list(self._connections):
-            connection.writer.close()  # after what is queued (a shutdown's answer) is sent
+            connection.wire.close()  # after what is queued (a shutdown's answer) is sent
         ends = [c.ended.wait() for c in self._connections]
         try:
             await asyncio.wait_for(asyncio.gather(*ends), 5)
         except TimeoutError:
             for connection in list(self._connections):
-                connection.abort()
+                connection.wire.abort()
         self.place.socket.unlink(missing_ok=True)
 
     def hello(self) -> dict[str, Any]:
@@ -73,82 +75,77 @@ class HostServer:
             "sandbox": self.core.sandbox.status(),
         }
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = _Connection(self, reader, writer)
+    def _accept(self) -> FrameProtocol:
+        connection = _Connection(self)
         self._connections.add(connection)
-        try:
-            await connection.serve()
-        finally:
-            self._connections.discard(connection)
+        return connection.wire
 
 
 class _Connection:
-    def __init__(
-        self, host: HostServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.host, self.reader, self.writer = host, reader, writer
+    """One web tier's connection. Frames are handled as they arrive, in order; a call that
+    carries bytes (terminal input) is completed by the DATA frame right after it."""
+
+    def __init__(self, host: HostServer) -> None:
+        self.host = host
+        self.wire = FrameProtocol(self._frame, self._lost)
         self.calls = _Calls(host.core, self)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.pumps: dict[int, asyncio.Task[None]] = {}
         self.viewers: dict[int, Attachment] = {}
         self.credits: dict[int, Credit] = {}
         self.uploads: dict[int, Inbox[bytes]] = {}
-        self.ended = asyncio.Event()
         self.upload_chunks: dict[int, AsyncIterator[bytes]] = {}
+        self.ended = asyncio.Event()
+        self._greeted = False
+        self._awaiting_data: dict[str, Any] | None = None  # a call whose bytes come next
 
     def send(self, frame: bytes) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(frame)
+        self.wire.send(frame)
 
     async def drain(self) -> None:
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > 256 * 1024:
-            await self.writer.drain()
+        await self.wire.drain()
 
-    def abort(self) -> None:
-        self.writer.transport.abort()
-
-    async def serve(self) -> None:
-        try:
-            kind, body = await _read_frame(self.reader)
-            hello = wire.read_json(body) if kind == wire.JSON else {}
-            if hello.get("op") != "hello":
-                raise wire.ProtocolError("the first frame must be a hello")
-            self.send(wire.json_frame(self.host.hello()))
-            if hello.get("protocol") != wire.PROTOCOL:
-                return  # the client reads our version and says what to do
-            while True:
-                kind, body = await _read_frame(self.reader)
-                if kind == wire.DATA:
-                    self._upload_data(*wire.read_data(body))
-                    continue
-                message = wire.read_json(body)
-                if message["op"] == "call" and message.get("data"):
-                    message["args"]["data"] = await self._read_payload(message["id"])
+    def _frame(self, kind: int, body: bytes) -> None:
+        if not self._greeted:
+            self._hello(kind, body)
+        elif self._awaiting_data is not None:
+            message, self._awaiting_data = self._awaiting_data, None
+            stream, _, data = wire.read_data(body) if kind == wire.DATA else (None, 0, b"")
+            if stream != message["id"]:
+                raise wire.ProtocolError("a call with data must be followed by its DATA frame")
+            message["args"]["data"] = data
+            self._handle(message)
+        elif kind == wire.DATA:
+            self._upload_data(*wire.read_data(body))
+        else:
+            message = wire.read_json(body)
+            if message["op"] == "call" and message.get("data"):
+                self._awaiting_data = message
+            else:
                 self._handle(message)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the web tier went away: its viewers detach, the sessions stay
-        except wire.ProtocolError as exc:
+
+    def _hello(self, kind: int, body: bytes) -> None:
+        hello = wire.read_json(body) if kind == wire.JSON else {}
+        if hello.get("op") != "hello":
+            raise wire.ProtocolError("the first frame must be a hello")
+        self.send(wire.json_frame(self.host.hello()))
+        if hello.get("protocol") != wire.PROTOCOL:
+            self.wire.close()  # the client reads our version and says what to do
+            return
+        self._greeted = True
+
+    def _lost(self, exc: BaseException | None) -> None:
+        """The web tier went away: its viewers detach, its streams end; the sessions stay."""
+        if isinstance(exc, wire.ProtocolError):
             log.warning("dropped a connection", extra={"reason": str(exc)})
-        finally:
-            for task in [*self.tasks, *self.pumps.values()]:
-                task.cancel()
-            for inbox in self.uploads.values():
-                inbox.finish(StreamClosed())
-            self.writer.close()
-            self.ended.set()
+        for task in [*self.tasks, *self.pumps.values()]:
+            task.cancel()
+        for inbox in self.uploads.values():
+            inbox.finish(StreamClosed())
+        self.host._connections.discard(self)
+        self.ended.set()
 
     # --- frames in ---------------------------------------------------------------------------
-
-    async def _read_payload(self, id: int) -> bytes:
-        """The bytes of a call that carries some (terminal input): the DATA frame after it."""
-        kind, body = await _read_frame(self.reader)
-        if kind != wire.DATA:
-            raise wire.ProtocolError("a call with data must be followed by its DATA frame")
-        stream, _, data = wire.read_data(body)
-        if stream != id:
-            raise wire.ProtocolError("a call's DATA frame must carry the call's id")
-        return data
 
     def _handle(self, message: dict[str, Any]) -> None:
         op = message["op"]
@@ -180,11 +177,12 @@ class _Connection:
         id, method, args = message["id"], message["method"], message.get("args", {})
         if message.get("upload"):
             self.open_upload(id)
-        fn = self.calls.lookup(method)
-        if fn is None:
+        found = self.calls.lookup(method)
+        if found is None:
             self._reply_error(id, wire.ProtocolError(f"unknown call {method!r}"))
             return
-        if not inspect.iscoroutinefunction(fn):
+        fn, waits = found
+        if not waits:
             try:
                 self._reply(id, fn(id, **args))
             except Exception as exc:
@@ -279,11 +277,7 @@ class _Connection:
         self.upload_chunks[stream] = chunks()
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    size, kind = wire.HEADER.unpack(await reader.readexactly(wire.HEADER.size))
-    if size > wire.MAX_FRAME or kind not in (wire.JSON, wire.DATA):
-        raise wire.ProtocolError(f"a frame of kind {kind} and {size} bytes")
-    return kind, await reader.readexactly(size)
+_PREFIXES = ("terminals_", "kernels_", "host_")
 
 
 class _Calls:
@@ -292,13 +286,18 @@ class _Calls:
 
     def __init__(self, core: SessionCore, connection: _Connection) -> None:
         self.core, self.connection = core, connection
+        self._found: dict[str, tuple[Callable[..., Any], bool]] = {}
 
-    def lookup(self, method: str) -> Callable[..., Any] | None:
-        name = method.replace(".", "_")
-        if not name.startswith(("terminals_", "kernels_", "host_")):
-            return None
-        fn: Callable[..., Any] | None = getattr(self, name, None)
-        return fn
+    def lookup(self, method: str) -> tuple[Callable[..., Any], bool] | None:
+        """The call's function, and whether it waits (runs as a task) or answers at once."""
+        found = self._found.get(method)
+        if found is None:
+            name = method.replace(".", "_")
+            fn = getattr(self, name, None) if name.startswith(_PREFIXES) else None
+            if fn is None:
+                return None
+            found = self._found[method] = (fn, inspect.iscoroutinefunction(fn))
+        return found
 
     # --- terminals ---------------------------------------------------------------------------
 

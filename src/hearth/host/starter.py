@@ -42,23 +42,13 @@ _HELLO_TIMEOUT = 10.0
 
 async def connect(place: HostPlace) -> Link | None:
     """A link to the host running at ``place``; None if none runs there."""
-    try:
-        with place.socket_address() as address:
-            reader, writer = await asyncio.open_unix_connection(address)
-    except (FileNotFoundError, ConnectionRefusedError):
+    with place.socket_address() as address:
+        link = await Link.open(address, _HELLO_TIMEOUT)
+    if link is None:
         return None
-    try:
-        writer.write(
-            wire.json_frame({"op": "hello", "protocol": wire.PROTOCOL, "version": __version__})
-        )
-        async with asyncio.timeout(_HELLO_TIMEOUT):
-            size, _ = wire.HEADER.unpack(await reader.readexactly(wire.HEADER.size))
-            hello = wire.read_json(await reader.readexactly(size))
-    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError):
-        writer.close()
-        return None
+    hello = link.hello
     if hello.get("protocol") != wire.PROTOCOL:
-        writer.close()
+        await link.aclose()
         raise HostUnavailable(
             f"A session host of Hearth {hello.get('version')} (protocol "
             f"{hello.get('protocol')}, pid {hello.get('pid')}) runs for {place.data_dir}; this "
@@ -66,7 +56,7 @@ async def connect(place: HostPlace) -> Link | None:
             f"--data-dir {place.data_dir}' with either version to end it and its sessions, or "
             "serve with the version it runs."
         )
-    return Link(reader, writer, hello)
+    return link
 
 
 class HostStarter:

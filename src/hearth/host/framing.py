@@ -1,0 +1,104 @@
+"""The host socket's transport, both ends: bytes in, whole frames out to a handler, in order.
+
+An ``asyncio.Protocol`` rather than a stream reader: the frames that arrive in one read are
+handed over in one callback, with no task switch per frame (a keystroke's call and its bytes,
+a burst of output frames), which is most of what the hop between web server and host costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+from hearth.host import wire
+
+__all__ = ["FrameProtocol"]
+
+_HIGH_WATER = 256 * 1024  # bytes queued for the peer before a writer waits in ``drain``
+
+
+class FrameProtocol(asyncio.Protocol):
+    def __init__(
+        self,
+        on_frame: Callable[[int, bytes], None],
+        on_lost: Callable[[BaseException | None], None],
+    ) -> None:
+        self.on_frame = on_frame
+        self.on_lost = on_lost
+        self.transport: asyncio.WriteTransport | None = None
+        self._buffer = bytearray()
+        self._paused = False
+        self._writable: asyncio.Future[None] | None = None
+        self.closed = False
+        self._error: wire.ProtocolError | None = None
+
+    # --- in ----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.WriteTransport, transport)  # uvloop's is not a subclass
+        self.transport.set_write_buffer_limits(high=_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        at, size_of = 0, len(buffer)
+        header = wire.HEADER
+        try:
+            while size_of - at >= header.size:
+                size, kind = header.unpack_from(buffer, at)
+                if size > wire.MAX_FRAME or kind not in (wire.JSON, wire.DATA):
+                    raise wire.ProtocolError(f"a frame of kind {kind} and {size} bytes")
+                end = at + header.size + size
+                if end > size_of:
+                    break
+                body = bytes(buffer[at + header.size : end])
+                at = end
+                self.on_frame(kind, body)
+                if self.transport is None or self.transport.is_closing():
+                    break
+        except Exception as exc:  # a frame this side can't use: the peer is not one of ours
+            self._error = (
+                exc if isinstance(exc, wire.ProtocolError) else wire.ProtocolError(repr(exc))
+            )
+            self.abort()
+            return
+        finally:
+            if at and not self.closed:
+                del buffer[:at]
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self._buffer.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self.on_lost(exc or self._error)
+
+    # --- out ---------------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(frame)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def drain(self) -> None:
+        """Returns once what was sent is down to the high-water mark (or the peer is gone)."""
+        while self._paused and not self.closed:
+            if self._writable is None or self._writable.done():
+                self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
