@@ -102,3 +102,76 @@ async def test_an_inbox_acks_what_its_reader_took_and_ends_with_its_error() -> N
     inbox.finish(errors.NotFound("gone"))
     with pytest.raises(errors.NotFound):
         await inbox.get()
+
+
+class _Transport:
+    """Enough of a transport for FrameProtocol: it only asks whether it is closing."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.integers(0, 9), st.integers(0, 2**40), st.binary(max_size=300)),
+            st.dictionaries(st.sampled_from(["a", "b"]), st.integers()),
+        ),
+        max_size=20,
+    ),
+    st.lists(st.integers(1, 400), min_size=1, max_size=50),
+)
+def test_frames_cut_anywhere_arrive_whole_and_in_order(
+    frames: list[tuple[int, int, bytes] | dict[str, int]], cuts: list[int]
+) -> None:
+    from hearth.host.framing import FrameProtocol
+
+    sent = [
+        wire.data_frame(*f) if isinstance(f, tuple) else wire.json_frame({"op": "x", **f})
+        for f in frames
+    ]
+    got: list[tuple[int, int, bytes] | dict[str, int]] = []
+
+    def on_frame(kind: int, body: memoryview) -> None:
+        if kind == wire.DATA:
+            got.append(wire.read_data(body))
+        else:
+            message = wire.read_json(body)
+            del message["op"]
+            got.append(message)
+
+    protocol = FrameProtocol(on_frame, lambda exc: None)
+    protocol.connection_made(_Transport())  # type: ignore[arg-type]
+    stream, at, i = b"".join(sent), 0, 0
+    while at < len(stream):
+        piece = cuts[i % len(cuts)]
+        protocol.data_received(stream[at : at + piece])
+        at, i = at + piece, i + 1
+    assert got == frames
+
+
+def test_a_frame_that_is_not_of_the_protocol_drops_the_connection() -> None:
+    from hearth.host.framing import FrameProtocol
+
+    lost: list[BaseException | None] = []
+    protocol = FrameProtocol(lambda kind, body: wire.read_json(body), lost.append)
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(wire.HEADER.pack(3, wire.JSON) + b"{{{")
+    assert transport.aborted
+    protocol.connection_lost(None)
+    assert isinstance(lost[0], wire.ProtocolError)
+    protocol2 = FrameProtocol(lambda kind, body: None, lost.append)
+    protocol2.connection_made(_Transport())  # type: ignore[arg-type]
+    protocol2.data_received(wire.HEADER.pack(wire.MAX_FRAME + 1, wire.DATA))
+    protocol2.connection_lost(None)
+    assert "bytes" in str(lost[1])

@@ -110,7 +110,7 @@ class Link:
     async def aclose(self) -> None:
         self.wire.close()
 
-    def _frame(self, kind: int, body: bytes) -> None:
+    def _frame(self, kind: int, body: memoryview) -> None:
         if kind == wire.DATA:
             self._data(*wire.read_data(body))
         elif not self._greeting.done():

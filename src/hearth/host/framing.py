@@ -21,7 +21,7 @@ _HIGH_WATER = 256 * 1024  # bytes queued for the peer before a writer waits in `
 class FrameProtocol(asyncio.Protocol):
     def __init__(
         self,
-        on_frame: Callable[[int, bytes], None],
+        on_frame: Callable[[int, memoryview], None],
         on_lost: Callable[[BaseException | None], None],
     ) -> None:
         self.on_frame = on_frame
@@ -40,32 +40,45 @@ class FrameProtocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=_HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        at, size_of = 0, len(buffer)
-        header = wire.HEADER
-        try:
-            while size_of - at >= header.size:
-                size, kind = header.unpack_from(buffer, at)
-                if size > wire.MAX_FRAME or kind not in (wire.JSON, wire.DATA):
-                    raise wire.ProtocolError(f"a frame of kind {kind} and {size} bytes")
-                end = at + header.size + size
-                if end > size_of:
-                    break
-                body = bytes(buffer[at + header.size : end])
-                at = end
+        # Frames are read in place (a memoryview) and handed over as views: each handler copies
+        # what it keeps, so a frame's bytes are copied once (output is most of what crosses).
+        if self._buffer:
+            self._buffer += data
+            source: bytes | bytearray = self._buffer
+        else:
+            source = data  # the usual case: nothing left over from the last read
+        at = 0
+        with memoryview(source) as view:
+            try:
+                at = self._frames(view)
+            except Exception as exc:  # a frame this side can't use: the peer is not one of ours
+                self._error = (
+                    exc if isinstance(exc, wire.ProtocolError) else wire.ProtocolError(repr(exc))
+                )
+                self.abort()
+                return
+            rest = bytes(view[at:]) if source is data and at < len(data) else b""
+        if source is data:
+            self._buffer = bytearray(rest)
+        elif at and not self.closed:
+            del self._buffer[:at]
+
+    def _frames(self, view: memoryview) -> int:
+        """Hands over the whole frames in ``view``; returns where the first partial one starts."""
+        at, size_of, header = 0, len(view), wire.HEADER
+        while size_of - at >= header.size:
+            size, kind = header.unpack_from(view, at)
+            if size > wire.MAX_FRAME or kind not in (wire.JSON, wire.DATA):
+                raise wire.ProtocolError(f"a frame of kind {kind} and {size} bytes")
+            end = at + header.size + size
+            if end > size_of:
+                break
+            with view[at + header.size : end] as body:
                 self.on_frame(kind, body)
-                if self.transport is None or self.transport.is_closing():
-                    break
-        except Exception as exc:  # a frame this side can't use: the peer is not one of ours
-            self._error = (
-                exc if isinstance(exc, wire.ProtocolError) else wire.ProtocolError(repr(exc))
-            )
-            self.abort()
-            return
-        finally:
-            if at and not self.closed:
-                del buffer[:at]
+            at = end
+            if self.transport is None or self.transport.is_closing():
+                break
+        return at
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True

@@ -105,7 +105,7 @@ class _Connection:
     async def drain(self) -> None:
         await self.wire.drain()
 
-    def _frame(self, kind: int, body: bytes) -> None:
+    def _frame(self, kind: int, body: memoryview) -> None:
         if not self._greeted:
             self._hello(kind, body)
         elif self._awaiting_data is not None:
@@ -124,7 +124,7 @@ class _Connection:
             else:
                 self._handle(message)
 
-    def _hello(self, kind: int, body: bytes) -> None:
+    def _hello(self, kind: int, body: memoryview) -> None:
         hello = wire.read_json(body) if kind == wire.JSON else {}
         if hello.get("op") != "hello":
             raise wire.ProtocolError("the first frame must be a hello")

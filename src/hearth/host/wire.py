@@ -66,16 +66,16 @@ def data_frame(stream: int, offset: int, data: bytes) -> bytes:
     return HEADER.pack(_DATA_HEAD.size + len(data), DATA) + _DATA_HEAD.pack(stream, offset) + data
 
 
-def read_data(body: bytes) -> tuple[int, int, bytes]:
+def read_data(body: bytes | memoryview) -> tuple[int, int, bytes]:
     if len(body) < _DATA_HEAD.size:
         raise ProtocolError("a data frame shorter than its header")
     stream, offset = _DATA_HEAD.unpack_from(body)
-    return stream, offset, body[_DATA_HEAD.size :]
+    return stream, offset, bytes(body[_DATA_HEAD.size :])
 
 
-def read_json(body: bytes) -> dict[str, Any]:
+def read_json(body: bytes | memoryview) -> dict[str, Any]:
     try:
-        message = json.loads(body)
+        message = json.loads(bytes(body))
     except ValueError as exc:
         raise ProtocolError(f"a frame that is not JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
