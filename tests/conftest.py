@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from hearth import loops
 from hearth.config import Settings
 from hearth.core import SessionCore
 from hearth.host.place import HostLock, HostPlace
@@ -52,7 +53,7 @@ class RunningHost:
                 raise
 
         self.thread = threading.Thread(
-            target=lambda: asyncio.run(main()), name="hearth-test-host", daemon=True
+            target=lambda: loops.run(main()), name="hearth-test-host", daemon=True
         )
         self.thread.start()
         if not started.wait(60) or failed:
@@ -142,7 +143,7 @@ def start_server(settings: Settings, host: RunningHost | None = None) -> Running
     holder: dict[str, Any] = {}
 
     def run() -> None:
-        loop = asyncio.new_event_loop()
+        loop = (loops.loop_factory() or asyncio.new_event_loop)()  # the loop `hearth serve` runs
         holder["loop"] = loop
         try:
             loop.run_until_complete(server.serve())
