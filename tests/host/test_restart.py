@@ -192,7 +192,13 @@ def test_a_killed_host_ends_its_viewers_and_the_next_request_finds_its_sessions_
     end, code = asyncio.run(watch_the_host_die())
     assert code == 1012  # "service restart": clients come back and resume
     with httpx.Client(base_url=served.base, headers=H, timeout=60) as c:
-        info = c.get("/api/v1/terminal/sessions/t").json()  # a new host, started for this
+        # the server heals by itself (a new host), without waiting for a request
+        deadline = time.monotonic() + 60
+        while c.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "no new session host"
+            time.sleep(0.05)
+        assert served.host_pid() != host
+        info = c.get("/api/v1/terminal/sessions/t").json()
         assert info["status"] == "closed" and info["closed_reason"] == "host_lost"
         assert info["output_end"] >= end
 
@@ -252,3 +258,15 @@ def test_shutdown_ends_the_host_and_every_process_of_every_session(
         [*HEARTH, "shutdown", "--data-dir", str(data)], capture_output=True, text=True, timeout=90
     )
     assert again.returncode == 0 and "pid" in again.stdout  # the one the request above started
+
+
+def test_a_server_whose_settings_differ_from_the_running_hosts_says_which_and_what_to_do(
+    serve: Serve, tmp_path: Path
+) -> None:
+    data = str(tmp_path / "d")
+    first = serve("--data-dir", data, env={**ENV, "HEARTH_MAX_BUFFER_SIZE": "500"})
+    first.stop()
+    second = serve("--data-dir", data, env=ENV)
+    err = second.stop()
+    assert "other settings" in err and "hearth shutdown" in err and "max_buffer_size" in err
+    assert "500" in err

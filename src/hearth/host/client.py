@@ -49,6 +49,7 @@ class Link:
         self.inboxes: dict[int, tuple[Inbox[Any], bool]] = {}  # id → (inbox, is a viewer)
         self.credits: dict[int, Credit] = {}
         self.alive = True
+        self.on_lost: Callable[[], None] | None = None
 
     @classmethod
     async def open(cls, address: str, timeout: float) -> Link | None:  # noqa: ASYNC109
@@ -132,6 +133,8 @@ class Link:
         self.inboxes.clear()
         for credit in self.credits.values():
             credit.close()
+        if self.on_lost is not None:
+            self.on_lost()
 
     def _data(self, stream: int, offset: int, data: bytes) -> None:
         entry = self.inboxes.get(stream)
@@ -169,10 +172,16 @@ Connector = Callable[[], Awaitable[Link]]
 
 
 class HostClient:
+    """Calls to the session host, over one link at a time. A lost link is replaced in the
+    background (a new host is started if the old one is gone), so the server heals without
+    waiting for a request; until then calls fail with :class:`HostUnavailable`."""
+
     def __init__(self, connect: Connector) -> None:
         self._connect = connect
         self._link: Link | None = None
         self._connecting = asyncio.Lock()
+        self._healing: asyncio.Task[None] | None = None
+        self._closing = False
         self.terminals = RemoteTerminals(self)
         self.kernels = RemoteKernels(self)
 
@@ -181,6 +190,10 @@ class HostClient:
         """What the host said of itself at the last connect (version, pid, sandbox)."""
         return {} if self._link is None else self._link.hello
 
+    @property
+    def connected(self) -> bool:
+        return self._link is not None and self._link.alive
+
     async def link(self) -> Link:
         link = self._link
         if link is not None and link.alive:
@@ -188,7 +201,24 @@ class HostClient:
         async with self._connecting:
             if self._link is None or not self._link.alive:
                 self._link = await self._connect()
+                self._link.on_lost = self._heal
             return self._link
+
+    def _heal(self) -> None:
+        if not self._closing and (self._healing is None or self._healing.done()):
+            self._healing = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self._closing and not self.connected:
+            await asyncio.sleep(delay)
+            try:
+                await self.link()
+            except Exception as exc:  # a host that can't start now may start later
+                log.warning("the session host is unavailable", extra={"error": str(exc)})
+                delay = min(10.0, delay * 2)
+            else:
+                log.info("reconnected to the session host", extra={"pid": self.hello.get("pid")})
 
     async def call(self, method: str, data: bytes | None = None, **args: Any) -> Any:
         return await (await self.link()).call(method, args, data)
@@ -202,6 +232,9 @@ class HostClient:
         await self.call("host.shutdown")
 
     async def aclose(self) -> None:
+        self._closing = True
+        if self._healing is not None:
+            self._healing.cancel()
         if self._link is not None:
             await self._link.aclose()
             self._link = None

@@ -73,6 +73,7 @@ class HostServer:
             "version": __version__,
             "pid": os.getpid(),
             "sandbox": self.core.sandbox.status(),
+            "settings": self.core.settings.model_dump(mode="json", exclude={"tokens"}),
         }
 
     def _accept(self) -> FrameProtocol:

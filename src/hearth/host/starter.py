@@ -38,6 +38,8 @@ log = logging.getLogger("hearth.host")
 START_TIMEOUT = 120.0  # seconds: a host opens the store and warms the pool before it answers
 ALREADY_RUNNING = 3  # exit status of a host that found another one holding the lock
 _HELLO_TIMEOUT = 10.0
+# what the web server itself uses; every other setting is the host's
+_WEB_TIER_SETTINGS = {"host", "port", "allowed_origins", "log_level", "heartbeat_interval"}
 
 
 async def connect(place: HostPlace) -> Link | None:
@@ -79,6 +81,18 @@ class HostStarter:
         return link
 
     def _check(self, hello: dict[str, Any]) -> None:
+        theirs, ours = hello.get("settings", {}), self.params()["settings"]
+        differ = {
+            k: {"host": theirs.get(k), "this server": v}
+            for k, v in ours.items()
+            if k not in _WEB_TIER_SETTINGS and theirs.get(k) != v
+        }
+        if differ:
+            log.warning(
+                "the session host runs with other settings; 'hearth shutdown' (it ends every "
+                "session) and serve again to apply these",
+                extra={"settings": differ},
+            )
         unconfined = hello.get("sandbox", {}).get("sandbox") == "none"
         if unconfined and self.users > 1 and self.settings.sandbox != "none":
             raise SandboxUnavailable(

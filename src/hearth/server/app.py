@@ -106,6 +106,9 @@ def _install_public_routes(app: FastAPI) -> None:
         if not request.app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
         host: HostClient = request.app.state.host
+        if not host.connected:  # being reconnected (or a new host started) in the background
+            detail = "The session host is unavailable; Hearth is reconnecting to it."
+            return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
         return JSONResponse({"status": "ok", **host.hello.get("sandbox", {})})
 
     @app.get("/metrics", include_in_schema=False)
