@@ -249,6 +249,7 @@ class RemoteAttachment:
         self.replay_from: int = reply["replay_from"]
         self.replay_bytes: int = reply["replay_bytes"]
         self.missed_bytes: int = reply["missed_bytes"]
+        self.session: TerminalInfo = wire.info_from_wire(reply["session"])  # as attached
         self._acked = self._delivered = self.replay_from
         self._ack_due: asyncio.TimerHandle | None = None
         self._closed = False
@@ -381,8 +382,11 @@ class RemoteTerminals:
         cast: str = await self._call("terminals.recording", user=user, session=id)
         return cast
 
-    async def attach(self, user: str, id: str, since: int | None = None) -> RemoteAttachment:
-        args = {"user": user, "session": id, "since": since}
+    async def attach(
+        self, user: str, id: str, since: int | None = None, size: tuple[int, int] | None = None
+    ) -> RemoteAttachment:
+        """A viewer from ``since``; ``size`` (rows, cols): its window, which wins."""
+        args = {"user": user, "session": id, "since": since, "size": size}
         link, stream, inbox, reply = await _stream(self._client, "terminals.attach", args, True)
         return RemoteAttachment(link, stream, inbox, reply)
 

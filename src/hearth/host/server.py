@@ -352,9 +352,14 @@ class _Calls:
         return self.core.terminals.recording(user, session)
 
     def terminals_attach(
-        self, id: int, user: str, session: str, since: int | None
+        self, id: int, user: str, session: str, since: int | None, size: list[int] | None
     ) -> dict[str, Any]:
-        attachment = self.core.terminals.attach(user, session, since)
+        """A viewer from ``since``; with ``size``, its window wins (as on any resize). The
+        answer has the session as it is then: a reattach is one call."""
+        terminals = self.core.terminals
+        attachment = terminals.attach(user, session, since)
+        if size is not None:
+            terminals.resize(user, session, size[0], size[1], by=attachment.viewer)
         self.connection.viewers[id] = attachment
         self.connection.start_pump(id, lambda: self.connection.pump_viewer(id, attachment))
         return {
@@ -362,6 +367,7 @@ class _Calls:
             "replay_from": attachment.replay_from,
             "replay_bytes": attachment.replay_bytes,
             "missed_bytes": attachment.missed_bytes,
+            "session": wire.info_to_wire(terminals.get(user, session)),
         }
 
     # --- kernels -----------------------------------------------------------------------------

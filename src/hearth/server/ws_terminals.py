@@ -74,13 +74,13 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
         if not valid_session_id(id):
             raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
         params = _Params(ws)
-        if params.reconnect:
-            await manager.get(user, id)
-        else:
+        if not params.reconnect:
             await manager.ensure(
                 user, TerminalSpec(id=id, rows=params.rows or 24, cols=params.cols or 80)
             )
-        attachment = await manager.attach(user, id, params.since)
+        # one call: this viewer's window wins, as on any resize; the session as it is then
+        size = (params.rows, params.cols) if params.rows and params.cols else None
+        attachment = await manager.attach(user, id, params.since, size)
     except HearthError as exc:
         reason = "session not found" if isinstance(exc, NotFound) else exc.message
         await ws.close(exc.close_code, reason[:120])
@@ -88,8 +88,6 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
     metrics.websockets_open.labels("terminal").inc()
     try:
         async with attachment:
-            if params.rows and params.cols:  # this viewer's window wins, as on any resize
-                await manager.resize(user, id, params.rows, params.cols, by=attachment.viewer)
             await _serve(ws, manager, user, id, attachment, metrics)
     finally:
         metrics.websockets_open.labels("terminal").dec()
@@ -109,11 +107,10 @@ async def _serve(
         async with lock:
             await ws.send_text(json.dumps(message))
 
-    info = await manager.get(user, id)
     await send_json(
         {
             "type": "hello",
-            "session": state_of(info).model_dump(),
+            "session": state_of(attachment.session).model_dump(),
             "replay_from": attachment.replay_from,
             "replay_bytes": attachment.replay_bytes,
             "missed_bytes": attachment.missed_bytes,
