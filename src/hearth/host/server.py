@@ -141,6 +141,8 @@ class _Connection:
             log.warning("dropped a connection", extra={"reason": str(exc)})
         for task in [*self.tasks, *self.pumps.values()]:
             task.cancel()
+        for viewer in self.viewers.values():  # now: a pump cancelled before it ran can't
+            viewer.close()
         for inbox in self.uploads.values():
             inbox.finish(StreamClosed())
         self.host._connections.discard(self)
@@ -159,8 +161,7 @@ class _Connection:
             elif (credit := self.credits.get(stream)) is not None:
                 credit.ack(offset)
         elif op == "close":
-            if (pump := self.pumps.get(message["stream"])) is not None:
-                pump.cancel()
+            self.close_stream(message["stream"])
             if (inbox := self.uploads.get(message["stream"])) is not None:
                 inbox.finish(StreamClosed())
         elif op == "end":
@@ -212,6 +213,13 @@ class _Connection:
 
     # --- streams out -------------------------------------------------------------------------
 
+    def close_stream(self, stream: int) -> None:
+        """Ends a stream this side opened: its pump stops, its viewer detaches at once."""
+        if (pump := self.pumps.get(stream)) is not None:
+            pump.cancel()
+        if (viewer := self.viewers.pop(stream, None)) is not None:
+            viewer.close()  # now: a pump cancelled before it ran never leaves its `async with`
+
     def start_pump(self, stream: int, pump: Callable[[], Any]) -> None:
         task = asyncio.create_task(self._run_pump(stream, pump))
         self.pumps[stream] = task
@@ -228,7 +236,8 @@ class _Connection:
                 log.error("stream failed", exc_info=exc)
         finally:
             self.pumps.pop(stream, None)
-            self.viewers.pop(stream, None)
+            if (viewer := self.viewers.pop(stream, None)) is not None:
+                viewer.close()
             self.credits.pop(stream, None)
         self.send(wire.json_frame(end))
 
@@ -358,10 +367,14 @@ class _Calls:
         answer has the session as it is then: a reattach is one call."""
         terminals = self.core.terminals
         attachment = terminals.attach(user, session, since)
-        if size is not None:
-            terminals.resize(user, session, size[0], size[1], by=attachment.viewer)
-        self.connection.viewers[id] = attachment
+        self.connection.viewers[id] = attachment  # closed with the stream, however it ends
         self.connection.start_pump(id, lambda: self.connection.pump_viewer(id, attachment))
+        if size is not None:
+            try:
+                terminals.resize(user, session, size[0], size[1], by=attachment.viewer)
+            except Exception:
+                self.connection.close_stream(id)
+                raise
         return {
             "viewer": attachment.viewer,
             "replay_from": attachment.replay_from,

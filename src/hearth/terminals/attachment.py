@@ -145,11 +145,14 @@ class Attachment:
             return Exited(session.exit_code, session.exit_reason or session.closed_reason)
         return None
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._wake.set()
             self.session.detach(self)
+
+    async def aclose(self) -> None:
+        self.close()
 
     async def __aenter__(self) -> Attachment:
         return self
