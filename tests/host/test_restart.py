@@ -263,9 +263,9 @@ def test_shutdown_ends_the_host_and_every_process_of_every_session(
 def test_a_server_whose_settings_differ_from_the_running_hosts_says_which_and_what_to_do(
     serve: Serve, tmp_path: Path
 ) -> None:
-    data = str(tmp_path / "d")
+    data = str(tmp_path / "d" / ".." / "d")  # however the path is written
     first = serve("--data-dir", data, env={**ENV, "HEARTH_MAX_BUFFER_SIZE": "500"})
-    first.stop()
+    assert "other settings" not in first.stop()  # the host it started has its settings
     second = serve("--data-dir", data, env=ENV)
     err = second.stop()
     assert "other settings" in err and "hearth shutdown" in err and "max_buffer_size" in err

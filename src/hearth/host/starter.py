@@ -38,8 +38,15 @@ log = logging.getLogger("hearth.host")
 START_TIMEOUT = 120.0  # seconds: a host opens the store and warms the pool before it answers
 ALREADY_RUNNING = 3  # exit status of a host that found another one holding the lock
 _HELLO_TIMEOUT = 10.0
-# what the web server itself uses; every other setting is the host's
-_WEB_TIER_SETTINGS = {"host", "port", "allowed_origins", "log_level", "heartbeat_interval"}
+# what the web server itself uses (and the data dir, which names the host): the rest is the host's
+_WEB_TIER_SETTINGS = {
+    "host",
+    "port",
+    "allowed_origins",
+    "log_level",
+    "heartbeat_interval",
+    "data_dir",
+}
 
 
 async def connect(place: HostPlace) -> Link | None:
