@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,16 @@ log = logging.getLogger("hearth.host")
 
 
 @contextlib.asynccontextmanager
-async def running_host(settings: Settings, sandbox: Sandbox) -> AsyncIterator[HostServer]:
-    """A session core served on the data directory's socket (the caller holds the lock)."""
+async def running_host(
+    settings: Settings, sandbox: Sandbox, warnings: Sequence[str] = ()
+) -> AsyncIterator[HostServer]:
+    """A session core served on the data directory's socket (the caller holds the lock);
+    ``warnings``: what its start-up said, for every web server to repeat (see HostServer)."""
     place = HostPlace(settings.data_dir)
-    async with SessionCore(settings, sandbox) as core, HostServer(core, place) as host:
+    async with (
+        SessionCore(settings, sandbox) as core,
+        HostServer(core, place, warnings) as host,
+    ):
         yield host
 
 
@@ -46,6 +52,8 @@ def host_main(params: dict[str, Any]) -> int:
     except BlockingIOError:
         print(f"hearth host: another session host runs for {place.data_dir}", file=sys.stderr)
         return ALREADY_RUNNING
+    said = _Warnings()
+    logging.getLogger("hearth.sandbox").addHandler(said)
     try:
         secret_files = [Path(p) for p in params.get("secret_files", [])]
         sandbox = open_sandbox(settings, secret_files, users=params.get("users"))
@@ -53,19 +61,34 @@ def host_main(params: dict[str, Any]) -> int:
         print(f"hearth host: {exc.message}", file=sys.stderr, flush=True)
         lock.release()
         return 2
+    finally:
+        logging.getLogger("hearth.sandbox").removeHandler(said)
     log.info("sandbox", extra=sandbox.describe())
     try:
-        loops.run(_serve(settings, sandbox))
+        loops.run(_serve(settings, sandbox, said.messages))
     finally:
         sandbox.close()
         lock.release()
     return 0
 
 
-async def _serve(settings: Settings, sandbox: Sandbox) -> None:
-    async with running_host(settings, sandbox) as host:
+async def _serve(settings: Settings, sandbox: Sandbox, warnings: list[str]) -> None:
+    async with running_host(settings, sandbox, warnings) as host:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, host.stopped.set)
         await host.stopped.wait()
         log.info("stopping")
+
+
+class _Warnings(logging.Handler):
+    """What opening the sandbox warned of (no sandbox, limits by rlimit): the host's own log is
+    a file nobody watches, so the web servers say it again where their user looks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = getattr(record, "reason", None)
+        self.messages.append(record.getMessage() + (f": {reason}" if reason else ""))

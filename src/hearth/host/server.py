@@ -14,7 +14,7 @@ import contextlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from hearth import __version__
@@ -36,9 +36,10 @@ log = logging.getLogger("hearth.host")
 class HostServer:
     """``async with HostServer(core, place)``: listening on the place's socket (0600)."""
 
-    def __init__(self, core: SessionCore, place: HostPlace) -> None:
+    def __init__(self, core: SessionCore, place: HostPlace, warnings: Sequence[str] = ()) -> None:
         self.core = core
         self.place = place
+        self.warnings = list(warnings)  # what its start-up warned of, repeated to web servers
         self.stopped = asyncio.Event()
         self._connections: set[_Connection] = set()
 
@@ -74,6 +75,7 @@ class HostServer:
             "pid": os.getpid(),
             "sandbox": self.core.sandbox.status(),
             "settings": self.core.settings.model_dump(mode="json", exclude={"tokens"}),
+            "warnings": self.warnings,
         }
 
     def _accept(self) -> FrameProtocol:

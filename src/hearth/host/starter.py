@@ -88,6 +88,8 @@ class HostStarter:
         return link
 
     def _check(self, hello: dict[str, Any]) -> None:
+        for warning in hello.get("warnings", []):
+            log.warning(f"the session host: {warning}")
         theirs, ours = hello.get("settings", {}), self.params()["settings"]
         differ = {
             k: {"host": theirs.get(k), "this server": v}
