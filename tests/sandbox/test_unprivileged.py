@@ -132,6 +132,9 @@ def plain() -> Iterator[Plain]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        # the session host it started outlives it: end it, and its sessions, as its user
+        shutdown = [*argv[:4], str(hearth), "shutdown", "--data-dir", str(root / "data")]
+        subprocess.run(shutdown, env=env, capture_output=True, timeout=90, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
