@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The web workspace: built from web/ into the package (src/hearth/static), so a wheel ships it.
 WEB_DEPS := web/node_modules/.installed
 WEB_BUILT := src/hearth/static/index.html
-WEB_SOURCES := $(wildcard web/src/*) web/index.html web/vite.config.ts web/tsconfig.json
+WEB_SOURCES := $(wildcard web/src/* web/screen/*) web/index.html web/vite*.config.ts web/tsconfig.json
 
 $(WEB_DEPS): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
@@ -24,7 +24,9 @@ $(WEB_DEPS): web/package.json web/package-lock.json
 $(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
 	cd web && npm run build
 
-web: $(WEB_BUILT)  ## build the web workspace (needs Node.js and npm)
+# `npm run build` also bundles the screen model (web/screen/, SPEC §9) into
+# src/hearth/terminals/screen-model.mjs, which the session host runs with Node.js.
+web: $(WEB_BUILT)  ## build the web workspace and the screen model (needs Node.js and npm)
 
 run: $(STAMP) web  ## set up and serve on http://127.0.0.1:8765
 	$(VENV)/bin/hearth serve $(ARGS)
@@ -47,4 +49,4 @@ bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_restart.py
 
 clean:
-	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static
+	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static  src/hearth/terminals/screen-model.mjs

@@ -20,7 +20,8 @@ from setuptools.build_meta import *  # noqa: F403  (every hook not overridden be
 
 WEB = Path("web")  # PEP 517: the hooks run in the project's root
 BUILT = Path("src", "hearth", "static", "index.html")
-SOURCES = ["src", "index.html", "package.json", "package-lock.json", "tsconfig.json"]
+SCREEN_MODEL = Path("src", "hearth", "terminals", "screen-model.mjs")  # SPEC §9, also from web/
+SOURCES = ["src", "screen", "index.html", "package.json", "package-lock.json", "tsconfig.json"]
 
 
 class FrontEndMissing(RuntimeError):
@@ -41,7 +42,10 @@ def build_web() -> None:
             "here: build from a checkout of the repository."
         )
     sources = [WEB / name for name in SOURCES] + list(WEB.glob("vite.config.*"))
-    if BUILT.is_file() and BUILT.stat().st_mtime >= _newest(sources):
+    built = [BUILT, SCREEN_MODEL]
+    if all(p.is_file() for p in built) and min(p.stat().st_mtime for p in built) >= _newest(
+        sources
+    ):
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -56,8 +60,9 @@ def build_web() -> None:
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
         installed.touch()
     subprocess.run([npm, "run", "build"], cwd=WEB, check=True)
-    if not BUILT.is_file():
-        raise FrontEndMissing(f"`npm run build` in web/ did not produce {BUILT}.")
+    for path in built:
+        if not path.is_file():
+            raise FrontEndMissing(f"`npm run build` in web/ did not produce {path}.")
 
 
 def build_wheel(

@@ -66,6 +66,7 @@ def test_a_wheel_built_without_make_web_has_the_front_end(tmp_path: Path) -> Non
     [wheel] = (tmp_path / "dist").glob("hearth-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "hearth/static/index.html" in names
+    assert "hearth/terminals/screen-model.mjs" in names  # the screen model (SPEC §9)
     assert any(n.startswith("hearth/static/assets/") and n.endswith(".js") for n in names)
 
 

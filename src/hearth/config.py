@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_terminals_per_user: int = Field(32, ge=1)
     terminal_kill_grace: float = Field(2.0, ge=0)
     max_input_bytes: int = Field(1_048_576, ge=1)
+    # The screen model (SPEC §9): a headless xterm.js per terminal, in one Node.js process
+    screen_model: bool = True
+    node_binary: str = "node"
 
     # Kernel sessions
     session_pool_size: int = Field(3, ge=0)

@@ -34,6 +34,7 @@ __all__ = [
     "NotFound",
     "OriginRefused",
     "RequestError",
+    "ScreenUnavailable",
     "ServiceError",
     "SessionClosed",
     "Unauthorized",
@@ -110,6 +111,12 @@ class HostUnavailable(ServiceError):
 
     status_code = 503
     close_code = 1012  # "service restart": clients reconnect and resume by offset
+
+
+class ScreenUnavailable(ServiceError):
+    """No screen model to answer from (it is off, or restarting): replay the output instead."""
+
+    status_code = 503
 
 
 class InsufficientStorage(ServiceError):

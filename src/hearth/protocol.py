@@ -32,6 +32,7 @@ __all__ = [
     "KernelExecute",
     "TerminalCreate",
     "TerminalRename",
+    "TerminalScreen",
     "TerminalState",
     "decode_client_text",
     "decode_output",
@@ -228,6 +229,24 @@ class HistoryEntry(BaseModel):
     data: str
     offset: int
     timestamp: float
+
+
+class CursorPosition(BaseModel):
+    row: int
+    col: int
+
+
+class TerminalScreen(BaseModel):
+    """A terminal's screen (SPEC §9): ``data`` redraws it, with its modes and scrollback, on a
+    blank terminal of ``rows`` × ``cols``; live output goes on from ``offset``."""
+
+    offset: int
+    rows: int
+    cols: int
+    cursor: CursorPosition
+    alternate: bool
+    lines: list[str]  # the visible rows as plain text, trailing blanks cut (as capture-pane)
+    data: str
 
 
 class CleanupAnswer(BaseModel):

@@ -250,6 +250,7 @@ class RemoteAttachment:
         self.replay_bytes: int = reply["replay_bytes"]
         self.missed_bytes: int = reply["missed_bytes"]
         self.session: TerminalInfo = wire.info_from_wire(reply["session"])  # as attached
+        self.screen: dict[str, Any] | None = reply.get("screen")  # restored from the screen
         self._acked = self._delivered = self.replay_from
         self._ack_due: asyncio.TimerHandle | None = None
         self._closed = False
@@ -389,6 +390,20 @@ class RemoteTerminals:
         args = {"user": user, "session": id, "since": since, "size": size}
         link, stream, inbox, reply = await _stream(self._client, "terminals.attach", args, True)
         return RemoteAttachment(link, stream, inbox, reply)
+
+    async def attach_screen(
+        self, user: str, id: str, size: tuple[int, int] | None = None
+    ) -> RemoteAttachment:
+        """A viewer from the session's screen (its ``screen``), then live output."""
+        args = {"user": user, "session": id, "size": size}
+        link, stream, inbox, reply = await _stream(
+            self._client, "terminals.attach_screen", args, True
+        )
+        return RemoteAttachment(link, stream, inbox, reply)
+
+    async def screen(self, user: str, id: str) -> dict[str, Any]:
+        screen: dict[str, Any] = await self._call("terminals.screen", user=user, session=id)
+        return screen
 
 
 class RemoteKernels:

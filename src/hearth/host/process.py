@@ -64,16 +64,19 @@ def host_main(params: dict[str, Any]) -> int:
     finally:
         logging.getLogger("hearth.sandbox").removeHandler(said)
     log.info("sandbox", extra=sandbox.describe())
+    screen_log = logging.getLogger("hearth.terminals.screen")
+    screen_log.addHandler(said)  # until the core has started (see _serve)
     try:
-        loops.run(_serve(settings, sandbox, said.messages))
+        loops.run(_serve(settings, sandbox, said))
     finally:
         sandbox.close()
         lock.release()
     return 0
 
 
-async def _serve(settings: Settings, sandbox: Sandbox, warnings: list[str]) -> None:
-    async with running_host(settings, sandbox, warnings) as host:
+async def _serve(settings: Settings, sandbox: Sandbox, said: _Warnings) -> None:
+    async with running_host(settings, sandbox, said.messages) as host:
+        logging.getLogger("hearth.terminals.screen").removeHandler(said)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, host.stopped.set)

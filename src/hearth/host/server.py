@@ -385,6 +385,29 @@ class _Calls:
             "session": wire.info_to_wire(terminals.get(user, session)),
         }
 
+    async def terminals_screen(self, id: int, user: str, session: str) -> dict[str, Any]:
+        return await self.core.terminals.screen(user, session)
+
+    async def terminals_attach_screen(
+        self, id: int, user: str, session: str, size: list[int] | None
+    ) -> dict[str, Any]:
+        """A viewer that starts from the session's screen (SPEC §9): the answer has the
+        screen, and the stream carries the output from its offset."""
+        terminals = self.core.terminals
+        attachment, screen = await terminals.attach_screen(
+            user, session, (size[0], size[1]) if size else None
+        )
+        self.connection.viewers[id] = attachment
+        self.connection.start_pump(id, lambda: self.connection.pump_viewer(id, attachment))
+        return {
+            "viewer": attachment.viewer,
+            "replay_from": attachment.replay_from,
+            "replay_bytes": attachment.replay_bytes,
+            "missed_bytes": attachment.missed_bytes,
+            "session": wire.info_to_wire(terminals.get(user, session)),
+            "screen": screen,
+        }
+
     # --- kernels -----------------------------------------------------------------------------
 
     async def kernels_create(

@@ -17,6 +17,7 @@ from hearth.protocol import (
     ResumeAnswer,
     TerminalCreate,
     TerminalRename,
+    TerminalScreen,
     TerminalState,
     TerminalStatusAnswer,
 )
@@ -121,6 +122,10 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
             await manager.recording(user, id),
             headers={"Content-Disposition": f'attachment; filename="{id}.cast"'},
         )
+
+    @router.get("/sessions/{id}/screen")
+    async def screen(id: SessionId, user: CurrentUser, manager: Terminals) -> TerminalScreen:
+        return TerminalScreen(**await manager.screen(user, id))
 
     @router.post("/cleanup")
     async def cleanup(user: CurrentUser, manager: Terminals) -> CleanupAnswer:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from hearth.config import Settings
-from hearth.errors import BadRequest, HearthError, HostUnavailable, NotFound
+from hearth.errors import BadRequest, HearthError, HostUnavailable, NotFound, ScreenUnavailable
 from hearth.host.client import RemoteAttachment, RemoteTerminals
 from hearth.protocol import (
     FrameError,
@@ -45,6 +45,11 @@ class _Params:
             raise BadRequest("reconnect must be true or false")
         self.reconnect = flag in ("true", "1")
         self.since = _int(q.get("since"), "since", 0, 2**63 - 1)
+        restore = q.get("restore", "")
+        if restore not in ("", "screen", "replay"):
+            raise BadRequest("restore must be screen or replay")
+        # since means exact bytes, and wins (SPEC §9)
+        self.screen = restore == "screen" and self.since is None
         self.rows = _int(q.get("rows"), "rows", 1, 1000)
         self.cols = _int(q.get("cols"), "cols", 1, 1000)
 
@@ -80,7 +85,7 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
             )
         # one call: this viewer's window wins, as on any resize; the session as it is then
         size = (params.rows, params.cols) if params.rows and params.cols else None
-        attachment = await manager.attach(user, id, params.since, size)
+        attachment = await _attach(manager, user, id, params, size)
     except HearthError as exc:
         reason = "session not found" if isinstance(exc, NotFound) else exc.message
         await ws.close(exc.close_code, reason[:120])
@@ -91,6 +96,21 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
             await _serve(ws, manager, user, id, attachment, metrics)
     finally:
         metrics.websockets_open.labels("terminal").dec()
+
+
+async def _attach(
+    manager: RemoteTerminals,
+    user: str,
+    id: str,
+    params: _Params,
+    size: tuple[int, int] | None,
+) -> RemoteAttachment:
+    if params.screen:
+        try:
+            return await manager.attach_screen(user, id, size)
+        except ScreenUnavailable as exc:  # no model: the output is replayed, as before SPEC §9
+            log.info("no screen to restore", extra={"session": id, "reason": exc.message})
+    return await manager.attach(user, id, params.since, size)
 
 
 async def _serve(
@@ -116,6 +136,18 @@ async def _serve(
             "missed_bytes": attachment.missed_bytes,
         }
     )
+    if attachment.screen is not None:
+        screen = attachment.screen
+        await send_json(
+            {
+                "type": "screen",
+                "offset": screen["offset"],
+                "rows": screen["rows"],
+                "cols": screen["cols"],
+                "alternate": screen["alternate"],
+                "data": screen["data"],
+            }
+        )
     streamed = metrics.bytes_streamed.labels("terminal")
 
     async def session_to_client() -> None:

@@ -22,7 +22,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from hearth.config import Settings
-from hearth.errors import BadRequest, Conflict, LimitReached, NotFound, SessionClosed
+from hearth.errors import (
+    BadRequest,
+    Conflict,
+    LimitReached,
+    NotFound,
+    ScreenUnavailable,
+    SessionClosed,
+)
 from hearth.sandbox import Prepared, Sandbox
 from hearth.store import SessionStore
 from hearth.terminals.asciicast import entry_text, render_cast
@@ -32,6 +39,7 @@ from hearth.terminals.history import Entry, EntryType, History
 from hearth.terminals.idle import expired
 from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
+from hearth.terminals.screen import Screen, ScreenModels, snapshot_at, start_models
 from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
 
 __all__ = ["TerminalManager", "TerminalSpec", "valid_session_id"]
@@ -90,10 +98,12 @@ class TerminalManager:
         self._spare: ParkedPty | None = None  # the next terminal's process, in its cgroup
         self._spare_due: asyncio.TimerHandle | None = None
         self._closing = False
+        self.screens: ScreenModels | None = None
 
     # --- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        await self._start_screens()
         if self._store is not None:
             # Processes don't outlive the server yet (step 2 of the architecture): the sessions
             # of a previous run are gone, their output is on disk.
@@ -119,8 +129,20 @@ class TerminalManager:
             self._spare.discard()
             self._spare = None
         await asyncio.shield(self._close_all())
+        if self.screens is not None:
+            await self.screens.aclose()
         assert self._task_group is not None
         await self._task_group.__aexit__(exc_type, exc, tb)
+
+    async def _start_screens(self) -> None:
+        settings = self.settings
+        if settings.screen_model:
+            self.screens = await start_models(settings.node_binary, settings.max_buffer_size)
+
+    def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:
+        if self.screens is not None:
+            rows, cols = session.rows, session.cols
+            session.screen = self.screens.open(rows, cols, session.buffered, lazy=lazy)
 
     async def _close_all(self) -> None:
         sessions = list(self._sessions.values())
@@ -240,6 +262,7 @@ class TerminalManager:
             on_buffer_change=self._on_buffer_change,
             log=self._open_log(user, id),
         )
+        self._open_screen(session)
         self._sessions[(user, id)] = session
         self._record(session)
         log.info("created", extra={"user": user, "session": id, "pid": process.pid})
@@ -271,6 +294,8 @@ class TerminalManager:
                 session.log.remove()
             else:
                 shutil.rmtree(self._log_dir(session.user, session.id), ignore_errors=True)
+            if session.screen is not None:
+                session.screen.close()
         await session.aclose(self.settings.terminal_kill_grace)
         log.info("closed", extra={"user": session.user, "session": session.id})
 
@@ -344,6 +369,37 @@ class TerminalManager:
             return session.attach(since)
         except ValueError as exc:
             raise BadRequest(f"{exc}; resume from output_end or earlier.") from None
+
+    async def screen(self, user: str, id: str) -> dict[str, Any]:
+        """The session's screen as its model holds it now (SPEC §9)."""
+        return await self._screen_of(self._session(user, id)).snapshot()
+
+    async def attach_screen(
+        self, user: str, id: str, size: tuple[int, int] | None = None
+    ) -> tuple[Attachment, dict[str, Any]]:
+        """A viewer that starts from the screen: the snapshot, and live output from its offset.
+        ``size`` (rows, cols) is applied first, so the screen is drawn at the viewer's size."""
+        session = self._session(user, id)
+        screen = self._screen_of(session)
+        await screen.ready()
+        session = self._session(user, id)  # it may have been closed meanwhile
+        if size is not None and size != (session.rows, session.cols):
+            self.resize(user, id, *size)
+        offset, answer = screen.request()  # the request and the attachment at one offset
+        attachment = session.attach(offset)
+        try:
+            return attachment, snapshot_at(offset, await answer)
+        except BaseException:
+            attachment.close()
+            raise
+
+    def _screen_of(self, session: TerminalSession) -> Screen:
+        if session.screen is None:
+            raise ScreenUnavailable(
+                "This server keeps no screen model (screen_model is off, or Node.js was not "
+                "found; see the host's log): replay the output instead."
+            )
+        return session.screen
 
     # --- limits ----------------------------------------------------------------------------
 
@@ -425,6 +481,7 @@ class TerminalManager:
             closed_reason="host_lost",
         )
         session.created_at = float(record.get("created_at", now))
+        self._open_screen(session, lazy=True)
         self._sessions[(user, id)] = session
         self._total_bytes += len(buffer)
         number = self._counters.get(user, 0)

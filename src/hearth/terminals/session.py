@@ -24,6 +24,7 @@ from hearth.terminals.flow import FlowControl
 from hearth.terminals.history import EntryType, History
 from hearth.terminals.outlog import OutputLog
 from hearth.terminals.pty import PtyProcess, is_eof
+from hearth.terminals.screen import Screen
 
 __all__ = ["TerminalInfo", "TerminalSession", "TerminalStatus"]
 
@@ -82,6 +83,7 @@ class TerminalSession:
         clock: Callable[[], float],
         on_buffer_change: Callable[[int], None] = lambda delta: None,
         log: OutputLog | None = None,
+        screen: Screen | None = None,
         closed_reason: str | None = None,
     ) -> None:
         """``process`` None: a session restored from its log with no process left (its host was
@@ -103,6 +105,7 @@ class TerminalSession:
         self.exit_reason: str | None = None  # why the sandbox ended it, if it did
         self.closed_reason = closed_reason
         self.log = log
+        self.screen = screen  # its screen model (SPEC §9), if the host has one
         self._log_timer: asyncio.TimerHandle | None = None
         self._oom_reported = 0  # OOM kills already told in the history
         self._oom_checked = float("-inf")
@@ -160,6 +163,11 @@ class TerminalSession:
 
     def touch(self) -> None:
         self.last_activity = self._clock()
+
+    def buffered(self) -> tuple[bytes, int]:
+        """Every byte still buffered, and the offset after them (what a screen is rebuilt from)."""
+        buffer = self.buffer
+        return buffer.read(buffer.start, len(buffer)), buffer.end
 
     def read_output(self, offset: int, length: int) -> bytes:
         """The still-buffered part of output range [offset, offset + length)."""
@@ -227,6 +235,8 @@ class TerminalSession:
         self.rows, self.cols = rows, cols
         if self.process is not None and self.alive:
             self.process.resize(rows, cols)
+        if self.screen is not None:
+            self.screen.resize(rows, cols)
         self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), f"resize {cols}x{rows}")
         for a in self.attachments:
             if a.viewer != by:
@@ -268,6 +278,8 @@ class TerminalSession:
             self.log.append(data)
             if self.log.pending and self._log_timer is None:
                 self._log_timer = self._loop.call_later(LOG_FLUSH_DELAY, self.flush_log)
+        if self.screen is not None:
+            self.screen.feed(data, self.buffer.end)
         self.history.add_output(self.buffer.end - len(data), len(data), now)
         self.history.forget_before(self.buffer.start)
         self._on_buffer_change(len(self.buffer) - before)

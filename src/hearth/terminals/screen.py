@@ -1,0 +1,288 @@
+"""The screen model of every terminal (SPEC §9): what its screen shows, for a reload to redraw.
+
+One Node.js process per session host runs ``screen-model.mjs`` (built from ``web/screen/``): a
+headless xterm.js terminal per session, the emulator of the workspace itself, with its serialize
+addon. Each session's output goes to it as it is read, down a pipe this module writes without
+waiting; a snapshot is answered after every byte sent before it, so it is the screen at the
+output offset of the moment it was asked.
+
+The model never holds the shell back. When it falls more than ``MAX_BACKLOG`` behind (a flood
+faster than it parses), the session's screen stops being fed and is marked stale; once the model
+has caught up, a stale screen is rebuilt from the session's buffer (its last ``max_buffer_size``
+lines), which is what the screen of a flood shows. If Node.js dies it is started again and every
+screen is rebuilt that way.
+
+Frames to the model: ``[op u8][screen u32][length u32][payload]``; answers: ``[length u32][JSON]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hearth.errors import HearthError, ScreenUnavailable
+
+__all__ = ["SCRIPT", "Screen", "ScreenModels", "snapshot_at", "start_models"]
+
+log = logging.getLogger("hearth.terminals.screen")
+
+SCRIPT = Path(__file__).with_name("screen-model.mjs")
+MAX_BACKLOG = 16 * 1024 * 1024  # bytes sent that the model has not taken yet
+RESUME_BACKLOG = 1024 * 1024  # stale screens are rebuilt once the backlog is below this
+RESTART_DELAY = 1.0
+_HEADER = struct.Struct(">BII")
+_OPEN, _DATA, _RESIZE, _CLOSE, _SNAPSHOT = b"ODRCS"
+
+
+class Screen:
+    """One session's screen in the model. ``seed`` gives the output to rebuild it from: the
+    session's buffer."""
+
+    def __init__(
+        self,
+        models: ScreenModels,
+        number: int,
+        rows: int,
+        cols: int,
+        seed: Callable[[], tuple[bytes, int]],
+    ) -> None:
+        self._models = models
+        self.number = number
+        self.rows, self.cols = rows, cols
+        self.seed = seed  # (the output still buffered, the offset after it)
+        self.offset = 0  # the output offset the model has been sent up to
+        self.stale = True  # not yet fed what it should show
+        self.closed = False
+
+    def feed(self, data: bytes, end: int) -> None:
+        """Output the session has just buffered, ending at offset ``end`` (so a rebuild from
+        the buffer includes it)."""
+        if self.stale:
+            self._models.catch_up(self)
+        else:
+            self._models.send(_DATA, self, data)
+            self.offset = end
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.rows, self.cols = rows, cols
+        if not self.stale:
+            self._models.send(_RESIZE, self, struct.pack(">HH", rows, cols))
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The screen after every byte fed so far: ``offset`` (of the next byte), ``data``
+        (escape sequences that redraw it on a blank terminal of its size), ``rows``, ``cols``,
+        ``cursor``, ``alternate``, ``lines``."""
+        await self.ready()
+        offset, answer = self.request()
+        return snapshot_at(offset, await answer)
+
+    async def ready(self) -> None:
+        """Wait until the model can answer for this screen soon (see ``ScreenModels.ready``)."""
+        await self._models.ready(self)
+
+    def request(self) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """Ask now: (the output offset of the answer, the answer to come)."""
+        return self._models.request(self)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._models.forget(self)
+
+
+def snapshot_at(offset: int, answer: dict[str, Any]) -> dict[str, Any]:
+    """The model's answer as the API gives it (SPEC §9)."""
+    if answer.get("missing"):
+        raise ScreenUnavailable("The screen model lost this screen; try again.")
+    keys = ("rows", "cols", "cursor", "alternate", "lines", "data")
+    return {"offset": offset, **{key: answer[key] for key in keys}}
+
+
+async def start_models(node_binary: str, scrollback: int) -> ScreenModels | None:
+    """The screen models of a host, or None (and a warning saying why and what to do)."""
+    node = shutil.which(node_binary)
+    if node is None:
+        log.warning(
+            "no screen model: Node.js was not found, so a reload replays output instead of "
+            "redrawing the screen; install Node.js 18 or newer, or set HEARTH_NODE_BINARY",
+            extra={"node_binary": node_binary},
+        )
+        return None
+    models = ScreenModels(node, scrollback)
+    try:
+        await models.start()
+    except (OSError, HearthError) as exc:
+        reason = exc.message if isinstance(exc, HearthError) else str(exc)
+        log.warning(f"no screen model: {reason}")
+        return None
+    return models
+
+
+class ScreenModels:
+    """The Node.js process that models every terminal's screen, and the screens in it."""
+
+    def __init__(self, node: str, scrollback: int, script: Path = SCRIPT) -> None:
+        self._node = node
+        self._script = script
+        self._scrollback = scrollback
+        self._screens: dict[int, Screen] = {}
+        self._numbers = itertools.count(1)
+        self._requests = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+        self.restarts = 0
+
+    async def start(self) -> None:
+        if not self._script.is_file():
+            raise ScreenUnavailable(
+                f"The screen model {self._script.name} is not built: run `make web`."
+            )
+        self._process = await asyncio.create_subprocess_exec(
+            self._node,
+            str(self._script),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C in the host's terminal is the host's to handle
+        )
+        with contextlib.suppress(OSError):  # the shells it models come first on a busy machine
+            os.setpriority(os.PRIO_PROCESS, self._process.pid, 10)
+        self._reader = asyncio.get_running_loop().create_task(self._read(self._process))
+
+    async def aclose(self) -> None:
+        self._closing = True
+        process, self._process = self._process, None
+        if process is not None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 2.0)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            await self._reader
+        self._fail_waiting("the session host is stopping")
+
+    # --- screens ---------------------------------------------------------------------------
+
+    def open(
+        self, rows: int, cols: int, seed: Callable[[], tuple[bytes, int]], *, lazy: bool = False
+    ) -> Screen:
+        """A screen for a session; ``lazy``: built from ``seed`` when first asked for (a session
+        restored from its log, which may never be looked at)."""
+        screen = Screen(self, next(self._numbers), rows, cols, seed)
+        self._screens[screen.number] = screen
+        if not lazy:
+            self.catch_up(screen)
+        return screen
+
+    def forget(self, screen: Screen) -> None:
+        self._screens.pop(screen.number, None)
+        self.send(_CLOSE, screen, b"")
+
+    def _rebuild(self, screen: Screen) -> None:
+        """Open the screen in the model afresh and feed it the session's buffer."""
+        if self._process is None:
+            return
+        self._write(_CLOSE, screen.number, b"")
+        self._write(
+            _OPEN, screen.number, struct.pack(">HHI", screen.rows, screen.cols, self._scrollback)
+        )
+        screen.stale = False
+        data, screen.offset = screen.seed()
+        if data:
+            self._write(_DATA, screen.number, data)
+
+    @property
+    def backlog(self) -> int:
+        stdin = self._process.stdin if self._process is not None else None
+        return stdin.transport.get_write_buffer_size() if stdin is not None else 0
+
+    def send(self, op: int, screen: Screen, payload: bytes) -> None:
+        if self._process is None:
+            return
+        if op == _DATA and self.backlog > MAX_BACKLOG:
+            screen.stale = True  # rebuilt from the buffer once the model has caught up
+            return
+        self._write(op, screen.number, payload)
+
+    def _write(self, op: int, number: int, payload: bytes) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        if self._process.stdin.is_closing():
+            return
+        self._process.stdin.write(_HEADER.pack(op, number, len(payload)) + payload)
+
+    async def ready(self, screen: Screen) -> None:
+        """Wait until a stale screen can be rebuilt: the model is not far behind."""
+        if self._process is None:
+            raise ScreenUnavailable("The screen model is restarting; try again in a second.")
+        while screen.stale and self.backlog > RESUME_BACKLOG:
+            assert self._process.stdin is not None
+            await self._process.stdin.drain()  # returns at the transport's low-water mark
+            if self._process is None:
+                raise ScreenUnavailable("The screen model stopped; try again in a second.")
+
+    def request(self, screen: Screen) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """Ask for the screen now: (the output offset it will be at, its answer to come)."""
+        if self._process is None:
+            raise ScreenUnavailable("The screen model is restarting; try again in a second.")
+        if screen.stale:
+            self._rebuild(screen)
+        number = next(self._requests)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[number] = future
+        self._write(_SNAPSHOT, screen.number, struct.pack(">I", number))
+        return screen.offset, future
+
+    def catch_up(self, screen: Screen) -> None:
+        """Rebuild a stale screen if the model has room again."""
+        if self._process is not None and self.backlog <= RESUME_BACKLOG:
+            self._rebuild(screen)
+
+    # --- the process -------------------------------------------------------------------------
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        try:
+            while True:
+                header = await process.stdout.readexactly(4)
+                body = await process.stdout.readexactly(int.from_bytes(header, "big"))
+                answer = json.loads(body)
+                future = self._waiting.pop(answer.get("request", 0), None)
+                if future is not None and not future.done():
+                    future.set_result(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        code = await process.wait()
+        if self._closing or process is not self._process:
+            return
+        log.warning("screen model exited; restarting it", extra={"exit_code": code})
+        self._process = None
+        self._fail_waiting("the screen model exited")
+        for screen in self._screens.values():
+            screen.stale = True
+        await asyncio.sleep(RESTART_DELAY)
+        if self._closing:
+            return
+        self.restarts += 1
+        try:
+            await self.start()  # the screens are rebuilt as their sessions write or are asked for
+        except (OSError, HearthError) as exc:
+            log.warning("screen model did not start again", extra={"reason": str(exc)})
+
+    def _fail_waiting(self, why: str) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(ScreenUnavailable(f"No screen: {why}; try again."))

@@ -1,0 +1,180 @@
+"""The screen on reconnect (SPEC §9), against tmux as the independent reference: the same
+deterministic programs run in a tmux pane and in Hearth at the same size, and
+
+- ``GET …/screen`` gives the rows ``tmux capture-pane`` gives, the cursor and the alternate flag;
+- its ``data``, played into a fresh tmux pane, redraws the same rows, scrollback, cursor and modes;
+- ``restore=screen`` on the websocket sends that screen, then live output from its offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ALICE, BOB, RunningServer
+from tests.server.termclient import TermClient, close_code_of
+from tests.server.test_terminal_ws import make, rest
+from tests.server.tmux import Tmux, needs_tmux
+
+API = "/api/v1/terminal"
+ROWS, COLS = 24, 80
+PYTHON = "/usr/bin/python3"  # the system's: a sandboxed session's uid can run it
+
+CURSES = """
+import curses, time
+def main(w):
+    curses.start_color(); curses.use_default_colors()
+    curses.init_pair(1, curses.COLOR_RED, -1)
+    w.addstr(0, 0, "TOP LEFT")
+    w.addstr(5, 10, "colour", curses.color_pair(1) | curses.A_BOLD)
+    w.addstr(10, 3, "wide: \\u4e2d\\u6587\\u5b57 and after")
+    w.addstr(23, 0, "READY")
+    w.move(12, 20)
+    w.refresh()
+    time.sleep(600)
+curses.wrapper(main)
+"""
+PROGRAMS: dict[str, list[str]] = {
+    "curses": [PYTHON, "-c", CURSES],
+    "scrolled": ["/bin/sh", "-c", "seq 1 300; printf READY; sleep 600"],
+    "modes": [
+        "/bin/sh",
+        "-c",
+        r"printf '\033[?2004h\033[?1h\033[?1000h\033[?1006h\033[?25l\033[3;20r"
+        r"\033[1;1Hfirst\033[5;7HREADY\033[7;3H'; sleep 600",
+    ],
+}
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Any:
+    t = Tmux(tmp_path)
+    yield t
+    t.kill()
+
+
+async def screen_of(server: RunningServer, id: str, marker: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    async with rest(server) as c:
+        while True:
+            r = await c.get(f"{API}/sessions/{id}/screen")
+            assert r.status_code == 200, r.text
+            screen: dict[str, Any] = r.json()
+            if any(marker in line for line in screen["lines"]):
+                return screen
+            assert time.monotonic() < deadline, f"{marker!r} never on screen: {screen['lines']}"
+            await asyncio.sleep(0.05)
+
+
+@needs_tmux
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+async def test_the_screen_is_what_tmux_shows(
+    server: RunningServer, tmux: Tmux, tmp_path: Path, program: str
+) -> None:
+    argv = PROGRAMS[program]
+    await make(server, program, argv, rows=ROWS, cols=COLS)
+    tmux.start("ref", argv, ROWS, COLS)
+    expected = tmux.wait_for("ref", "READY")
+    screen = await screen_of(server, program, "READY")
+    assert (screen["rows"], screen["cols"]) == (ROWS, COLS)
+    assert screen["lines"] == expected
+    flags = tmux.flags("ref")
+    assert screen["cursor"] == {"row": int(flags["cursor_y"]), "col": int(flags["cursor_x"])}
+    assert screen["alternate"] == (flags["alternate_on"] == "1")
+    assert screen["offset"] > 0
+
+    # the redraw: played on a blank pane of the same size, it shows the same screen and modes
+    drawn = tmp_path / "screen.data"
+    drawn.write_text(screen["data"])
+    tmux.start("redrawn", ["/bin/sh", "-c", f"cat {drawn}; sleep 600"], ROWS, COLS)
+    assert tmux.wait_for("redrawn", "READY") == expected
+    assert tmux.flags("redrawn") == flags
+    # scrollback and attributes (colours, bold) too: -e keeps them as escape sequences
+    history = tmux.run("capture-pane", "-p", "-e", "-S", "-400", "-t", "ref")
+    assert tmux.run("capture-pane", "-p", "-e", "-S", "-400", "-t", "redrawn") == history
+
+
+async def test_modes_the_model_keeps_are_in_the_redraw(server: RunningServer) -> None:
+    await make(server, "modes", PROGRAMS["modes"], rows=ROWS, cols=COLS)
+    screen = await screen_of(server, "modes", "READY")
+    for mode in ("\x1b[?2004h", "\x1b[?1h", "\x1b[?1000h", "\x1b[?1006h", "\x1b[?25l"):
+        assert mode in screen["data"], mode  # bracketed paste has no tmux flag to compare
+
+
+async def test_restore_screen_sends_the_screen_then_live_output_from_its_offset(
+    server: RunningServer,
+) -> None:
+    await make(server, "vi", PROGRAMS["curses"], rows=ROWS, cols=COLS)
+    before = await screen_of(server, "vi", "READY")
+    t = await TermClient.connect(
+        server.ws_url, "vi", ALICE, reconnect="true", restore="screen", rows=ROWS, cols=COLS
+    )
+    screen = await t.frame("screen")
+    assert screen["offset"] == before["offset"] == t.hello["replay_from"]
+    assert t.hello["replay_bytes"] == 0
+    assert screen["data"] == before["data"] and screen["alternate"] is True
+    assert (screen["rows"], screen["cols"]) == (ROWS, COLS)
+    await t.frame("replay_done")
+    await t.close()
+
+    shell = await TermClient.connect(server.ws_url, "sh", ALICE, restore="screen")
+    await shell.send(b"echo one$((40+2))\n")
+    await shell.read_until(b"one42")
+    await shell.close()
+    again = await TermClient.connect(server.ws_url, "sh", ALICE, reconnect="true", restore="screen")
+    frame = await again.frame("screen")
+    assert "one42" in frame["data"]
+    await again.send(b"echo two$((40+3))\n")
+    await again.read_until(b"two43")  # typing goes on, live output starts at the screen's offset
+    assert again.first_offset == frame["offset"]
+    await again.close()
+
+
+async def test_since_wins_over_restore(server: RunningServer) -> None:
+    t = await TermClient.connect(server.ws_url, "s", ALICE)
+    await t.send(b"echo mark$((6*7))\n")
+    await t.read_until(b"mark42")
+    await t.close()
+    again = await TermClient.connect(
+        server.ws_url, "s", ALICE, reconnect="true", restore="screen", since=0
+    )
+    await again.read_until(b"mark42")
+    assert again.first_offset == 0
+    assert not any(f["type"] == "screen" for f in again.frames)
+    await again.close()
+
+
+async def test_a_bad_restore_is_a_4400(server: RunningServer) -> None:
+    path = f"/api/v1/terminal/ws/x?token={ALICE}&restore=pixels"
+    assert await close_code_of(server.ws_url, path) == 4400
+
+
+async def test_another_users_screen_is_missing(server: RunningServer) -> None:
+    await make(server, "mine", PROGRAMS["scrolled"])
+    async with rest(server, BOB) as c:
+        assert (await c.get(f"{API}/sessions/mine/screen")).status_code == 404
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        assert (await c.get(f"{API}/sessions/mine/screen")).status_code == 401
+
+
+async def test_without_a_model_the_screen_is_a_503_and_restore_replays(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(screen_model=False)
+    t = await TermClient.connect(server.ws_url, "p", ALICE, restore="screen")
+    await t.send(b"echo plain$((6*7))\n")
+    await t.read_until(b"plain42")
+    await t.close()
+    async with rest(server) as c:
+        r = await c.get(f"{API}/sessions/p/screen")
+    assert r.status_code == 503 and "replay" in r.json()["detail"]
+    again = await TermClient.connect(server.ws_url, "p", ALICE, reconnect="true", restore="screen")
+    await again.read_until(b"plain42")  # replayed, as before the screen model
+    assert again.first_offset == 0
+    await again.close()

@@ -1,0 +1,128 @@
+// The screen model (SPEC §9): one Node process per session host, holding a headless xterm.js
+// terminal per terminal session, fed with every output byte. It is the same emulator as the
+// workspace's, so its serialization redraws exactly on xterm.js; the host talks to it over
+// stdin/stdout (src/hearth/terminals/screen.py has the other end and the frame layout).
+//
+// In:  [op u8][term u32][length u32][payload]   ops: O open, D data, R resize, C close, S snapshot
+// Out: [length u32][UTF-8 JSON]                  one per snapshot, in the order asked
+import { Terminal } from "@xterm/headless";
+import { SerializeAddon } from "@xterm/addon-serialize";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
+
+const HEADER = 9;
+const HIGH_WATER = 8 * 1024 * 1024; // bytes queued in xterm before stdin pauses: xterm drops
+const LOW_WATER = 1024 * 1024; //      writes past 50 MB, and the host must see the backlog
+
+const terms = new Map();
+let queued = 0;
+let input = Buffer.alloc(0);
+
+function open(id, payload) {
+  const rows = payload.readUInt16BE(0);
+  const cols = payload.readUInt16BE(2);
+  const scrollback = payload.readUInt32BE(4);
+  const term = new Terminal({ rows, cols, scrollback, allowProposedApi: true });
+  term.loadAddon(new Unicode11Addon());
+  term.unicode.activeVersion = "11";
+  const serializer = new SerializeAddon();
+  term.loadAddon(serializer);
+  terms.set(id, { term, serializer });
+}
+
+function written(length) {
+  return () => {
+    queued -= length;
+    if (queued < LOW_WATER && process.stdin.isPaused()) process.stdin.resume();
+  };
+}
+
+function feed(id, payload) {
+  const entry = terms.get(id);
+  if (!entry) return;
+  queued += payload.length;
+  entry.term.write(payload, written(payload.length));
+  if (queued > HIGH_WATER) process.stdin.pause();
+}
+
+// What serialize() leaves out, put back after it: SGR mouse encoding, a hidden cursor and a
+// scroll region (DECSTBM homes the cursor, so the cursor is placed again after it).
+function extras(term) {
+  const core = term._core;
+  const buffer = term.buffer.active;
+  let out = "";
+  if (core.coreMouseService?.activeEncoding === "SGR") out += "\x1b[?1006h";
+  const top = core.buffer?.scrollTop ?? 0;
+  const bottom = core.buffer?.scrollBottom ?? term.rows - 1;
+  if (top !== 0 || bottom !== term.rows - 1) {
+    out += `\x1b[${top + 1};${bottom + 1}r`;
+    const row = term.modes.originMode ? buffer.cursorY - top : buffer.cursorY;
+    out += `\x1b[${row + 1};${buffer.cursorX + 1}H`;
+  }
+  if (core.coreService?.isCursorHidden) out += "\x1b[?25l";
+  return out;
+}
+
+function snapshot(id, request) {
+  const entry = terms.get(id);
+  if (!entry) return reply({ request, missing: true });
+  const { term, serializer } = entry;
+  term.write("", () => {
+    const buffer = term.buffer.active;
+    const lines = [];
+    for (let y = 0; y < term.rows; y++) {
+      lines.push(buffer.getLine(buffer.viewportY + y)?.translateToString(true) ?? "");
+    }
+    reply({
+      request,
+      rows: term.rows,
+      cols: term.cols,
+      cursor: { row: buffer.cursorY, col: buffer.cursorX },
+      alternate: buffer.type === "alternate",
+      lines,
+      data: serializer.serialize() + extras(term),
+    });
+  });
+}
+
+function reply(message) {
+  const body = Buffer.from(JSON.stringify(message));
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(body.length);
+  process.stdout.write(Buffer.concat([header, body]));
+}
+
+function handle(op, id, payload) {
+  switch (op) {
+    case 0x44: return feed(id, payload); // D
+    case 0x4f: return open(id, payload); // O
+    case 0x52: { // R
+      const entry = terms.get(id);
+      entry?.term.resize(payload.readUInt16BE(2), payload.readUInt16BE(0));
+      return;
+    }
+    case 0x43: { // C
+      terms.get(id)?.term.dispose();
+      terms.delete(id);
+      return;
+    }
+    case 0x53: return snapshot(id, payload.readUInt32BE(0)); // S
+    default:
+      process.stderr.write(`screen model: unknown op ${op}\n`);
+      process.exit(2);
+  }
+}
+
+process.stdin.on("data", (chunk) => {
+  input = input.length ? Buffer.concat([input, chunk]) : chunk;
+  let at = 0;
+  while (input.length - at >= HEADER) {
+    const length = input.readUInt32BE(at + 5);
+    if (input.length - at < HEADER + length) break;
+    const payload = input.subarray(at + HEADER, at + HEADER + length);
+    handle(input[at], input.readUInt32BE(at + 1), payload);
+    at += HEADER + length;
+  }
+  input = at === input.length ? Buffer.alloc(0) : input.subarray(at);
+});
+process.stdin.on("end", () => process.exit(0));
+process.stdout.on("error", () => process.exit(0)); // the host is gone
