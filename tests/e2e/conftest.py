@@ -171,3 +171,27 @@ def poll(what: str, check: Callable[[], Any], timeout: float = WAIT_MS / 1000) -
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+
+
+def written_offset(page: Any, id: str) -> int:
+    for tab in tabs(page):
+        if tab["id"] == id:
+            written: int = tab["written"]
+            return written
+    return -1
+
+
+def same_bytes(server: RunningServer, page: Any, id: str) -> bytes:
+    """Once the page has caught up, what it wrote equals the server's buffer exactly: all of it
+    (a replay), or the screen its load started from (SPEC §9), then every byte after it."""
+    _, end, _ = server_output(server, "alice", id)
+    poll("the page to catch up with the server", lambda: written_offset(page, id) >= end)
+    start, _, data = server_output(server, "alice", id)
+    written = written_bytes(page, id)
+    [tab] = [t for t in tabs(page) if t["id"] == id]
+    if tab["screenAt"] is None:
+        assert written == data
+    else:
+        after = data[tab["screenAt"] - start :]
+        assert written.endswith(after)
+    return data

@@ -74,7 +74,10 @@ class HeldReplay:
 def test_typing_during_a_replay_reaches_the_shell(
     make_server: Callable[..., RunningServer], context: Any
 ) -> None:
-    server = make_server(max_buffer_size=100_000, max_buffer_bytes=4 * 1024 * 1024)
+    """A reload replays the buffer where the server keeps no screen model."""
+    server = make_server(
+        max_buffer_size=100_000, max_buffer_bytes=4 * 1024 * 1024, screen_model=False
+    )
     page = open_workspace(context, server.url)
     [first] = wait_tabs(page, 1)
     id = first["id"]

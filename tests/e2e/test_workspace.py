@@ -11,13 +11,12 @@ from tests.conftest import ALICE, RunningServer
 from tests.e2e.conftest import (
     open_workspace,
     poll,
+    same_bytes,
     screen_text,
-    server_output,
     shot,
     type_line,
     wait_tabs,
     wait_text,
-    written_bytes,
 )
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "workspace.png"
@@ -125,14 +124,4 @@ def test_a_restart_of_the_web_server_is_a_reconnect_to_the_same_shell(
         return True
 
     poll("the same shell through the new web server", answered)
-    _, end, _ = server_output(server, "alice", id)
-    poll(
-        "the page to catch up",
-        lambda: (
-            page.evaluate("(id) => window.hearth.tabs().find((t) => t.id === id).written", id)
-            >= end
-        ),
-    )
-    assert (
-        written_bytes(page, id) == server_output(server, "alice", id)[2]
-    )  # nothing lost, none twice
+    same_bytes(server, page, id)  # nothing lost, none twice

@@ -179,12 +179,15 @@ window.hearth = {
       written: t.written,
       received: t.received,
       suppressed: t.suppressed,
+      screenAt: t.screenAt,
       replaying: t.replaying,
       viewers: t.viewers,
       rows: t.term.rows,
       cols: t.term.cols,
     })),
   text: (id: string) => app.terminalTabs().find((t) => t.id === id)?.text() ?? null,
+  /** The visible rows (trailing blanks cut), the cursor and which buffer is active. */
+  screen: (id: string) => app.terminalTabs().find((t) => t.id === id)?.visible() ?? null,
   /** Base64 of every byte written to the tab's screen (needs localStorage hearth_debug=1). */
   written: (id: string) => {
     const bytes = app.terminalTabs().find((t) => t.id === id)?.writtenBytes();

@@ -28,6 +28,7 @@ export type ServerFrame =
       replay_bytes: number;
       missed_bytes: number;
     }
+  | { type: "screen"; offset: number; rows: number; cols: number; alternate: boolean; data: string }
   | { type: "replay_done"; offset: number }
   | { type: "missed"; missed_bytes: number; offset: number }
   | { type: "resize"; rows: number; cols: number }

@@ -5,6 +5,10 @@
 // byte the stream owes us (what we resume from), `written` the offset of the next byte to hand
 // to xterm. Everything between the two waits in `queue`, written in small chunks through
 // xterm's write callback so a large replay never freezes the page.
+//
+// A page load starts from the session's screen (SPEC §9: `restore=screen`): the server's model
+// of it redraws full-screen programs, modes and scrollback, and live output follows from the
+// screen's offset. A tab that stays open resumes with `since` (exact bytes) instead.
 
 import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
@@ -71,6 +75,8 @@ export class TerminalTab {
   written = 0;
   /** Offset of the next byte expected from the stream; null until a stream was attached. */
   received: number | null = null;
+  /** The offset of the screen this page load started from (SPEC §9), if it did. */
+  screenAt: number | null = null;
   /** Queries in replayed output left unanswered (for tests and curiosity). */
   suppressed = 0;
 
@@ -278,6 +284,20 @@ export class TerminalTab {
     return lines.join("\n");
   }
 
+  /** What is on screen now, as `GET …/screen` gives it (SPEC §9), for tests. */
+  visible(): { lines: string[]; cursor: { row: number; col: number }; alternate: boolean } {
+    const buffer = this.term.buffer.active;
+    const lines: string[] = [];
+    for (let y = 0; y < this.term.rows; y++) {
+      lines.push(buffer.getLine(buffer.viewportY + y)?.translateToString(true) ?? "");
+    }
+    return {
+      lines,
+      cursor: { row: buffer.cursorY, col: buffer.cursorX },
+      alternate: buffer.type === "alternate",
+    };
+  }
+
   /** Every byte written to the screen since it was last cleared, when debugging is on. */
   writtenBytes(): Uint8Array | null {
     if (!this.debug) return null;
@@ -302,8 +322,8 @@ export class TerminalTab {
 
   // --- the connection ---------------------------------------------------------------------
 
-  /** Attach (or re-attach) to the session: from `received` if we have a stream, else from the
-   * oldest buffered byte on a blank screen. */
+  /** Attach (or re-attach) to the session: from `received` if we have a stream, else from its
+   * screen (or, from a server without a screen model, the oldest buffered byte) on a blank one. */
   connect(): void {
     if (this.disposed) return;
     window.clearTimeout(this.retryTimer);
@@ -312,6 +332,7 @@ export class TerminalTab {
     if (this.state !== "reconnecting") this.setState("connecting");
     const since = this.received ?? undefined;
     const params: Record<string, string | number | undefined> = { reconnect: "true", since };
+    if (since === undefined) params.restore = "screen";
     if (this.fitted) {
       params.rows = this.term.rows;
       params.cols = this.term.cols;
@@ -344,6 +365,9 @@ export class TerminalTab {
     switch (frame.type) {
       case "hello":
         this.hello(frame.session, frame.replay_from, frame.replay_bytes, frame.missed_bytes, fresh);
+        break;
+      case "screen":
+        if (fresh) this.drawScreen(frame.offset, frame.rows, frame.cols, frame.data);
         break;
       case "replay_done":
         this.replayEnd = Math.max(this.replayEnd, frame.offset);
@@ -409,6 +433,26 @@ export class TerminalTab {
     // A size fitted while the socket was still opening could not be sent then.
     if (session.rows !== this.term.rows || session.cols !== this.term.cols) this.sendSize();
     this.maybeFinishReplay();
+  }
+
+  /** Draw the session's screen on the blank terminal `hello` left; output goes on from
+   * `offset`, queued meanwhile (the screen is written first). */
+  private drawScreen(offset: number, rows: number, cols: number, data: string): void {
+    this.queue = [];
+    this.written = this.received = this.replayEnd = this.historyStart = offset;
+    this.screenAt = offset;
+    // drawn at the size it was taken at; this pane's own size is asked for after
+    this.resizedElsewhere(rows, cols);
+    this.writing = true;
+    this.parsingReplay = true;
+    this.term.write(data, () => {
+      if (this.disposed) return;
+      this.writing = false;
+      this.parsingReplay = false;
+      this.debug?.push(this.encoder.encode(data));
+      this.ownSize();
+      this.pump();
+    });
   }
 
   private output(offset: number, data: Uint8Array): void {
