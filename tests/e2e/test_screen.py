@@ -27,6 +27,14 @@ curses.wrapper(main)
 """
 
 
+def screen_of(server: RunningServer, id: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(
+        f"{server.url}/api/v1/terminal/sessions/{id}/screen",
+        headers={"Authorization": f"Bearer {ALICE}"},
+    ).json()
+    return answer
+
+
 def visible(page: Any, id: str) -> dict[str, Any]:
     screen: dict[str, Any] = page.evaluate("(id) => window.hearth.screen(id)", id)
     return screen
@@ -46,6 +54,12 @@ def test_a_reload_redraws_a_full_screen_program_and_typing_goes_on(
     page = open_workspace(context, server.url)
     [tab] = wait_tabs(page, 1)
     id = tab["id"]
+    # an emoji two cells wide (Unicode 11) before the prompt: page and model agree on widths
+    type_line(page, r"printf '\U0001F44D'")
+    page.wait_for_function(
+        "(id) => window.hearth.screen(id).lines.some((l) => l.startsWith('\\u{1F44D}'))", arg=id
+    )
+    assert visible(page, id)["cursor"] == screen_of(server, id)["cursor"]
     type_line(page, "cat > fullscreen.py")
     for line in PROGRAM.splitlines():
         page.keyboard.type(line)
@@ -62,10 +76,7 @@ def test_a_reload_redraws_a_full_screen_program_and_typing_goes_on(
     assert again["id"] == id and again["screenAt"] is not None
     after = visible(page, id)
     assert after == before  # the same rows, cursor and buffer, cell for cell in text
-    answer = httpx.get(
-        f"{server.url}/api/v1/terminal/sessions/{id}/screen",
-        headers={"Authorization": f"Bearer {ALICE}"},
-    ).json()
+    answer = screen_of(server, id)
     assert answer["lines"] == after["lines"] and answer["alternate"] is True
     shot(page, "fullscreen-after-reload")
 

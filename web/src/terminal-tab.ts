@@ -11,6 +11,7 @@
 // screen's offset. A tab that stays open resumes with `since` (exact bytes) instead.
 
 import { FitAddon } from "@xterm/addon-fit";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { Terminal } from "@xterm/xterm";
 
@@ -144,8 +145,10 @@ export class TerminalTab {
       cursorBlink: true,
       scrollback: 10_000,
       theme: THEME,
-      allowProposedApi: false,
+      allowProposedApi: true, // the unicode API: character widths as the server's model has them
     });
+    this.term.loadAddon(new Unicode11Addon());
+    this.term.unicode.activeVersion = "11";
     this.term.loadAddon(this.fit);
     this.term.loadAddon(new WebLinksAddon());
     this.term.open(this.screen);
