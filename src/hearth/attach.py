@@ -8,7 +8,9 @@ Nothing is printed twice: each output frame carries its offset in the session's 
 the loop remembers the offset it has written up to, and a dropped connection is resumed with
 ``since=<that offset>`` (with a backoff). The offset is also kept per session in a small JSON
 file in the data directory, so a later ``hearth attach`` of the same session shows only what is
-new (``--replay`` replays the whole buffer instead). The file is rewritten as output is written
+new. Without such an offset it starts from the session's screen, as the server's model of it
+has it (SPEC §9), so a full-screen program shows as it is; ``--replay`` replays the whole buffer
+instead. The file is rewritten as output is written
 (at most every ``SAVE_EVERY`` seconds), so even a ``hearth attach`` killed with SIGKILL leaves an
 offset at most that old behind.
 """
@@ -42,6 +44,7 @@ DETACH_KEY = b"\x1c"  # Ctrl-\
 GIVE_UP_AFTER = 120.0  # seconds of failed reconnects before saying so and leaving
 _MAX_QUEUED_INPUT = 1024  # chunks typed while disconnected; past that the oldest are dropped
 SAVE_EVERY = 1.0  # seconds between rewrites of the remembered offset while output flows
+CLEAR_SCREEN = b"\x1b[H\x1b[2J"  # before a session's screen is drawn on the local one
 
 
 class AttachState:
@@ -116,8 +119,10 @@ class _Attacher:
         id: str,
         since: int | None,
         remember: Callable[[int | None], None] = lambda offset: None,
+        replay: bool = False,
     ) -> None:
         self.url, self.token, self.id = url, token, id
+        self.replay = replay  # with no offset: replay the buffer, not restore the screen
         self.remember = remember  # keeps the offset for a later attach
         self._remembered_at = -SAVE_EVERY
         self._remember_timer: asyncio.TimerHandle | None = None
@@ -172,6 +177,14 @@ class _Attacher:
         while view:
             view = view[os.write(self.stdout, view) :]
         self.written = offset + len(data) if self.written is None else self.written + len(data)
+        self._remember_soon()
+
+    def _draw_screen(self, data: str, offset: int) -> None:
+        """The session's screen, on a cleared local one; output goes on from ``offset``."""
+        view = memoryview(CLEAR_SCREEN + data.encode())
+        while view:
+            view = view[os.write(self.stdout, view) :]
+        self.written = offset
         self._remember_soon()
 
     def _remember_soon(self) -> None:
@@ -248,7 +261,10 @@ class _Attacher:
 
     async def _connection(self) -> None:
         rows, cols = window_size(self.stdout)
-        url = terminal_ws_url(self.url, self.id, since=self.written, rows=rows, cols=cols)
+        restore = None if self.replay or self.written is not None else "screen"
+        url = terminal_ws_url(
+            self.url, self.id, since=self.written, restore=restore, rows=rows, cols=cols
+        )
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with websockets.connect(
             url, additional_headers=headers, max_size=None, open_timeout=10
@@ -311,6 +327,8 @@ class _Attacher:
                 self.note(f"{frame['missed_bytes']} bytes of output were lost while away.")
             if self.written is None or start > self.written:
                 self.written = start
+        elif kind == "screen":
+            self._draw_screen(str(frame.get("data", "")), int(frame.get("offset", 0)))
         elif kind == "missed":
             self.note(f"{frame.get('missed_bytes')} bytes of output were lost (too slow).")
             self.written = int(frame.get("offset", self.written or 0))
@@ -330,7 +348,7 @@ async def attach(
     key = AttachState.key(url, token, id)
     since = None if replay or state is None else state.get(key)
     remember = (lambda offset: state.put(key, offset)) if state is not None else (lambda _: None)
-    attacher = _Attacher(url, token, id, since, remember)
+    attacher = _Attacher(url, token, id, since, remember, replay)
     try:
         code = await attacher.run()
     except NotFound:

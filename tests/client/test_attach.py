@@ -248,3 +248,27 @@ def test_output_lost_while_away_is_announced_and_a_stale_offset_is_ignored(
         third.read_until(b"reborn")
         third.type(DETACH)
         assert third.wait() == 0
+
+
+def test_attach_without_an_offset_draws_the_sessions_screen(
+    make_server: Callable[..., RunningServer], tmp_path: Path, ttys: list[Tty]
+) -> None:
+    """SPEC §9: a full-screen program shows as it is, in its alternate screen, though the
+    bytes that drew its top row are long out of the buffer (a replay would miss them)."""
+    server = make_server(max_buffer_size=20)
+    program = (
+        r"printf '\033[?1049h\033[1;1HDRAWN-TOP\033[5;10r\033[5;1H'; seq 1 100; "
+        r"printf END-OF-SEQ; sleep 600"
+    )
+    with hearth.Client(server.url, ALICE) as client:
+        client.terminals.create(id="tui", command=["/bin/sh", "-c", program])
+        poll(
+            lambda: any("END-OF-SEQ" in e.data for e in client.terminals.history("tui")),
+            what="the program's output",
+        )
+        t = Tty(server, tmp_path / "xdg", "attach", "tui")
+        ttys.append(t)
+        seen = t.read_until(b"END-OF-SEQ")
+        assert seen.index(b"\x1b[H\x1b[2J") < seen.index(b"\x1b[?1049h") < seen.index(b"DRAWN-TOP")
+        t.type(DETACH)
+        assert t.wait() == 0

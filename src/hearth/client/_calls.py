@@ -74,12 +74,21 @@ def normalize_url(url: str) -> str:
 
 
 def terminal_ws_url(
-    base: str, id: str, *, reconnect: bool = True, since: int | None = None, **size: int | None
+    base: str,
+    id: str,
+    *,
+    reconnect: bool = True,
+    since: int | None = None,
+    restore: str | None = None,
+    **size: int | None,
 ) -> str:
-    """The websocket URL of terminal session ``id`` (SPEC §3.4); ``size``: ``rows``, ``cols``."""
+    """The websocket URL of terminal session ``id`` (SPEC §3.4); ``restore="screen"``: start
+    from its screen (SPEC §9); ``size``: ``rows``, ``cols``."""
     query: dict[str, str | int] = {"reconnect": "true" if reconnect else "false"}
     if since is not None:
         query["since"] = since
+    if restore is not None:
+        query["restore"] = restore
     query.update({k: v for k, v in size.items() if v is not None})
     scheme, rest = base.split("://", 1)
     ws = "wss" if scheme == "https" else "ws"
