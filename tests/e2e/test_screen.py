@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ALICE, RunningServer
-from tests.e2e.conftest import open_workspace, shot, type_line, wait_tabs
+from tests.e2e.conftest import open_workspace, poll, shot, type_line, wait_tabs
 
 PROGRAM = """import curses
 def main(w):
@@ -87,3 +87,21 @@ def test_a_reload_redraws_a_full_screen_program_and_typing_goes_on(
     page.wait_for_function(
         "(id) => window.hearth.screen(id)?.alternate === false", arg=id
     )  # and leaving it restores the shell's screen
+
+
+def test_a_huge_repeat_count_does_not_freeze_the_page(server: RunningServer, context: Any) -> None:
+    """xterm.js inserts, deletes and scrolls lines one at a time: without a cut at the screen's
+    size, "CSI 99999999 L" keeps the page (and the server's model) busy for minutes."""
+    page = open_workspace(context, server.url)
+    [tab] = wait_tabs(page, 1)
+    id = tab["id"]
+    type_line(page, "echo kept-line")
+    type_line(page, r"printf '\e[2;1H\e[99999999L\e[99999999T\e[99999999Z\e[99999999I'")
+    type_line(page, "echo after-$((6*7))")
+    page.wait_for_function(
+        "(id) => window.hearth.screen(id).lines.some((l) => l.startsWith('after-42'))", arg=id
+    )
+    poll(
+        "the page and the model to agree",
+        lambda: visible(page, id)["lines"] == screen_of(server, id)["lines"],
+    )

@@ -9,6 +9,8 @@ deterministic programs run in a tmux pane and in Hearth at the same size, and
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from hearth.terminals import screen as screen_module
 from tests.conftest import ALICE, BOB, RunningServer
 from tests.server.termclient import TermClient, close_code_of
-from tests.server.test_terminal_ws import make, rest
+from tests.server.test_terminal_ws import make, poll_info, rest
 from tests.server.tmux import Tmux, needs_tmux
 
 API = "/api/v1/terminal"
@@ -178,3 +181,94 @@ async def test_without_a_model_the_screen_is_a_503_and_restore_replays(
     await again.read_until(b"plain42")  # replayed, as before the screen model
     assert again.first_offset == 0
     await again.close()
+
+
+async def wait_screen(server: RunningServer, id: str, marker: str, timeout: float = 30) -> Any:
+    """The screen once ``marker`` is on it, through 503s while the model restarts."""
+    deadline = time.monotonic() + timeout
+    async with rest(server) as c:
+        while True:
+            r = await c.get(f"{API}/sessions/{id}/screen")
+            assert r.status_code in (200, 503), r.text
+            if r.status_code == 200 and any(marker in line for line in r.json()["lines"]):
+                return r.json()
+            assert time.monotonic() < deadline, f"{marker!r} never on screen: {r.text[:500]}"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_killed_model_is_started_again_and_screens_are_rebuilt(
+    server: RunningServer,
+) -> None:
+    t = await TermClient.connect(server.ws_url, "k", ALICE, rows=ROWS, cols=COLS)
+    await t.send(b"echo before$((6*7))\n")
+    await wait_screen(server, "k", "before42")
+    pid = server.call(lambda: server.core.terminals.screens.pid)
+    os.kill(pid, signal.SIGKILL)
+    await t.send(b"echo after$((6*7))\n")  # output while there is no model is not lost to it
+    screen = await wait_screen(server, "k", "after42")
+    assert any("before42" in line for line in screen["lines"])  # rebuilt from the buffer
+    assert server.call(lambda: server.core.terminals.screens.pid) not in (None, pid)
+    await t.close()
+
+
+async def test_a_flood_faster_than_the_model_ends_on_the_right_screen(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_BACKLOG the screen is not fed (the shell is never held back for it); it is
+    rebuilt from the buffer once the model has caught up."""
+    monkeypatch.setattr(screen_module, "MAX_BACKLOG", 64 * 1024)
+    monkeypatch.setattr(screen_module, "RESUME_BACKLOG", 16 * 1024)
+    flood = "seq 1 400000; printf '\\033[?2004hFLOOD-END'; sleep 600"
+    await make(server, "f", ["/bin/sh", "-c", flood], rows=ROWS, cols=COLS)
+    screen = await wait_screen(server, "f", "FLOOD-END")
+    assert screen["lines"][-2:] == ["400000", "FLOOD-END"]
+    assert screen["lines"][0] == str(400000 - ROWS + 2)
+    assert "\x1b[?2004h" in screen["data"]
+    info = await poll_info(server, "f", lambda i: True)
+    assert screen["offset"] == info["output_end"]
+
+
+HOSTILE = [
+    r"printf '\033]0;'; head -c 200000 /dev/zero | tr '\0' T; printf '\007'",  # a huge title
+    r"printf '\033[99999999;99999999H\033[99999999@\033[99999999b'",  # huge moves, inserts
+    # counts xterm.js repeats one by one (minutes each, unless cut at the screen's size)
+    r"printf '\033[99999999L\033[99999999M\033[99999999S\033[99999999T'",
+    r"printf '\033[99999999I\033[99999999Z'",
+    r"printf '\033[8;9999;9999t\033[3;9999;9999t'",  # window resize and move requests
+    r"printf '\033P'; head -c 100000 /dev/zero | tr '\0' q; printf '\033\\'",  # a long DCS
+    r"printf '\033[?1049h\033[?1049h\033[?47l\033[?1049l\033[?1047h'",  # buffer switches
+    r"printf '\377\376\300\200\355\240\200'",  # invalid UTF-8
+    "head -c 3000000 /dev/urandom",
+]
+
+
+async def test_hostile_output_leaves_the_model_working(server: RunningServer) -> None:
+    """What runs inside a session is hostile: its output can't break or resize the model."""
+    script = "; ".join(HOSTILE) + r"; printf '\033c\033[8;10;10tSURVIVED'; sleep 600"
+    await make(server, "h", ["/bin/sh", "-c", script], rows=ROWS, cols=COLS)
+    screen = await wait_screen(server, "h", "SURVIVED")
+    assert (screen["rows"], screen["cols"]) == (ROWS, COLS)
+    assert server.call(lambda: server.core.terminals.screens.restarts) == 0
+    async with rest(server) as c:
+        assert (await c.get(f"{API}/sessions/h")).json()["alive"]
+
+
+async def test_a_closed_session_leaves_no_screen_behind(server: RunningServer) -> None:
+    count = server.call(lambda: server.core.terminals.screens.screens)
+    for n in range(3):
+        await make(server, f"c{n}", PROGRAMS["scrolled"])
+    assert server.call(lambda: server.core.terminals.screens.screens) == count + 3
+    async with rest(server) as c:
+        for n in range(3):
+            assert (await c.delete(f"{API}/sessions/c{n}")).status_code == 204
+    assert server.call(lambda: server.core.terminals.screens.screens) == count
+
+
+async def test_without_node_the_server_runs_and_says_how_to_get_screens(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(node_binary="no-such-node-binary")
+    await make(server, "n", PROGRAMS["scrolled"])
+    async with rest(server) as c:
+        r = await c.get(f"{API}/sessions/n/screen")
+    assert r.status_code == 503 and "Node.js" in r.json()["detail"]

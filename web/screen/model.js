@@ -8,6 +8,7 @@
 import { Terminal } from "@xterm/headless";
 import { SerializeAddon } from "@xterm/addon-serialize";
 import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { limitRepeats } from "../src/repeats";
 
 const HEADER = 9;
 const HIGH_WATER = 8 * 1024 * 1024; // bytes queued in xterm before stdin pauses: xterm drops
@@ -21,11 +22,13 @@ function open(id, payload) {
   const rows = payload.readUInt16BE(0);
   const cols = payload.readUInt16BE(2);
   const scrollback = payload.readUInt32BE(4);
-  const term = new Terminal({ rows, cols, scrollback, allowProposedApi: true });
+  // logLevel off: a program's garbage output would be logged, byte by byte, to the host's log
+  const term = new Terminal({ rows, cols, scrollback, allowProposedApi: true, logLevel: "off" });
   term.loadAddon(new Unicode11Addon());
   term.unicode.activeVersion = "11";
   const serializer = new SerializeAddon();
   term.loadAddon(serializer);
+  limitRepeats(term);
   terms.set(id, { term, serializer });
 }
 

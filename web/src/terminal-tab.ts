@@ -18,6 +18,7 @@ import { Terminal } from "@xterm/xterm";
 import { ApiError, getJson, sendJson, unauthorized, wsUrl, type TerminalState } from "./api";
 import { CLOSE, decodeOutput, decodeText, formatBytes, type ServerFrame } from "./protocol";
 import { el } from "./dom";
+import { limitRepeats } from "./repeats";
 
 export type LinkState = "connecting" | "connected" | "reconnecting" | "disconnected" | "exited";
 export type NoticeKind = "info" | "warn" | "error";
@@ -149,6 +150,7 @@ export class TerminalTab {
     });
     this.term.loadAddon(new Unicode11Addon());
     this.term.unicode.activeVersion = "11";
+    limitRepeats(this.term);
     this.term.loadAddon(this.fit);
     this.term.loadAddon(new WebLinksAddon());
     this.term.open(this.screen);

@@ -143,6 +143,14 @@ class ScreenModels:
         self._closing = False
         self.restarts = 0
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def screens(self) -> int:
+        return len(self._screens)
+
     async def start(self) -> None:
         if not self._script.is_file():
             raise ScreenUnavailable(
