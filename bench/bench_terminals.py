@@ -43,7 +43,8 @@ from terminal_common import (
 
 # "hearth" runs sandboxed (bubblewrap, as `sandbox = auto` does where bwrap is installed);
 # "hearth-unsandboxed" is the same server with `sandbox = none`, for what the sandbox costs.
-SYSTEMS = ("floor", "terminado", "hearth", "hearth-unsandboxed")
+# "hearth-screen-off" is "hearth" with its screen model off (throughput only: what the model costs).
+SYSTEMS = ("floor", "terminado", "hearth", "hearth-unsandboxed", "hearth-screen-off")
 LINE = 100  # bytes per line of the throughput payload, newline included
 
 
@@ -166,6 +167,8 @@ async def run_system(system: str, plan: Plan) -> Result:
 
         if system == "hearth-unsandboxed":
             return await terminal_hearth.run(plan, "none", full=False)
+        if system == "hearth-screen-off":
+            return await terminal_hearth.run(plan, "bubblewrap", full=False, screen_model=False)
         return await terminal_hearth.run(plan, "bubblewrap")
     return await module.run(plan)
 
@@ -317,6 +320,32 @@ def sandbox_table(results: dict[str, Result]) -> str:
     return "\n".join([head, "|---|---:|---:|---:|---:|---:|---|---|", *rows])
 
 
+def screen_table(results: dict[str, Result], plan: Plan) -> str:
+    """What the screen model costs (issue 10's targets): the throughput run with it on and off.
+    The server's CPU is counted until the model has taken every byte (see measure_throughput)."""
+    on, off, floor = (
+        results.get(s, Result(s)).figures for s in ("hearth", "hearth-screen-off", "floor")
+    )
+    a, b, f = on.get("throughput_mbps"), off.get("throughput_mbps"), floor.get("throughput_mbps")
+    ca, cb = on.get("throughput_server_cpu_s"), off.get("throughput_server_cpu_s")
+    per_byte = (ca - cb) / plan.payload * 1e9 if ca is not None and cb is not None else None
+    of_floor = a / f if a is not None and f else None
+    rows = [
+        f"| output throughput (MB/s) | {fmt(a)} | {fmt(b)} | {fmt(f)} | "
+        + ("—" if of_floor is None else f"{of_floor:.2f}× floor")
+        + " | ≥ 0.8× floor | "
+        + ("—" if of_floor is None else ("yes" if of_floor >= 0.8 else "**no**"))
+        + " |",
+        f"| server CPU, host + web + model (s) | {fmt(ca, 2)} | {fmt(cb, 2)} | — | "
+        + ("—" if per_byte is None else f"{per_byte:.0f} ns per byte")
+        + " | ≤ 100 ns per byte | "
+        + ("—" if per_byte is None else ("yes" if per_byte <= 100 else "**no**"))
+        + " |",
+    ]
+    head = "| figure | model on | model off | floor | cost | target | met |"
+    return "\n".join([head, "|---|---:|---:|---:|---:|---|---|", *rows])
+
+
 def describe(plan: Plan, results: dict[str, Result], elapsed: float) -> str:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -394,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if "hearth" in results and "hearth-unsandboxed" in results:
         print(sandbox_table(results))
+        print()
+    if "hearth" in results and "hearth-screen-off" in results:
+        print(screen_table(results, plan))
         print()
     print(describe(plan, results, elapsed))
     if args.json:

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -134,12 +134,17 @@ async def quiet(plan: Plan) -> None:
 
 
 async def measure_throughput(
-    chan: Channel, plan: Plan, server_pids: Sequence[int] = ()
+    chan: Channel,
+    plan: Plan,
+    server_pids: Sequence[int] = (),
+    settle: Callable[[], Awaitable[object]] | None = None,
 ) -> ThroughputRun:
     """Seconds from sending `producer` to seeing the marker printed after its output.
 
     `server_pids`: the server's processes, whose CPU time is added up (Hearth's output crosses
-    two: the session host and the web server)."""
+    two: the session host and the web server, and goes to a third, its screen model).
+    `settle`: awaited after the timing, before the CPU is read: work the server still owes for
+    this output (the screen model may lag behind the stream) is counted too."""
     producer, payload, timeout = plan.producer, plan.payload, plan.timeout
     await chan.ready()
     await quiet(plan)
@@ -155,6 +160,8 @@ async def measure_throughput(
     client_cpu = time.process_time() - cpu0
     busy1, total1 = machine_busy()
     machine = (busy1 - busy0) / max(1, total1 - total0)
+    if settle is not None:
+        await settle()
     server_cpu = sum(map(cpu_seconds, server_pids)) - server0 if server0 is not None else None
     if watch.nbytes < payload:
         raise RuntimeError(f"only {watch.nbytes} of {payload} bytes arrived")

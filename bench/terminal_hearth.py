@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -71,9 +72,10 @@ def hearth_bin() -> Path:
 class HearthChannel(Channel):
     """One websocket viewer: checks that offsets follow each other, feeds the data on."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, session_id: str) -> None:
         super().__init__()
         self.ws = ws
+        self.session_id = session_id
         self.hello: dict[str, Any] | None = None
         self.got_hello = asyncio.Event()
         self.replay_done: dict[str, Any] | None = None
@@ -175,6 +177,12 @@ class Hearth:
     async def delete(self, session_id: str) -> None:
         await self.http.delete(f"{API}/sessions/{session_id}")
 
+    async def screen(self, session_id: str) -> None:
+        """Its screen (SPEC §9): answered once the screen model has taken all output so far."""
+        r = await self.http.get(f"{API}/sessions/{session_id}/screen")
+        if r.status_code not in (200, 503):  # 503: the model is off
+            raise RuntimeError(f"screen of {session_id}: HTTP {r.status_code} {r.text}")
+
     async def sessions(self) -> list[dict[str, Any]]:
         r = await self.http.get(f"{API}/sessions")
         r.raise_for_status()
@@ -188,7 +196,7 @@ class Hearth:
             f"{k}={v}" for k, v in query.items()
         )
         async with ws_connect(url, self.plan) as ws:  # type: ignore[attr-defined]
-            chan = HearthChannel(ws)
+            chan = HearthChannel(ws, session_id)
             try:
                 yield chan
             finally:
@@ -273,16 +281,28 @@ class SessionHost:
             log(f"  WARNING: `hearth shutdown` exited with status {done.returncode}{where}")
 
 
+def screen_model_pid(host_pid: int) -> int | None:
+    """The session host's screen model (a Node.js process running screen-model.mjs), if on."""
+    for pid in descendants(host_pid):
+        with contextlib.suppress(OSError):
+            if b"screen-model.mjs" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    return None
+
+
 @dataclasses.dataclass
 class Served:
     port: int
     pid: int  # the web server: the process listening on the port
     host_pid: int  # the session host: where the sessions live
+    model_pid: int | None  # the host's screen model (SPEC §9), unless it is off
 
     @property
-    def pids(self) -> tuple[int, int]:
-        """Both: a terminal's output crosses the host, then the web server."""
-        return self.host_pid, self.pid
+    def pids(self) -> tuple[int, ...]:
+        """All: a terminal's output crosses the host, then the web server; the host also feeds
+        it to the screen model."""
+        model = () if self.model_pid is None else (self.model_pid,)
+        return self.host_pid, self.pid, *model
 
 
 @contextlib.contextmanager
@@ -306,7 +326,8 @@ def hearth_server(plan: Plan, name: str, extra_env: dict[str, str]) -> Iterator[
     with server_process(argv, env=env, log_path=log_path, companion=host) as server:
         wait_healthy(server, port)
         pid = listening_pid(port, [server.pid, *descendants(server.pid)])
-        yield Served(port, pid, host.pid())
+        host_pid = host.pid()
+        yield Served(port, pid, host_pid, screen_model_pid(host_pid))
 
 
 def wait_healthy(server: ServerProcess, port: int, timeout: float = 60) -> None:
@@ -324,12 +345,19 @@ def wait_healthy(server: ServerProcess, port: int, timeout: float = 60) -> None:
             time.sleep(0.05)
 
 
-async def run(plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True) -> Result:
+async def run(
+    plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True, screen_model: bool = True
+) -> Result:
     """Hearth's figures with `sandbox` in force; `full=False` skips reattach and memory (which
-    the sandbox does not touch: it changes how a shell starts and where its output comes from)."""
+    the sandbox does not touch: it changes how a shell starts and where its output comes from).
+    `screen_model=False`: throughput only, with the screen model off (what it costs)."""
     name = "hearth" if sandbox == "bubblewrap" else "hearth-unsandboxed"
+    if not screen_model:
+        name = "hearth-screen-off"
     result = Result(name)
     sandbox_env = {"HEARTH_SANDBOX": sandbox}
+    if not screen_model:
+        sandbox_env["HEARTH_SCREEN_MODEL"] = "false"
     shown = (
         {k: v for k, v in BASE_ENV.items() if k != "HEARTH_TOKENS"} | sandbox_env | plan.hearth_env
     )
@@ -351,10 +379,13 @@ async def run(plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True) -> 
         ):
             for _ in range(plan.runs):
                 async with h.session("tput") as chan:
-                    runs.append(await measure_throughput(chan, tput_plan, served.pids))
+                    settle = functools.partial(h.screen, chan.session_id)
+                    runs.append(await measure_throughput(chan, tput_plan, served.pids, settle))
                     chan.check_stream("hearth throughput")
         result.figures.update(summarize_throughput(runs, plan.payload))
         await h.http.aclose()
+    if not screen_model:
+        return result
 
     with hearth_server(plan, f"{name}-main", sandbox_env) as served:
         h = Hearth(served.port, plan)
@@ -386,9 +417,10 @@ async def run(plan: Plan, sandbox: str = "bubblewrap", *, full: bool = True) -> 
         memory = await memory_per_terminal(h, plan, served)
         result.figures.update(memory)
         result.notes.append(
-            f"{name} memory: RSS of the session host (`hearth host`, where the sessions live) "
-            "plus the web server (`hearth serve`): "
-            f"{memory['memory_host_kib']:.1f} + {memory['memory_web_kib']:.1f} KiB per terminal"
+            f"{name} memory: RSS of the session host (`hearth host`, where the sessions live), "
+            "the web server (`hearth serve`) and the screen model (Node.js): "
+            f"{memory['memory_host_kib']:.1f} + {memory['memory_web_kib']:.1f} + "
+            f"{memory['memory_model_kib']:.1f} KiB per terminal"
         )
         await h.http.aclose()
     return result
@@ -458,13 +490,14 @@ async def create_to_answer(h: Hearth, plan: Plan) -> list[float]:
 
 async def memory_per_terminal(h: Hearth, plan: Plan, served: Served) -> dict[str, float]:
     """KiB of server RSS per idle terminal (no viewer), beyond its buffered bytes: the session
-    host's and the web server's, and their sum (`memory_kib`)."""
+    host's, the web server's and the screen model's, and their sum (`memory_kib`)."""
 
     def buffered(sessions: list[dict[str, Any]]) -> int:
         return sum(s["output_end"] - s["output_start"] for s in sessions)
 
-    def rss() -> tuple[int, int]:
-        return settled_rss_kib(served.host_pid), settled_rss_kib(served.pid)
+    def rss() -> tuple[int, int, int]:
+        model = settled_rss_kib(served.model_pid) if served.model_pid is not None else 0
+        return settled_rss_kib(served.host_pid), settled_rss_kib(served.pid), model
 
     warm = [h.new_id("memwarm") for _ in range(5)]
     for session_id in warm:
@@ -473,13 +506,13 @@ async def memory_per_terminal(h: Hearth, plan: Plan, served: Served) -> dict[str
             await asyncio.wait_for(chan.got_replay_done.wait(), plan.timeout)
             await chan.ready()
     await asyncio.sleep(0.5)
-    host0, web0 = await asyncio.to_thread(rss)
+    host0, web0, model0 = await asyncio.to_thread(rss)
     buffered_before = buffered(await h.sessions())
     ids = [h.new_id("mem") for _ in range(plan.terminals)]
     for session_id in ids:
         await h.create(session_id)
     await asyncio.sleep(1.0)  # every shell prints its prompt
-    host1, web1 = await asyncio.to_thread(rss)
+    host1, web1, model1 = await asyncio.to_thread(rss)
     sessions = await h.sessions()
     nbytes = buffered(sessions) - buffered_before
     alive = sum(1 for s in sessions if s["alive"])
@@ -488,9 +521,11 @@ async def memory_per_terminal(h: Hearth, plan: Plan, served: Served) -> dict[str
     # The buffered bytes are the host's; the sessions are left to `hearth shutdown`.
     host = (host1 - host0 - nbytes / 1024) / plan.terminals
     web = (web1 - web0) / plan.terminals
+    model = (model1 - model0) / plan.terminals
     return {
-        "memory_kib": host + web,
+        "memory_kib": host + web + model,
         "memory_host_kib": host,
         "memory_web_kib": web,
+        "memory_model_kib": model,
         "memory_buffered_bytes": nbytes,
     }

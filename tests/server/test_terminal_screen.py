@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -226,6 +227,10 @@ async def test_a_flood_faster_than_the_model_ends_on_the_right_screen(
     assert "\x1b[?2004h" in screen["data"]
     info = await poll_info(server, "f", lambda i: True)
     assert screen["offset"] == info["output_end"]
+    async with rest(server) as c:
+        metrics = (await c.get("/metrics")).text
+    skipped = re.search(r'hearth_screen_model_bytes_total\{fate="skipped"\} (\S+)', metrics)
+    assert skipped and float(skipped[1]) > 0, metrics  # it was too far behind, and said so
 
 
 HOSTILE = [

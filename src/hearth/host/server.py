@@ -470,6 +470,7 @@ class _Calls:
             "sessions": [list(r) for r in rows],
             "kernels": self.core.kernels.stats(),
             "buffered_bytes": self.core.terminals.total_buffered_bytes,
+            "screen_model": screens.stats() if (screens := self.core.terminals.screens) else None,
         }
 
     async def host_shutdown(self, id: int) -> None:

@@ -70,12 +70,44 @@ class _KernelCollector(Collector):
         yield acquire
 
 
+class _ScreenCollector(Collector):
+    """The screen model's counters (SPEC §9), from the host's snapshot; none when it is off."""
+
+    def __init__(self, snapshot: _Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        stats = (self._snapshot.data or {}).get("screen_model")
+        if not stats:
+            return
+        output = CounterMetricFamily(
+            "hearth_screen_model_bytes",
+            "Terminal output the screen model took (fed), or was too far behind to take and "
+            "rebuilt the screen from the buffer instead (skipped)",
+            labels=["fate"],
+        )
+        output.add_metric(["fed"], stats["fed_bytes"])
+        output.add_metric(["skipped"], stats["skipped_bytes"])
+        yield output
+        yield GaugeMetricFamily(
+            "hearth_screen_model_backlog_bytes",
+            "Output sent to the screen model that it has not read yet",
+            value=stats["backlog_bytes"],
+        )
+        yield CounterMetricFamily(
+            "hearth_screen_model_restarts",
+            "Times the screen model's Node.js process died and was started again",
+            value=stats["restarts"],
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._snapshot = _Snapshot()
         self.registry.register(_SessionCollector(self._snapshot))
         self.registry.register(_KernelCollector(self._snapshot))
+        self.registry.register(_ScreenCollector(self._snapshot))
         r = self.registry
         self.websockets_open = Gauge(
             "hearth_websockets_open", "Open websockets", ["kind"], registry=r

@@ -6,11 +6,14 @@ addon. Each session's output goes to it as it is read, down a pipe this module w
 waiting; a snapshot is answered after every byte sent before it, so it is the screen at the
 output offset of the moment it was asked.
 
-The model never holds the shell back. When it falls more than ``MAX_BACKLOG`` behind (a flood
-faster than it parses), the session's screen stops being fed and is marked stale; once the model
-has caught up, a stale screen is rebuilt from the session's buffer (its last ``max_buffer_size``
-lines), which is what the screen of a flood shows. If Node.js dies it is started again and every
-screen is rebuilt that way.
+The model never holds the shell back, nor takes CPU from it: it runs as SCHED_IDLE (only on
+CPU nobody else wants) and is raised to normal priority only while a snapshot is awaited. Output
+goes to it in batches (``FLUSH_BYTES`` or ``FLUSH_DELAY``), through a pipe made large, so a flood
+wakes it rarely. When it falls more than ``MAX_BACKLOG`` behind (a flood faster than it parses),
+the session's screen stops being fed and is marked stale; once the model has caught up, a stale
+screen is rebuilt from the session's buffer (its last ``max_buffer_size`` lines), which is what
+the screen of a flood shows. If Node.js dies it is started again and every screen is rebuilt
+that way.
 
 Frames to the model: ``[op u8][screen u32][length u32][payload]``; answers: ``[length u32][JSON]``.
 """
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
 import os
+import resource
 import shutil
 import struct
 from collections.abc import Callable
@@ -39,6 +44,9 @@ SCRIPT = Path(__file__).with_name("screen-model.mjs")
 MAX_BACKLOG = 16 * 1024 * 1024  # bytes sent that the model has not taken yet
 RESUME_BACKLOG = 1024 * 1024  # stale screens are rebuilt once the backlog is below this
 RESTART_DELAY = 1.0
+FLUSH_BYTES = 256 * 1024  # output gathered before it goes down the pipe…
+FLUSH_DELAY = 0.005  # …or after this many seconds
+PIPE_BYTES = 1024 * 1024  # the pipe's size (F_SETPIPE_SZ; Linux caps it at pipe-max-size)
 _HEADER = struct.Struct(">BII")
 _OPEN, _DATA, _RESIZE, _CLOSE, _SNAPSHOT = b"ODRCS"
 
@@ -127,6 +135,12 @@ async def start_models(node_binary: str, scrollback: int) -> ScreenModels | None
     return models
 
 
+def _can_boost() -> bool:
+    """Whether this process may bring a child back from SCHED_IDLE to normal priority."""
+    nice_limit, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return os.geteuid() == 0 or nice_limit == resource.RLIM_INFINITY or nice_limit >= 20
+
+
 class ScreenModels:
     """The Node.js process that models every terminal's screen, and the screens in it."""
 
@@ -141,7 +155,12 @@ class ScreenModels:
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._pending = bytearray()  # frames gathered for the next write down the pipe
+        self._flush_due: asyncio.TimerHandle | None = None
+        self._boostable = _can_boost()
         self.restarts = 0
+        self.fed_bytes = 0  # output sent to the model
+        self.skipped_bytes = 0  # output it was too far behind to take (screens rebuilt instead)
 
     @property
     def pid(self) -> int | None:
@@ -163,9 +182,35 @@ class ScreenModels:
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C in the host's terminal is the host's to handle
         )
-        with contextlib.suppress(OSError):  # the shells it models come first on a busy machine
-            os.setpriority(os.PRIO_PROCESS, self._process.pid, 10)
+        self._priority(boosted=False)
+        assert self._process.stdin is not None
+        pipe = self._process.stdin.get_extra_info("pipe")
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self._reader = asyncio.get_running_loop().create_task(self._read(self._process))
+
+    def _priority(self, *, boosted: bool) -> None:
+        """Idle (only spare CPU) unless a snapshot is awaited. Without the right to come back
+        from SCHED_IDLE (not root, a low RLIMIT_NICE) it stays at nice 10 instead."""
+        if self._process is None:
+            return
+        pid = self._process.pid
+        with contextlib.suppress(OSError):  # it may just have exited
+            if not self._boostable:
+                os.setpriority(os.PRIO_PROCESS, pid, 10)
+            elif boosted:
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+            else:
+                os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "screens": len(self._screens),
+            "fed_bytes": self.fed_bytes,
+            "skipped_bytes": self.skipped_bytes,
+            "backlog_bytes": self.backlog,
+            "restarts": self.restarts,
+        }
 
     async def aclose(self) -> None:
         self._closing = True
@@ -214,30 +259,52 @@ class ScreenModels:
 
     @property
     def backlog(self) -> int:
+        """Bytes sent that the model has not read yet (past what the pipe holds)."""
         stdin = self._process.stdin if self._process is not None else None
-        return stdin.transport.get_write_buffer_size() if stdin is not None else 0
+        queued = stdin.transport.get_write_buffer_size() if stdin is not None else 0
+        return queued + len(self._pending)
 
     def send(self, op: int, screen: Screen, payload: bytes) -> None:
         if self._process is None:
             return
-        if op == _DATA and self.backlog > MAX_BACKLOG:
-            screen.stale = True  # rebuilt from the buffer once the model has caught up
-            return
+        if op == _DATA:
+            if self.backlog > MAX_BACKLOG:
+                screen.stale = True  # rebuilt from the buffer once the model has caught up
+                self.skipped_bytes += len(payload)
+                return
+            self.fed_bytes += len(payload)
         self._write(op, screen.number, payload)
 
     def _write(self, op: int, number: int, payload: bytes) -> None:
-        assert self._process is not None and self._process.stdin is not None
-        if self._process.stdin.is_closing():
-            return
-        self._process.stdin.write(_HEADER.pack(op, number, len(payload)) + payload)
+        self._pending += _HEADER.pack(op, number, len(payload))
+        self._pending += payload
+        if len(self._pending) >= FLUSH_BYTES:
+            self._flush()
+        elif self._flush_due is None:
+            self._flush_due = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
+        stdin = self._process.stdin if self._process is not None else None
+        if self._pending and stdin is not None and not stdin.is_closing():
+            stdin.write(bytes(self._pending))
+        self._pending.clear()
 
     async def ready(self, screen: Screen) -> None:
         """Wait until a stale screen can be rebuilt: the model is not far behind."""
         if self._process is None:
             raise ScreenUnavailable("The screen model is restarting; try again in a second.")
+        if screen.stale and self.backlog > RESUME_BACKLOG:
+            self._priority(boosted=True)  # back to idle with the next answer
+            self._flush()
         while screen.stale and self.backlog > RESUME_BACKLOG:
             assert self._process.stdin is not None
-            await self._process.stdin.drain()  # returns at the transport's low-water mark
+            # drain() waits only while the transport is past its high-water mark: below it,
+            # a short wait lets the model read on (a loop on drain alone would spin)
+            await self._process.stdin.drain()
+            await asyncio.sleep(FLUSH_DELAY)
             if self._process is None:
                 raise ScreenUnavailable("The screen model stopped; try again in a second.")
 
@@ -249,8 +316,11 @@ class ScreenModels:
             self._rebuild(screen)
         number = next(self._requests)
         future = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            self._priority(boosted=True)  # it may owe a backlog: let it catch up at full speed
         self._waiting[number] = future
         self._write(_SNAPSHOT, screen.number, struct.pack(">I", number))
+        self._flush()
         return screen.offset, future
 
     def catch_up(self, screen: Screen) -> None:
@@ -270,6 +340,8 @@ class ScreenModels:
                 future = self._waiting.pop(answer.get("request", 0), None)
                 if future is not None and not future.done():
                     future.set_result(answer)
+                if not self._waiting:
+                    self._priority(boosted=False)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         code = await process.wait()
@@ -290,6 +362,7 @@ class ScreenModels:
             log.warning("screen model did not start again", extra={"reason": str(exc)})
 
     def _fail_waiting(self, why: str) -> None:
+        self._pending.clear()
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
