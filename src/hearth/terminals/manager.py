@@ -142,7 +142,7 @@ class TerminalManager:
     def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:
         if self.screens is not None:
             rows, cols = session.rows, session.cols
-            session.screen = self.screens.open(rows, cols, session.buffered, lazy=lazy)
+            session.screen = self.screens.open(rows, cols, session.output_since, lazy=lazy)
 
     async def _close_all(self) -> None:
         sessions = list(self._sessions.values())

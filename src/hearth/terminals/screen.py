@@ -44,6 +44,7 @@ SCRIPT = Path(__file__).with_name("screen-model.mjs")
 MAX_BACKLOG = 16 * 1024 * 1024  # bytes sent that the model has not taken yet
 RESUME_BACKLOG = 1024 * 1024  # stale screens are rebuilt once the backlog is below this
 RESTART_DELAY = 1.0
+QUIET = 0.05  # seconds without output after which a stream's output goes to the model
 FLUSH_BYTES = 256 * 1024  # output gathered before it goes down the pipe…
 FLUSH_DELAY = 0.005  # …or after this many seconds
 PIPE_BYTES = 1024 * 1024  # the pipe's size (F_SETPIPE_SZ; Linux caps it at pipe-max-size)
@@ -52,8 +53,9 @@ _OPEN, _DATA, _RESIZE, _CLOSE, _SNAPSHOT = b"ODRCS"
 
 
 class Screen:
-    """One session's screen in the model. ``seed`` gives the output to rebuild it from: the
-    session's buffer."""
+    """One session's screen in the model. ``source(offset)`` gives the session's output from
+    ``offset`` to its end, or None once that offset has left the buffer; the model is fed from
+    it, so it may lag behind the output and catch up later without losing a byte."""
 
     def __init__(
         self,
@@ -61,34 +63,58 @@ class Screen:
         number: int,
         rows: int,
         cols: int,
-        seed: Callable[[], tuple[bytes, int]],
+        source: Callable[[int | None], tuple[bytes, int] | None],
     ) -> None:
         self._models = models
         self.number = number
         self.rows, self.cols = rows, cols
-        self.seed = seed  # (the output still buffered, the offset after it)
+        self.source = source  # (bytes from the offset, or from the buffer's start; end offset)
         self.offset = 0  # the output offset the model has been sent up to
-        self.stale = True  # not yet fed what it should show
+        self.stale = True  # its model must be rebuilt from the buffer before it is used
         self.closed = False
+        self._last_output = 0.0
+        self._due: asyncio.TimerHandle | None = None
 
-    def feed(self, data: bytes, end: int) -> None:
-        """Output the session has just buffered, ending at offset ``end`` (so a rebuild from
-        the buffer includes it)."""
-        if self.stale:
-            self._models.catch_up(self)
-        else:
-            self._models.send(_DATA, self, data)
+    def output(self, data: bytes, end: int, streaming: bool) -> None:
+        """The session buffered ``data``, up to offset ``end``. Keystroke echoes and the like go
+        to the model at once; a stream of output is left in the buffer until it pauses for
+        ``QUIET`` seconds (or a snapshot is asked for), so a flood costs the model nothing
+        while it flows: the model never competes with the shell for the CPU."""
+        caught_up = not self.stale and self.offset == end - len(data)
+        if caught_up and not streaming and self._models.send(_DATA, self, data):
             self.offset = end
+            return
+        loop = asyncio.get_running_loop()
+        self._last_output = loop.time()
+        if self._due is None:
+            self._due = loop.call_later(QUIET, self._on_quiet)
+
+    def _on_quiet(self) -> None:
+        self._due = None
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_output + QUIET - loop.time()
+        if wait > 0.001:
+            self._due = loop.call_later(wait, self._on_quiet)
+        elif not self.catch_up():
+            self._due = loop.call_later(QUIET, self._on_quiet)  # the model is busy: later
+
+    def catch_up(self) -> bool:
+        """Send the model what it lacks (all of the buffer, if it lacks what left it); False
+        when the model is too far behind to take it now."""
+        return self._models.catch_up(self)
 
     def resize(self, rows: int, cols: int) -> None:
+        self._models.take_all(self)  # the output before the resize was drawn at the old size
         self.rows, self.cols = rows, cols
         if not self.stale:
             self._models.send(_RESIZE, self, struct.pack(">HH", rows, cols))
 
     async def snapshot(self) -> dict[str, Any]:
-        """The screen after every byte fed so far: ``offset`` (of the next byte), ``data``
-        (escape sequences that redraw it on a blank terminal of its size), ``rows``, ``cols``,
-        ``cursor``, ``alternate``, ``lines``."""
+        """The screen after every byte of output so far: ``offset`` (of the next byte),
+        ``data`` (escape sequences that redraw it on a blank terminal of its size), ``rows``,
+        ``cols``, ``cursor``, ``alternate``, ``lines``."""
         await self.ready()
         offset, answer = self.request()
         return snapshot_at(offset, await answer)
@@ -104,6 +130,8 @@ class Screen:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self._due is not None:
+                self._due.cancel()
             self._models.forget(self)
 
 
@@ -230,11 +258,16 @@ class ScreenModels:
     # --- screens ---------------------------------------------------------------------------
 
     def open(
-        self, rows: int, cols: int, seed: Callable[[], tuple[bytes, int]], *, lazy: bool = False
+        self,
+        rows: int,
+        cols: int,
+        source: Callable[[int | None], tuple[bytes, int] | None],
+        *,
+        lazy: bool = False,
     ) -> Screen:
-        """A screen for a session; ``lazy``: built from ``seed`` when first asked for (a session
-        restored from its log, which may never be looked at)."""
-        screen = Screen(self, next(self._numbers), rows, cols, seed)
+        """A screen for a session; ``lazy``: built from its buffer when first asked for (a
+        session restored from its log, which may never be looked at)."""
+        screen = Screen(self, next(self._numbers), rows, cols, source)
         self._screens[screen.number] = screen
         if not lazy:
             self.catch_up(screen)
@@ -244,18 +277,46 @@ class ScreenModels:
         self._screens.pop(screen.number, None)
         self.send(_CLOSE, screen, b"")
 
+    def catch_up(self, screen: Screen) -> bool:
+        """Feed ``screen`` what it lacks; False if the model is too far behind to take it."""
+        if self._process is None or self.backlog > RESUME_BACKLOG:
+            return False
+        self._send_missing(screen)
+        return True
+
+    def take_all(self, screen: Screen) -> None:
+        """Feed ``screen`` what it lacks, however far behind the model is."""
+        if self._process is not None:
+            self._send_missing(screen)
+
+    def _send_missing(self, screen: Screen) -> None:
+        found = None if screen.stale else screen.source(screen.offset)
+        if found is None:  # stale, or what it lacks has left the buffer: rebuild it
+            self._rebuild(screen)
+            return
+        data, screen.offset = found
+        if data:
+            self.fed_bytes += len(data)
+            self._write(_DATA, screen.number, data)
+
     def _rebuild(self, screen: Screen) -> None:
         """Open the screen in the model afresh and feed it the session's buffer."""
         if self._process is None:
             return
+        whole = screen.source(None)
+        assert whole is not None
+        data, end = whole
+        if not screen.stale:
+            self.skipped_bytes += max(0, end - len(data) - screen.offset)
         self._write(_CLOSE, screen.number, b"")
         self._write(
             _OPEN, screen.number, struct.pack(">HHI", screen.rows, screen.cols, self._scrollback)
         )
-        screen.stale = False
-        data, screen.offset = screen.seed()
         if data:
+            self.fed_bytes += len(data)
             self._write(_DATA, screen.number, data)
+        screen.stale = False
+        screen.offset = end
 
     @property
     def backlog(self) -> int:
@@ -264,16 +325,16 @@ class ScreenModels:
         queued = stdin.transport.get_write_buffer_size() if stdin is not None else 0
         return queued + len(self._pending)
 
-    def send(self, op: int, screen: Screen, payload: bytes) -> None:
+    def send(self, op: int, screen: Screen, payload: bytes) -> bool:
+        """Send a frame now; output is refused (False) while the model is far behind."""
         if self._process is None:
-            return
+            return False
         if op == _DATA:
             if self.backlog > MAX_BACKLOG:
-                screen.stale = True  # rebuilt from the buffer once the model has caught up
-                self.skipped_bytes += len(payload)
-                return
+                return False
             self.fed_bytes += len(payload)
         self._write(op, screen.number, payload)
+        return True
 
     def _write(self, op: int, number: int, payload: bytes) -> None:
         self._pending += _HEADER.pack(op, number, len(payload))
@@ -293,13 +354,13 @@ class ScreenModels:
         self._pending.clear()
 
     async def ready(self, screen: Screen) -> None:
-        """Wait until a stale screen can be rebuilt: the model is not far behind."""
+        """Wait until the model is near enough to take what the screen lacks."""
         if self._process is None:
             raise ScreenUnavailable("The screen model is restarting; try again in a second.")
-        if screen.stale and self.backlog > RESUME_BACKLOG:
+        if self.backlog > RESUME_BACKLOG:
             self._priority(boosted=True)  # back to idle with the next answer
             self._flush()
-        while screen.stale and self.backlog > RESUME_BACKLOG:
+        while self.backlog > RESUME_BACKLOG:
             assert self._process.stdin is not None
             # drain() waits only while the transport is past its high-water mark: below it,
             # a short wait lets the model read on (a loop on drain alone would spin)
@@ -312,8 +373,7 @@ class ScreenModels:
         """Ask for the screen now: (the output offset it will be at, its answer to come)."""
         if self._process is None:
             raise ScreenUnavailable("The screen model is restarting; try again in a second.")
-        if screen.stale:
-            self._rebuild(screen)
+        self.take_all(screen)  # however far behind: this answer must include it
         number = next(self._requests)
         future = asyncio.get_running_loop().create_future()
         if not self._waiting:
@@ -322,11 +382,6 @@ class ScreenModels:
         self._write(_SNAPSHOT, screen.number, struct.pack(">I", number))
         self._flush()
         return screen.offset, future
-
-    def catch_up(self, screen: Screen) -> None:
-        """Rebuild a stale screen if the model has room again."""
-        if self._process is not None and self.backlog <= RESUME_BACKLOG:
-            self._rebuild(screen)
 
     # --- the process -------------------------------------------------------------------------
 

@@ -164,10 +164,14 @@ class TerminalSession:
     def touch(self) -> None:
         self.last_activity = self._clock()
 
-    def buffered(self) -> tuple[bytes, int]:
-        """Every byte still buffered, and the offset after them (what a screen is rebuilt from)."""
+    def output_since(self, offset: int | None) -> tuple[bytes, int] | None:
+        """The output from ``offset`` (None: from the oldest byte buffered) to the end, and the
+        end's offset; None if ``offset`` has left the buffer. What the screen model is fed."""
         buffer = self.buffer
-        return buffer.read(buffer.start, len(buffer)), buffer.end
+        start = buffer.start if offset is None else offset
+        if start < buffer.start:
+            return None
+        return buffer.read(start, buffer.end - start), buffer.end
 
     def read_output(self, offset: int, length: int) -> bytes:
         """The still-buffered part of output range [offset, offset + length)."""
@@ -279,7 +283,7 @@ class TerminalSession:
             if self.log.pending and self._log_timer is None:
                 self._log_timer = self._loop.call_later(LOG_FLUSH_DELAY, self.flush_log)
         if self.screen is not None:
-            self.screen.feed(data, self.buffer.end)
+            self.screen.output(data, self.buffer.end, len(data) >= BULK_READ)
         self.history.add_output(self.buffer.end - len(data), len(data), now)
         self.history.forget_before(self.buffer.start)
         self._on_buffer_change(len(self.buffer) - before)
