@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hearth.terminals.screen import _family
 from tests.conftest import ALICE, BOB, RunningServer
 from tests.server.termclient import TermClient, close_code_of
 from tests.server.test_terminal_ws import make, poll_info, rest
@@ -273,3 +274,40 @@ async def test_without_node_the_server_runs_and_says_how_to_get_screens(
     async with rest(server) as c:
         r = await c.get(f"{API}/sessions/n/screen")
     assert r.status_code == 503 and "Node.js" in r.json()["detail"]
+
+
+def _status(pid: int, field: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return line.split()[1]
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def _node_of(outer: int) -> int:
+    """The model's Node.js process among the sandbox's helpers (bwrap, setpriv, env)."""
+    [node] = [
+        pid
+        for pid in _family(outer)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"node")
+    ]
+    return node
+
+
+def _sees(pid: int, path: Path) -> list[str]:
+    """What process ``pid`` sees in ``path`` (through its root)."""
+    inside = Path(f"/proc/{pid}/root") / str(path).lstrip("/")
+    return sorted(p.name for p in inside.iterdir()) if inside.is_dir() else []
+
+
+async def test_the_model_is_sandboxed_like_a_session(server: RunningServer) -> None:
+    """It parses every session's output, so it gets a session's confinement: its own uid, no
+    network, no data directory (an exploit in the emulator reaches nothing of the server's)."""
+    if server.core.sandbox.kind != "bubblewrap":
+        pytest.skip("needs the bubblewrap sandbox")
+    await make(server, "sb", PROGRAMS["scrolled"])
+    await screen_of(server, "sb", "READY")
+    node = _node_of(server.call(lambda: server.core.terminals.screens.pid))
+    assert _status(node, "Uid") not in ("0", str(os.getuid()))
+    assert os.readlink(f"/proc/{node}/ns/net") != os.readlink("/proc/self/ns/net")
+    data_dir = server.settings.data_dir.resolve()
+    assert _sees(os.getpid(), data_dir) != [] and _sees(node, data_dir) == []

@@ -33,6 +33,7 @@ log = logging.getLogger("hearth.sandbox")
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 KERNEL_UID_OFFSET = 100_000  # terminal users: base+1 …; kernels: base+100000 …
+SCREEN_MODEL_UID_OFFSET = 0  # the screen model: base itself
 
 LimitsMode = Literal["cgroup2", "cgroup1", "rlimit", "none"]
 
@@ -114,6 +115,10 @@ def system_view(
 def hidden_under(binds: Sequence[Bind], private: Sequence[Path]) -> list[str]:
     """The private paths (the data directory, config files) that a bind would show (pure)."""
     return [str(p) for p in private if any(p.is_relative_to(b.source) for b in binds)]
+
+
+def _within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _probe(path: str) -> str | None:
@@ -271,6 +276,29 @@ class Sandbox:
             terminal=True,
             entered=entered,
         )
+
+    def screen_model(self, node: Path, script: Path) -> Prepared:
+        """The screen model's Node.js (it parses every session's output, so it is treated as
+        hostile as they are): as a uid of its own, without network, nothing writable, and of
+        the server's files only its script (and ``node`` where it is outside the system's)."""
+        binds = [Bind(str(script))]
+        if not any(_within(str(node), bind.target) for bind in self._system):
+            binds.append(Bind(str(node)))
+        launch = Launch(
+            argv=[],
+            env={"PATH": SEARCH_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"},
+            cwd="/tmp",
+            system=self._system,
+            links=self._links,
+            hide=self._hide,
+            mask=self._mask,
+            binds=binds,
+            uid=self.settings.sandbox_uid_base + SCREEN_MODEL_UID_OFFSET if self.root else None,
+            user_namespace=not self.root,
+            network="none",
+            bubblewrap=self.bubblewrap,
+        )
+        return Prepared(launch, None, 0)
 
     def kernel(
         self,

@@ -137,7 +137,9 @@ class TerminalManager:
     async def _start_screens(self) -> None:
         settings = self.settings
         if settings.screen_model:
-            self.screens = await start_models(settings.node_binary, settings.max_buffer_size)
+            self.screens = await start_models(
+                settings.node_binary, settings.max_buffer_size, self.sandbox
+            )
 
     def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:
         if self.screens is not None:

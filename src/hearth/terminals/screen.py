@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import HearthError, ScreenUnavailable
+from hearth.sandbox import Sandbox
 
 __all__ = ["SCRIPT", "Screen", "ScreenModels", "snapshot_at", "start_models"]
 
@@ -143,8 +144,11 @@ def snapshot_at(offset: int, answer: dict[str, Any]) -> dict[str, Any]:
     return {"offset": offset, **{key: answer[key] for key in keys}}
 
 
-async def start_models(node_binary: str, scrollback: int) -> ScreenModels | None:
-    """The screen models of a host, or None (and a warning saying why and what to do)."""
+async def start_models(
+    node_binary: str, scrollback: int, sandbox: Sandbox | None = None
+) -> ScreenModels | None:
+    """The screen models of a host, or None (and a warning saying why and what to do).
+    ``sandbox``: where the model runs (see ``Sandbox.screen_model``)."""
     node = shutil.which(node_binary)
     if node is None:
         log.warning(
@@ -153,7 +157,7 @@ async def start_models(node_binary: str, scrollback: int) -> ScreenModels | None
             extra={"node_binary": node_binary},
         )
         return None
-    models = ScreenModels(node, scrollback)
+    models = ScreenModels(node, scrollback, sandbox=sandbox)
     try:
         await models.start()
     except (OSError, HearthError) as exc:
@@ -161,6 +165,18 @@ async def start_models(node_binary: str, scrollback: int) -> ScreenModels | None
         log.warning(f"no screen model: {reason}")
         return None
     return models
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/PID/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def _can_boost() -> bool:
@@ -172,9 +188,12 @@ def _can_boost() -> bool:
 class ScreenModels:
     """The Node.js process that models every terminal's screen, and the screens in it."""
 
-    def __init__(self, node: str, scrollback: int, script: Path = SCRIPT) -> None:
+    def __init__(
+        self, node: str, scrollback: int, script: Path = SCRIPT, sandbox: Sandbox | None = None
+    ) -> None:
         self._node = node
         self._script = script
+        self._sandbox = sandbox
         self._scrollback = scrollback
         self._screens: dict[int, Screen] = {}
         self._numbers = itertools.count(1)
@@ -203,11 +222,12 @@ class ScreenModels:
             raise ScreenUnavailable(
                 f"The screen model {self._script.name} is not built: run `make web`."
             )
+        argv, env = self._command()
         self._process = await asyncio.create_subprocess_exec(
-            self._node,
-            str(self._script),
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env=env,
             start_new_session=True,  # a Ctrl-C in the host's terminal is the host's to handle
         )
         self._priority(boosted=False)
@@ -217,19 +237,28 @@ class ScreenModels:
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self._reader = asyncio.get_running_loop().create_task(self._read(self._process))
 
+    def _command(self) -> tuple[list[str], dict[str, str] | None]:
+        """Its argv and environment: in its sandbox, if the host has one."""
+        node = os.path.realpath(shutil.which(self._node) or self._node)
+        script = os.path.realpath(self._script)
+        if self._sandbox is None:
+            return [node, script], None
+        prepared = self._sandbox.screen_model(Path(node), Path(script))
+        return prepared.command([node, script]), prepared.spawn_env
+
     def _priority(self, *, boosted: bool) -> None:
         """Idle (only spare CPU) unless a snapshot is awaited. Without the right to come back
         from SCHED_IDLE (not root, a low RLIMIT_NICE) it stays at nice 10 instead."""
         if self._process is None:
             return
-        pid = self._process.pid
-        with contextlib.suppress(OSError):  # it may just have exited
-            if not self._boostable:
-                os.setpriority(os.PRIO_PROCESS, pid, 10)
-            elif boosted:
-                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
-            else:
-                os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        for pid in _family(self._process.pid):  # Node.js is a child of its sandbox's helpers
+            with contextlib.suppress(OSError):  # it may just have exited
+                if not self._boostable:
+                    os.setpriority(os.PRIO_PROCESS, pid, 10)
+                elif boosted:
+                    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+                else:
+                    os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
 
     def stats(self) -> dict[str, int]:
         return {
