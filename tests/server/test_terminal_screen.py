@@ -44,7 +44,22 @@ def main(w):
     time.sleep(600)
 curses.wrapper(main)
 """
+# Styles, colours of the three kinds, erased cells in a colour, gaps never written, a line that
+# wraps, a wide character at the edge, then enough lines to scroll.
+STYLES = (
+    r"printf '\033[1mbold\033[0m \033[2mdim\033[0m \033[3mitalic\033[0m \033[4munder\033[0m "
+    r"\033[5mblink\033[0m \033[7minverse\033[0m \033[9mstrike\033[0m\n';"
+    r"printf '\033[31mred\033[0m \033[92mbright\033[0m \033[38;5;208mo256\033[0m "
+    r"\033[38;2;10;200;30mrgb\033[0m \033[44mbg\033[0m \033[48;5;22mbg256\033[0m "
+    r"\033[48;2;90;0;90mbgrgb\033[0m\n';"
+    r"printf '\033[45merased in colour\033[K\033[0m\n';"
+    r"printf 'gap\033[20Cafter the gap\n';"
+    r"printf '%0150d\n' 7;"
+    r"printf '%079d\343\201\202wide\n' 0;"
+    r"seq 1 40; printf READY; sleep 600"
+)
 PROGRAMS: dict[str, list[str]] = {
+    "styles": ["/bin/sh", "-c", STYLES],
     "curses": [PYTHON, "-c", CURSES],
     "scrolled": ["/bin/sh", "-c", "seq 1 300; printf READY; sleep 600"],
     "modes": [

@@ -6,9 +6,9 @@
 // In:  [op u8][term u32][length u32][payload]   ops: O open, D data, R resize, C close, S snapshot
 // Out: [length u32][UTF-8 JSON]                  one per snapshot, in the order asked
 import { Terminal } from "@xterm/headless";
-import { SerializeAddon } from "@xterm/addon-serialize";
 import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { limitRepeats } from "../src/repeats";
+import { serialize } from "./serialize";
 
 const HEADER = 9;
 const HIGH_WATER = 8 * 1024 * 1024; // bytes queued in xterm before stdin pauses: xterm drops
@@ -26,10 +26,8 @@ function open(id, payload) {
   const term = new Terminal({ rows, cols, scrollback, allowProposedApi: true, logLevel: "off" });
   term.loadAddon(new Unicode11Addon());
   term.unicode.activeVersion = "11";
-  const serializer = new SerializeAddon();
-  term.loadAddon(serializer);
   limitRepeats(term);
-  terms.set(id, { term, serializer, last: null }); // last: the answer while nothing changed
+  terms.set(id, { term, last: null }); // last: the answer while nothing changed
 }
 
 function written(length) {
@@ -48,28 +46,10 @@ function feed(id, payload) {
   if (queued > HIGH_WATER) process.stdin.pause();
 }
 
-// What serialize() leaves out, put back after it: SGR mouse encoding, a hidden cursor and a
-// scroll region (DECSTBM homes the cursor, so the cursor is placed again after it).
-function extras(term) {
-  const core = term._core;
-  const buffer = term.buffer.active;
-  let out = "";
-  if (core.coreMouseService?.activeEncoding === "SGR") out += "\x1b[?1006h";
-  const top = core.buffer?.scrollTop ?? 0;
-  const bottom = core.buffer?.scrollBottom ?? term.rows - 1;
-  if (top !== 0 || bottom !== term.rows - 1) {
-    out += `\x1b[${top + 1};${bottom + 1}r`;
-    const row = term.modes.originMode ? buffer.cursorY - top : buffer.cursorY;
-    out += `\x1b[${row + 1};${buffer.cursorX + 1}H`;
-  }
-  if (core.coreService?.isCursorHidden) out += "\x1b[?25l";
-  return out;
-}
-
 function snapshot(id, request) {
   const entry = terms.get(id);
   if (!entry) return reply({ request, missing: true });
-  const { term, serializer } = entry;
+  const { term } = entry;
   term.write("", () => {
     if (entry.last) return reply({ ...entry.last, request });
     const buffer = term.buffer.active;
@@ -83,7 +63,7 @@ function snapshot(id, request) {
       cursor: { row: buffer.cursorY, col: buffer.cursorX },
       alternate: buffer.type === "alternate",
       lines,
-      data: serializer.serialize() + extras(term),
+      data: serialize(term),
     };
     reply({ ...entry.last, request });
   });
@@ -129,7 +109,7 @@ function warmUp(then) {
   const line = Array.from({ length: 20 }, (_, i) => `\x1b[3${i % 8}m${String(i).padEnd(10)}`);
   const text = (line.join("") + "\x1b[0m\r\n").repeat(1100) + "\x1b[?1049h\x1b[Hwarm";
   terms.get(id).term.write(text, () => {
-    for (let i = 0; i < 3; i++) terms.get(id).serializer.serialize();
+    for (let i = 0; i < 3; i++) serialize(terms.get(id).term);
     terms.get(id).term.dispose();
     terms.delete(id);
     then();
