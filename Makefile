@@ -47,6 +47,8 @@ bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_terminals.py
 	$(PY) bench/bench_kernels.py
 	$(PY) bench/bench_restart.py
+	$(PY) bench/bench_screen.py
+	$(PY) bench/bench_emulators.py
 
 clean:
 	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static  src/hearth/terminals/screen-model.mjs

@@ -106,12 +106,13 @@ def tabs(page: Any) -> list[dict[str, Any]]:
 
 
 def wait_tabs(page: Any, count: int, state: str = "connected") -> list[dict[str, Any]]:
-    """Wait until exactly ``count`` tabs are all in ``state`` with nothing left to write."""
+    """Wait until exactly ``count`` tabs are all in ``state`` with nothing left to write (nor a
+    screen being drawn)."""
     page.wait_for_function(
         """([count, state]) => {
             const t = window.hearth && window.hearth.tabs();
-            return t && t.length === count && t.every(
-                (x) => x.state === state && x.received !== null && x.written === x.received);
+            return t && t.length === count && t.every((x) => x.state === state
+                && x.received !== null && x.written === x.received && !x.drawing);
         }""",
         arg=[count, state],
     )

@@ -24,7 +24,7 @@ from hearth.terminals.screen import _family
 from tests.conftest import ALICE, BOB, RunningServer
 from tests.server.termclient import TermClient, close_code_of
 from tests.server.test_terminal_ws import make, poll_info, rest
-from tests.server.tmux import Tmux, needs_tmux
+from tests.server.tmux import Tmux
 
 API = "/api/v1/terminal"
 ROWS, COLS = 24, 80
@@ -91,7 +91,6 @@ async def screen_of(server: RunningServer, id: str, marker: str) -> dict[str, An
             await asyncio.sleep(0.05)
 
 
-@needs_tmux
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
 async def test_the_screen_is_what_tmux_shows(
     server: RunningServer, tmux: Tmux, tmp_path: Path, program: str

@@ -3,6 +3,7 @@ the same size, read back with ``capture-pane`` and its format flags."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -12,7 +13,16 @@ from pathlib import Path
 import pytest
 
 TMUX = shutil.which("tmux")
-needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt install tmux)")
+
+
+def require_tmux() -> None:
+    """Skip without tmux, but fail in CI, which installs it (a skip there would hide)."""
+    if TMUX is None:
+        why = "the screen tests compare with tmux: apt-get install tmux"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+
 
 FLAGS = (
     "alternate_on",
@@ -31,7 +41,7 @@ class Tmux:
     """A private tmux server (its own socket, no user config, no status line)."""
 
     def __init__(self, folder: Path) -> None:
-        assert TMUX is not None
+        require_tmux()
         self.socket = folder / "tmux.sock"
         self.config = folder / "tmux.conf"
         self.config.write_text("set -g status off\nset -g history-limit 5000\n")

@@ -100,6 +100,9 @@ def test_terminals_of_a_killed_host_are_listed_lost_with_their_output(
         assert info["output_start"] == before["output_start"] > 0
         cast = c.get("/api/v1/terminal/sessions/t1/recording.cast")
         assert cast.status_code == 200 and "SEQ-DONE" in cast.text
+        # its screen, rebuilt from the output kept (SPEC §9)
+        screen = c.get("/api/v1/terminal/sessions/t1/screen").json()
+        assert screen["offset"] == seen_end and screen["lines"][-2:] == ["SEQ-DONE", ""]
 
     # the viewer resumes from where it was: nothing repeated, and told how the session ended
     end, got, exit_frame = asyncio.run(read_until(again.port, seen_end, None))

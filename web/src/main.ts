@@ -181,6 +181,7 @@ window.hearth = {
       suppressed: t.suppressed,
       screenAt: t.screenAt,
       replaying: t.replaying,
+      drawing: t.drawing,
       viewers: t.viewers,
       rows: t.term.rows,
       cols: t.term.cols,

@@ -215,6 +215,9 @@ export class TerminalTab {
     return this.written < this.replayEnd;
   }
 
+  /** The session's screen is being drawn (after a page load; see `drawScreen`). */
+  drawing = false;
+
   // --- the screen -------------------------------------------------------------------------
 
   /** Fit the terminal to its pane (only while visible: a hidden pane measures 0×0). */
@@ -449,10 +452,12 @@ export class TerminalTab {
     // drawn at the size it was taken at; this pane's own size is asked for after
     this.resizedElsewhere(rows, cols);
     this.writing = true;
+    this.drawing = true;
     this.parsingReplay = true;
     this.term.write(data, () => {
       if (this.disposed) return;
       this.writing = false;
+      this.drawing = false;
       this.parsingReplay = false;
       this.debug?.push(this.encoder.encode(data));
       this.ownSize();
