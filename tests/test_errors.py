@@ -17,6 +17,7 @@ from hearth.errors import (
     NotFound,
     OriginRefused,
     RequestError,
+    ScreenUnavailable,
     ServiceError,
     SessionClosed,
     Unauthorized,
@@ -36,6 +37,7 @@ TREE = {
     KernelDied: ServiceError,
     DownloadFailed: ServiceError,
     HostUnavailable: ServiceError,
+    ScreenUnavailable: ServiceError,
     InsufficientStorage: ServiceError,
 }
 
@@ -62,6 +64,7 @@ def test_the_tree_is_the_one_drawn_in_the_docstring() -> None:
         (KernelDied, 500, 1011),
         (DownloadFailed, 502, 1011),
         (HostUnavailable, 503, 1012),
+        (ScreenUnavailable, 503, 1011),
         (InsufficientStorage, 507, 1011),
     ],
 )

@@ -13,6 +13,7 @@
           ├── KernelDied         the kernel process died
           ├── DownloadFailed     502: a file of the request could not be fetched
           ├── HostUnavailable    503: the session host can't be reached (retry)
+          ├── ScreenUnavailable  503: no screen model (off, or restarting): replay instead
           └── InsufficientStorage 507: the server's disk is full
 
 Every message says what is wrong and what to do about it. The server turns an error into an

@@ -41,6 +41,9 @@ def test_terminal_sessions_round_trip(server: RunningServer) -> None:
         assert client.terminals.history("rt", limit=1)[0].seq >= 0
         header = json.loads(client.terminals.recording("rt").splitlines()[0])
         assert header["version"] == 2 and header["width"] == 100
+        screen = client.terminals.screen("rt")  # SPEC §9: the screen as text, for programs
+        assert any("hi-there" in line for line in screen.lines) and screen.cols == 100
+        assert 0 < screen.offset <= client.terminals.get("rt").output_end
 
         client.terminals.close("rt")
         with pytest.raises(NotFound):

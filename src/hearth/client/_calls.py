@@ -24,6 +24,7 @@ from hearth.client.models import (
     HistoryEntry,
     KernelInfo,
     PoolState,
+    TerminalScreen,
     TerminalState,
     WorkingFile,
 )
@@ -172,6 +173,7 @@ def _dict(body: bytes) -> dict[str, Any]:
 _terminal = _model(TypeAdapter(TerminalState))
 _terminals = _model(TypeAdapter(list[TerminalState]))
 _history = _model(TypeAdapter(list[HistoryEntry]))
+_screen = _model(TypeAdapter(TerminalScreen))
 _kernel = _model(TypeAdapter(KernelInfo))
 _kernels = _model(TypeAdapter(list[KernelInfo]))
 _result = _model(TypeAdapter(ExecutionResult))
@@ -214,6 +216,10 @@ def close_terminal(id: str) -> Call[None]:
 def terminal_history(id: str, since: int | None, limit: int | None) -> Call[list[HistoryEntry]]:
     params = {k: v for k, v in {"since": since, "limit": limit}.items() if v is not None}
     return Call("GET", f"{TERMINALS}/{_seg(id)}/history", _history, params=params)
+
+
+def terminal_screen(id: str) -> Call[TerminalScreen]:
+    return Call("GET", f"{TERMINALS}/{_seg(id)}/screen", _screen)
 
 
 def terminal_recording(id: str) -> Call[str]:

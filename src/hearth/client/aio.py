@@ -19,6 +19,7 @@ from hearth.client.models import (
     HistoryEntry,
     KernelInfo,
     PoolState,
+    TerminalScreen,
     TerminalState,
     WorkingFile,
 )
@@ -162,6 +163,11 @@ class AsyncTerminals:
     ) -> builtins.list[HistoryEntry]:
         """Input, output and system entries, oldest first, from output offset ``since``."""
         return await self._client._send(_calls.terminal_history(id, since, limit))
+
+    async def screen(self, id: str) -> TerminalScreen:
+        """What its screen shows now (SPEC §9): ``lines`` as text, ``cursor``, ``alternate``,
+        and ``data``, the escape sequences that redraw it; output goes on from ``offset``."""
+        return await self._client._send(_calls.terminal_screen(id))
 
     async def recording(self, id: str) -> str:
         """The buffered session as an asciicast v2 file (play it with ``asciinema play``)."""

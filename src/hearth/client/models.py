@@ -1,8 +1,9 @@
 """What the client hands back: typed answers of the REST API.
 
-Terminal sessions and their history come back as the wire models of ``hearth.protocol``
-(``TerminalState``, ``HistoryEntry``); kernel answers are defined here. Every model ignores
-fields it does not know, so an older client keeps working against a newer server.
+Terminal sessions, their history and screen come back as the wire models of
+``hearth.protocol`` (``TerminalState``, ``HistoryEntry``, ``TerminalScreen``); kernel answers
+are defined here. Every model ignores fields it does not know, so an older client keeps working
+against a newer server.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hearth.protocol import HistoryEntry, TerminalState
+from hearth.protocol import HistoryEntry, TerminalScreen, TerminalState
 
 __all__ = [
     "ExecutionResult",
@@ -19,6 +20,7 @@ __all__ = [
     "KernelFile",
     "KernelInfo",
     "PoolState",
+    "TerminalScreen",
     "TerminalState",
     "WorkingFile",
 ]

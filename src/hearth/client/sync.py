@@ -16,6 +16,7 @@ from hearth.client.models import (
     HistoryEntry,
     KernelInfo,
     PoolState,
+    TerminalScreen,
     TerminalState,
     WorkingFile,
 )
@@ -159,6 +160,11 @@ class Terminals:
     ) -> builtins.list[HistoryEntry]:
         """Input, output and system entries, oldest first, from output offset ``since``."""
         return self._client._send(_calls.terminal_history(id, since, limit))
+
+    def screen(self, id: str) -> TerminalScreen:
+        """What its screen shows now (SPEC §9): ``lines`` as text, ``cursor``, ``alternate``,
+        and ``data``, the escape sequences that redraw it; output goes on from ``offset``."""
+        return self._client._send(_calls.terminal_screen(id))
 
     def recording(self, id: str) -> str:
         """The buffered session as an asciicast v2 file (play it with ``asciinema play``)."""
