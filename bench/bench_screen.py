@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import statistics
 import sys
@@ -33,14 +34,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_terminals import make_payload
-from hearth.terminals import screen as screen_module
 from hearth.terminals.screen import ScreenModels
 from terminal_common import (
     Plan,
     ThroughputRun,
     cpu_seconds,
     log,
+    measure_echo,
     measure_throughput,
+    percentile,
     stop_all_servers,
 )
 from terminal_floor import RawPty
@@ -94,7 +96,7 @@ async def model_cost(data: bytes, what: str) -> dict[str, float]:
             fed = at + len(piece)
             screen.output(piece, fed, streaming=False)  # each piece at once, as echoes go
             if models.backlog > 8 * 1024 * 1024:
-                await asyncio.sleep(0.001)  # a pipe's worth of patience, as a PTY would give
+                await screen.ready()  # the pipe's patience a PTY would give
         python = time.process_time() - py0
         await screen.snapshot()
         wall = time.perf_counter() - t0
@@ -167,8 +169,11 @@ async def http_snapshot(plan: Plan, samples: int) -> float:
     return statistics.median(times[1:])
 
 
-async def throughput(plan: Plan) -> dict[str, list[ThroughputRun]]:
+async def throughput(plan: Plan) -> tuple[dict[str, list[ThroughputRun]], dict[str, list[float]]]:
+    """Throughput runs of floor, on and off, alternated; then keystroke echoes of on and off,
+    alternated in batches of 100 (each echo goes to the model at once, when it is on)."""
     runs: dict[str, list[ThroughputRun]] = {"floor": [], "on": [], "off": []}
+    echoes: dict[str, list[float]] = {"on": [], "off": []}
     with (
         hearth_server(plan, "on", {}) as on,
         hearth_server(plan, "off", {"HEARTH_SCREEN_MODEL": "false"}) as off,
@@ -189,9 +194,15 @@ async def throughput(plan: Plan) -> dict[str, list[ThroughputRun]]:
                         await measure_throughput(chan, tput_plan, served.pids, settle)
                     )
                     chan.check_stream(f"hearth ({name})")
+        log("  echo, on and off")
+        echo_plan = dataclasses.replace(plan, echo_samples=100, warmup=10)
+        for _ in range(plan.runs):
+            for name, (_, h) in servers.items():
+                async with h.session("echo") as chan:
+                    echoes[name] += await measure_echo(chan, echo_plan)
         for _, h in servers.values():
             await h.http.aclose()
-    return runs
+    return runs, echoes
 
 
 def mbps(runs: list[ThroughputRun], payload: int) -> float:
@@ -208,7 +219,6 @@ async def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, help="throughput rounds (default 7, quick 3)")
     args = p.parse_args(argv)
     payload = 10_000_000 if args.quick else 50_000_000
-    screen_module.MAX_BACKLOG = 1 << 62  # part 1 measures the model taking every byte
     with tempfile.TemporaryDirectory(prefix="hearth-bench-screen-") as folder:
         tmp = Path(folder)
         plan = Plan(
@@ -234,9 +244,8 @@ async def main(argv: list[str] | None = None) -> int:
         listing = await snapshot_times(listing_lines(1050), 20)
         http_ms = await http_snapshot(plan, 20)
         log("throughput, model on and off")
-        screen_module.MAX_BACKLOG = 16 * 1024 * 1024  # as the servers run it
         try:
-            runs = await throughput(plan)
+            runs, echoes = await throughput(plan)
         finally:
             stop_all_servers()
     on, off, floor = (mbps(runs[k], payload) for k in ("on", "off", "floor"))
@@ -265,6 +274,11 @@ async def main(argv: list[str] | None = None) -> int:
         (f"throughput, {mb:g} MB, model off (MB/s)", f"{off:.1f} ({off / floor:.2f}× floor)", "—"),
         ("raw PTY floor (MB/s)", f"{floor:.1f}", "—"),
         ("servers' CPU, on − off, per byte (ns)", f"{delta_ns:.1f}", "≤ 100"),
+        (
+            "keystroke echo p50, model on / off (ms)",
+            f"{percentile(echoes['on'], 50) * 1e3:.3f} / {percentile(echoes['off'], 50) * 1e3:.3f}",
+            "—",
+        ),
     ]
     print("| figure | value | target |")
     print("|---|---:|---|")

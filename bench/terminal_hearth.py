@@ -282,10 +282,12 @@ class SessionHost:
 
 
 def screen_model_pid(host_pid: int) -> int | None:
-    """The session host's screen model (a Node.js process running screen-model.mjs), if on."""
+    """The session host's screen model (Node.js running screen-model.mjs, under the sandbox's
+    helpers: bwrap, setpriv, env, whose command lines name the script too), if on."""
     for pid in descendants(host_pid):
         with contextlib.suppress(OSError):
-            if b"screen-model.mjs" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"node") and any(a.endswith(b"screen-model.mjs") for a in argv):
                 return pid
     return None
 
