@@ -66,3 +66,21 @@ async def test_a_snapshot_takes_what_is_held_back(models: ScreenModels) -> None:
     screen.output(chunk, out.add(chunk), streaming=True)
     snapshot = await screen.snapshot()  # at once, not after the pause
     assert snapshot["lines"][0] == "held back" and "\x1b[?2004h" in snapshot["data"]
+
+
+async def test_a_redraw_carries_on_as_the_screen_would(models: ScreenModels) -> None:
+    """What follows a redraw lands as it would have without it: in the pen (colours) and the
+    character set (line drawing) in force, and ESC 8 goes back to the cursor ESC 7 saved."""
+    setup = b"hello\x1b[5;10H\x1b[32m\x1b7\x1b[1;1H\x1b[31;1m\x1b(0"
+    after = b"qqq\x1b(Bplain\x1b8saved\x1b[0m"
+    first, second = Output(), Output()
+    original = models.open(8, 30, first.since)
+    original.output(setup, first.add(setup), streaming=False)
+    redraw = (await original.snapshot())["data"].encode()
+    copy = models.open(8, 30, second.since)
+    copy.output(redraw, second.add(redraw), streaming=False)
+    for screen, out in ((original, first), (copy, second)):
+        screen.output(after, out.add(after), streaming=False)
+    one, two = await original.snapshot(), await copy.snapshot()
+    assert one["lines"][0] == "───plain" and one["lines"][4] == " " * 9 + "saved"
+    assert (two["lines"], two["cursor"], two["data"]) == (one["lines"], one["cursor"], one["data"])

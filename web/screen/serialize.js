@@ -142,19 +142,40 @@ function modes(term) {
   return out;
 }
 
-// The scroll region, origin mode, then the cursor (both of the first move it) and its
-// visibility.
+// The cursor saved by DECSC (ESC 7, with its pen), the scroll region, origin mode, then the
+// cursor (each of these moves it, so in this order) and its visibility.
 function cursor(term, buffer) {
   const core = term._core;
   const top = core?.buffer?.scrollTop ?? 0;
   const bottom = core?.buffer?.scrollBottom ?? term.rows - 1;
   let out = "";
+  const saved = core?.buffer;
+  if (saved && (saved.savedX || saved.savedY || saved.savedCurAttrData?.fg || saved.savedCurAttrData?.bg)) {
+    out += `${ESC}${saved.savedY + 1};${saved.savedX + 1}H`;
+    if (saved.savedCurAttrData) out += sgr(saved.savedCurAttrData);
+    out += "\x1b7";
+  }
   if (top !== 0 || bottom !== term.rows - 1) out += `${ESC}${top + 1};${bottom + 1}r`;
   const origin = term.modes.originMode;
   if (origin) out += `${ESC}?6h`;
   const y = origin ? buffer.cursorY - top : buffer.cursorY;
   out += `${ESC}${y + 1};${buffer.cursorX + 1}H`;
   if (core?.coreService?.isCursorHidden) out += `${ESC}?25l`;
+  return out;
+}
+
+// What the next output is written with: the pen (colours and styles) and the character sets
+// (line drawing in G0 or G1, and which of them is in use). Last, as they change what follows.
+function pen(term) {
+  const core = term._core;
+  let out = "";
+  const charsets = core?._charsetService;
+  const drawing = (charset) => charset?.q === "\u2500"; // DEC special graphics: q is ─
+  if (drawing(charsets?._charsets?.[0])) out += "\x1b(0";
+  if (drawing(charsets?._charsets?.[1])) out += "\x1b)0";
+  if (charsets?.glevel === 1) out += "\x0e";
+  const attributes = core?._inputHandler?._curAttrData;
+  if (attributes && (attributes.fg || attributes.bg)) out += sgr(attributes);
   return out;
 }
 
@@ -171,5 +192,5 @@ export function serialize(term) {
     out += `${ESC}?1049h${ESC}H${ESC}2J`;
     out += lines(alternate, alternate.length - rows, alternate.length, cols, cell);
   }
-  return out + cursor(term, term.buffer.active) + modes(term);
+  return out + cursor(term, term.buffer.active) + modes(term) + pen(term);
 }
