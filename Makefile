@@ -26,7 +26,11 @@ $(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
 
 # `npm run build` also bundles the screen model (web/screen/, SPEC §9) into
 # src/hearth/terminals/screen-model.mjs, which the session host runs with Node.js.
-web: $(WEB_BUILT)  ## build the web workspace and the screen model (needs Node.js and npm)
+SCREEN_BUILT := src/hearth/terminals/screen-model.mjs
+$(SCREEN_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: $(WEB_BUILT) $(SCREEN_BUILT)  ## build the web workspace and the screen model (needs Node.js and npm)
 
 run: $(STAMP) web  ## set up and serve on http://127.0.0.1:8765
 	$(VENV)/bin/hearth serve $(ARGS)
@@ -51,4 +55,4 @@ bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_emulators.py
 
 clean:
-	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static  src/hearth/terminals/screen-model.mjs
+	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache web/node_modules src/hearth/static $(SCREEN_BUILT)
