@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_screen import listing_lines
 from hearth.terminals import screen as screen_module
 from hearth.terminals.screen import ScreenModels
-from terminal_common import cpu_seconds, log
+from terminal_common import cpu_seconds, log, pinned_venv
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-emulators"
@@ -41,20 +41,9 @@ sys.path.insert(0, str(BENCH))
 from emulator_worker import CHECKS, COLS, ROWS  # noqa: E402
 
 
-def ensure_venv() -> Path:
-    python = VENV / "bin" / "python"
-    check = [str(python), "-c", "import pyte, avt"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    log(f"creating {VENV} with {REQUIREMENTS.name} ...")
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)], check=True)
-    return python
-
-
 async def xterm(payload: bytes) -> dict[str, Any]:
     """The same checks on Hearth's own model."""
-    screen_module.MAX_BACKLOG = 1 << 62
+    screen_module.MAX_BACKLOG = 1 << 62  # every byte, nothing skipped
     models = ScreenModels("node", 1000)
     await models.start()
     try:
@@ -107,7 +96,7 @@ def yes(value: object) -> str:
 
 
 def main() -> int:
-    python = ensure_venv()
+    python = pinned_venv(VENV, REQUIREMENTS, "pyte, avt")
     with tempfile.TemporaryDirectory(prefix="hearth-bench-emulators-") as folder:
         payload = listing_lines(25_000)  # ~5 MB
         path = Path(folder) / "payload"

@@ -301,6 +301,20 @@ def wait_quiet(max_wait: float) -> float:
     return busy
 
 
+def pinned_venv(venv: Path, requirements: Path, imports: str) -> Path:
+    """The python of ``venv``, made with ``requirements`` unless it can already import
+    ``imports`` (a comma list of modules)."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", f"import {imports}"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    log(f"creating {venv} with {requirements.name} ...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+    subprocess.run(check, check=True)
+    return python
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (its children not counted)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()

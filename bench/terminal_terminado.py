@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from terminal_common import (
     measure_echo,
     measure_throughput,
     ms,
+    pinned_venv,
     profiled,
     quiet,
     server_process,
@@ -52,15 +51,7 @@ def venv_python() -> Path:
 
 def ensure_venv() -> Path:
     """Create bench/.venv with terminado pinned, unless it is there already."""
-    python = venv_python()
-    check = [str(python), "-c", "import terminado, tornado, websockets, httpx"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    log(f"creating {VENV} with {REQUIREMENTS.name} ...")
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)], check=True)
-    subprocess.run(check, check=True)
-    return python
+    return pinned_venv(VENV, REQUIREMENTS, "terminado, tornado, websockets, httpx")
 
 
 class TerminadoChannel(Channel):

@@ -129,9 +129,16 @@ def test_a_resize_by_another_viewer_is_shown_until_this_tab_is_used(
     page = open_workspace(context, server.url)
     [first] = wait_tabs(page, 1)
     id = first["id"]
-    own = (first["rows"], first["cols"])
+
+    def fitted_size() -> tuple[int, int] | None:
+        """The page's own size, once it fitted its pane and the server has it too (the page may
+        draw the session's screen before its first fit: the size it then sends wins)."""
+        t = tab(page, id)
+        size = (t["rows"], t["cols"])
+        return size if t["fitted"] and size == size_on_server(server, id) else None
+
+    own = poll("the page's size on the server", fitted_size)
     assert own != (20, 70)
-    poll("the page's size on the server", lambda: size_on_server(server, id) == own)
     with connect(f"{server.ws_url}/api/v1/terminal/ws/{id}?token={ALICE}&reconnect=true") as other:
         assert json.loads(other.recv(timeout=10))["type"] == "hello"
         other.send(json.dumps({"type": "resize", "rows": 20, "cols": 70}))

@@ -182,6 +182,7 @@ window.hearth = {
       screenAt: t.screenAt,
       replaying: t.replaying,
       drawing: t.drawing,
+      fitted: t.fitted,
       viewers: t.viewers,
       rows: t.term.rows,
       cols: t.term.cols,

@@ -110,7 +110,8 @@ export class TerminalTab {
   private retryTimer: number | undefined;
   private pingTimer: number | undefined;
   private lastFrameAt = 0;
-  private fitted = false;
+  /** The terminal has been fitted to its pane once (a hidden tab waits until it is shown). */
+  fitted = false;
   private disposed = false;
   private replacing = false;
   private readonly debug: Uint8Array[] | null;

@@ -377,12 +377,16 @@ class _Calls:
             except Exception:
                 self.connection.close_stream(id)
                 raise
+        return self._attached(attachment, user, session)
+
+    def _attached(self, attachment: Attachment, user: str, session: str) -> dict[str, Any]:
+        """The answer to an attach: where the viewer starts, and the session as it is then."""
         return {
             "viewer": attachment.viewer,
             "replay_from": attachment.replay_from,
             "replay_bytes": attachment.replay_bytes,
             "missed_bytes": attachment.missed_bytes,
-            "session": wire.info_to_wire(terminals.get(user, session)),
+            "session": wire.info_to_wire(self.core.terminals.get(user, session)),
         }
 
     async def terminals_screen(self, id: int, user: str, session: str) -> dict[str, Any]:
@@ -399,14 +403,7 @@ class _Calls:
         )
         self.connection.viewers[id] = attachment
         self.connection.start_pump(id, lambda: self.connection.pump_viewer(id, attachment))
-        return {
-            "viewer": attachment.viewer,
-            "replay_from": attachment.replay_from,
-            "replay_bytes": attachment.replay_bytes,
-            "missed_bytes": attachment.missed_bytes,
-            "session": wire.info_to_wire(terminals.get(user, session)),
-            "screen": screen,
-        }
+        return {**self._attached(attachment, user, session), "screen": screen}
 
     # --- kernels -----------------------------------------------------------------------------
 
