@@ -168,6 +168,13 @@ def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: 
     assert not (plain.data / "homes/bob/pwned").exists()
     poll(lambda: "NPROC" in plain.output(ALICE, "at"), what="the limits seen inside")
     assert "NPROC 64" in plain.output(ALICE, "at")  # the rlimit is in force inside
+    # the screen model runs too, in a user namespace of its own (SPEC §9)
+    screen = httpx.get(
+        f"{plain.url}/api/v1/terminal/sessions/at/screen",
+        headers={"Authorization": f"Bearer {ALICE}"},
+    )
+    assert screen.status_code == 200, screen.text
+    assert any("NPROC" in line for line in screen.json()["lines"])
 
     # bob's session lived through all of it
     r = httpx.get(
