@@ -29,7 +29,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_screen import listing_lines
-from hearth.terminals import screen as screen_module
 from hearth.terminals.screen import ScreenModels
 from terminal_common import cpu_seconds, log, pinned_venv
 
@@ -43,7 +42,6 @@ from emulator_worker import CHECKS, COLS, ROWS  # noqa: E402
 
 async def xterm(payload: bytes) -> dict[str, Any]:
     """The same checks on Hearth's own model."""
-    screen_module.MAX_BACKLOG = 1 << 62  # every byte, nothing skipped
     models = ScreenModels("node", 1000)
     await models.start()
     try:

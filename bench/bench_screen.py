@@ -94,9 +94,8 @@ async def model_cost(data: bytes, what: str) -> dict[str, float]:
         for at in range(0, len(data), PIECE):
             piece = data[at : at + PIECE]
             fed = at + len(piece)
+            await screen.ready()  # the model is near: the pipe's patience a PTY would give
             screen.output(piece, fed, streaming=False)  # each piece at once, as echoes go
-            if models.backlog > 8 * 1024 * 1024:
-                await screen.ready()  # the pipe's patience a PTY would give
         python = time.process_time() - py0
         await screen.snapshot()
         wall = time.perf_counter() - t0

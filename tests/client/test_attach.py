@@ -269,6 +269,7 @@ def test_attach_without_an_offset_draws_the_sessions_screen(
         t = Tty(server, tmp_path / "xdg", "attach", "tui")
         ttys.append(t)
         seen = t.read_until(b"END-OF-SEQ")
+        assert b"DRAWN-TOP" in seen and b"\x1b[?1049h" in seen, seen[:300]
         assert seen.index(b"\x1b[H\x1b[2J") < seen.index(b"\x1b[?1049h") < seen.index(b"DRAWN-TOP")
         t.type(DETACH)
         assert t.wait() == 0

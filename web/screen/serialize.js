@@ -78,9 +78,9 @@ function row(line, cols, cell, full) {
   }
   let out = "";
   let start = 0;
-  let fg = -1;
-  let bg = -1;
-  let ul = -2;
+  let fg = 0; // the default style, as every row starts (the one before ended with a reset)
+  let bg = 0;
+  let ul = -1;
   let blank = false; // the run is of cells never written
   let coloured = false; // …and they show a background
   const flush = (x) => {
@@ -106,7 +106,7 @@ function row(line, cols, cell, full) {
     start = x;
   }
   flush(end);
-  return fg === -1 ? out : out + `${ESC}0m`;
+  return fg === 0 && bg === 0 && ul === -1 ? out : out + `${ESC}0m`;
 }
 
 function lines(buffer, from, to, cols, cell) {

@@ -23,10 +23,14 @@ class _Snapshot:
     data: dict[str, Any] | None = None
 
 
-class _SessionCollector(Collector):
+class _FromHost(Collector):
+    """A collector of figures from the host's snapshot."""
+
     def __init__(self, snapshot: _Snapshot) -> None:
         self._snapshot = snapshot
 
+
+class _SessionCollector(_FromHost):
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
             "hearth_sessions", "Sessions by kind and status", labels=["kind", "status"]
@@ -36,11 +40,8 @@ class _SessionCollector(Collector):
         yield family
 
 
-class _KernelCollector(Collector):
+class _KernelCollector(_FromHost):
     """The kernel pool's counters, from the host's snapshot."""
-
-    def __init__(self, snapshot: _Snapshot) -> None:
-        self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
         stats = (self._snapshot.data or {}).get("kernels")
@@ -70,11 +71,8 @@ class _KernelCollector(Collector):
         yield acquire
 
 
-class _ScreenCollector(Collector):
+class _ScreenCollector(_FromHost):
     """The screen model's counters (SPEC §9), from the host's snapshot; none when it is off."""
-
-    def __init__(self, snapshot: _Snapshot) -> None:
-        self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
         stats = (self._snapshot.data or {}).get("screen_model")

@@ -384,7 +384,8 @@ class TerminalManager:
         session = self._session(user, id)
         screen = self._screen_of(session)
         await screen.ready()
-        session = self._session(user, id)  # it may have been closed meanwhile
+        session = self._session(user, id)  # it may have been closed (or made anew) meanwhile
+        screen = self._screen_of(session)
         if size is not None and size != (session.rows, session.cols):
             self.resize(user, id, *size)
         offset, answer = screen.request()  # the request and the attachment at one offset

@@ -1,19 +1,18 @@
 """The screen model of every terminal (SPEC §9): what its screen shows, for a reload to redraw.
 
 One Node.js process per session host runs ``screen-model.mjs`` (built from ``web/screen/``): a
-headless xterm.js terminal per session, the emulator of the workspace itself, with its serialize
-addon. Each session's output goes to it as it is read, down a pipe this module writes without
-waiting; a snapshot is answered after every byte sent before it, so it is the screen at the
-output offset of the moment it was asked.
+headless xterm.js terminal per session, the emulator of the workspace itself. A snapshot is
+answered after every byte sent before it, so it is the screen at the output offset of the
+moment it was asked.
 
-The model never holds the shell back, nor takes CPU from it: it runs as SCHED_IDLE (only on
-CPU nobody else wants) and is raised to normal priority only while a snapshot is awaited. Output
-goes to it in batches (``FLUSH_BYTES`` or ``FLUSH_DELAY``), through a pipe made large, so a flood
-wakes it rarely. When it falls more than ``MAX_BACKLOG`` behind (a flood faster than it parses),
-the session's screen stops being fed and is marked stale; once the model has caught up, a stale
-screen is rebuilt from the session's buffer (its last ``max_buffer_size`` lines), which is what
-the screen of a flood shows. If Node.js dies it is started again and every screen is rebuilt
-that way.
+The model never holds the shell back, nor takes CPU from it. Small reads (echoes) go to it at
+once; a stream of output waits in the session's buffer until it pauses for ``QUIET`` seconds (or
+a snapshot asks), and output that left the buffer meanwhile is not replayed: the screen is
+rebuilt from the buffer, which is what the screen of a flood shows. Output waits too while the
+model is more than ``MAX_BACKLOG`` behind. It goes in batches (``FLUSH_BYTES`` or
+``FLUSH_DELAY``) down a pipe made large. The model runs as SCHED_IDLE (only on CPU nobody else
+wants) and is raised to normal priority only while a snapshot is awaited. If Node.js dies it is
+started again and every screen is rebuilt from its buffer.
 
 Frames to the model: ``[op u8][screen u32][length u32][payload]``; answers: ``[length u32][JSON]``.
 """
@@ -42,8 +41,7 @@ __all__ = ["SCRIPT", "Screen", "ScreenModels", "snapshot_at", "start_models"]
 log = logging.getLogger("hearth.terminals.screen")
 
 SCRIPT = Path(__file__).with_name("screen-model.mjs")
-MAX_BACKLOG = 16 * 1024 * 1024  # bytes sent that the model has not taken yet
-RESUME_BACKLOG = 1024 * 1024  # stale screens are rebuilt once the backlog is below this
+MAX_BACKLOG = 1024 * 1024  # output waits while the model has this much more to read
 RESTART_DELAY = 1.0
 QUIET = 0.05  # seconds without output after which a stream's output goes to the model
 FLUSH_BYTES = 256 * 1024  # output gathered before it goes down the pipe…
@@ -78,12 +76,11 @@ class Screen:
 
     def output(self, data: bytes, end: int, streaming: bool) -> None:
         """The session buffered ``data``, up to offset ``end``. Keystroke echoes and the like go
-        to the model at once; a stream of output is left in the buffer until it pauses for
-        ``QUIET`` seconds (or a snapshot is asked for), so a flood costs the model nothing
-        while it flows: the model never competes with the shell for the CPU."""
-        caught_up = not self.stale and self.offset == end - len(data)
-        if caught_up and not streaming and self._models.send(_DATA, self, data):
-            self.offset = end
+        to the model at once (``data`` itself: one read may hold more lines than the buffer
+        keeps); a stream of output is left in the buffer until it pauses for ``QUIET`` seconds
+        (or a snapshot is asked for), so a flood costs the model nothing while it flows: the
+        model never competes with the shell for the CPU."""
+        if not streaming and self._due is None and self._models.feed(self, data, end):
             return
         loop = asyncio.get_running_loop()
         self._last_output = loop.time()
@@ -308,9 +305,22 @@ class ScreenModels:
 
     def catch_up(self, screen: Screen) -> bool:
         """Feed ``screen`` what it lacks; False if the model is too far behind to take it."""
-        if self._process is None or self.backlog > RESUME_BACKLOG:
+        if self._process is None or self.backlog > MAX_BACKLOG:
             return False
         self._send_missing(screen)
+        return True
+
+    def feed(self, screen: Screen, data: bytes, end: int) -> bool:
+        """Feed ``screen`` the output up to ``end``, ``data`` being its last piece; False if
+        the model is too far behind to take it."""
+        if self._process is None or self.backlog > MAX_BACKLOG:
+            return False
+        if screen.stale or screen.offset != end - len(data):
+            self._send_missing(screen)
+        else:
+            self.fed_bytes += len(data)
+            self._write(_DATA, screen.number, data)
+            screen.offset = end
         return True
 
     def take_all(self, screen: Screen) -> None:
@@ -330,8 +340,6 @@ class ScreenModels:
 
     def _rebuild(self, screen: Screen) -> None:
         """Open the screen in the model afresh and feed it the session's buffer."""
-        if self._process is None:
-            return
         whole = screen.source(None)
         assert whole is not None
         data, end = whole
@@ -354,16 +362,10 @@ class ScreenModels:
         queued = stdin.transport.get_write_buffer_size() if stdin is not None else 0
         return queued + len(self._pending)
 
-    def send(self, op: int, screen: Screen, payload: bytes) -> bool:
-        """Send a frame now; output is refused (False) while the model is far behind."""
-        if self._process is None:
-            return False
-        if op == _DATA:
-            if self.backlog > MAX_BACKLOG:
-                return False
-            self.fed_bytes += len(payload)
-        self._write(op, screen.number, payload)
-        return True
+    def send(self, op: int, screen: Screen, payload: bytes) -> None:
+        """A control frame (resize, close); output goes by ``catch_up``."""
+        if self._process is not None:
+            self._write(op, screen.number, payload)
 
     def _write(self, op: int, number: int, payload: bytes) -> None:
         self._pending += _HEADER.pack(op, number, len(payload))
@@ -386,10 +388,10 @@ class ScreenModels:
         """Wait until the model is near enough to take what the screen lacks."""
         if self._process is None:
             raise ScreenUnavailable("The screen model is restarting; try again in a second.")
-        if self.backlog > RESUME_BACKLOG:
+        if self.backlog > MAX_BACKLOG:
             self._priority(boosted=True)  # back to idle with the next answer
             self._flush()
-        while self.backlog > RESUME_BACKLOG:
+        while self.backlog > MAX_BACKLOG:
             assert self._process.stdin is not None
             # drain() waits only while the transport is past its high-water mark: below it,
             # a short wait lets the model read on (a loop on drain alone would spin)

@@ -83,7 +83,6 @@ class TerminalSession:
         clock: Callable[[], float],
         on_buffer_change: Callable[[int], None] = lambda delta: None,
         log: OutputLog | None = None,
-        screen: Screen | None = None,
         closed_reason: str | None = None,
     ) -> None:
         """``process`` None: a session restored from its log with no process left (its host was
@@ -105,7 +104,7 @@ class TerminalSession:
         self.exit_reason: str | None = None  # why the sandbox ended it, if it did
         self.closed_reason = closed_reason
         self.log = log
-        self.screen = screen  # its screen model (SPEC §9), if the host has one
+        self.screen: Screen | None = None  # its screen model (SPEC §9), if the host has one
         self._log_timer: asyncio.TimerHandle | None = None
         self._oom_reported = 0  # OOM kills already told in the history
         self._oom_checked = float("-inf")
@@ -283,7 +282,7 @@ class TerminalSession:
             if self.log.pending and self._log_timer is None:
                 self._log_timer = self._loop.call_later(LOG_FLUSH_DELAY, self.flush_log)
         if self.screen is not None:
-            self.screen.output(data, self.buffer.end, len(data) >= BULK_READ)
+            self.screen.output(data, self.buffer.end, streaming=self.bulk)
         self.history.add_output(self.buffer.end - len(data), len(data), now)
         self.history.forget_before(self.buffer.start)
         self._on_buffer_change(len(self.buffer) - before)
