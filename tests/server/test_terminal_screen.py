@@ -214,16 +214,20 @@ async def wait_screen(server: RunningServer, id: str, marker: str, timeout: floa
 async def test_a_killed_model_is_started_again_and_screens_are_rebuilt(
     server: RunningServer,
 ) -> None:
-    t = await TermClient.connect(server.ws_url, "k", ALICE, rows=ROWS, cols=COLS)
-    await t.send(b"echo before$((6*7))\n")
+    # a program, not a shell: what is typed before an interactive shell is ready may be dropped
+    program = "echo before$((6*7)); read line; echo after$((6*7)); sleep 600"
+    await make(server, "k", ["/bin/sh", "-c", program], rows=ROWS, cols=COLS)
     await wait_screen(server, "k", "before42")
     pid = server.call(lambda: server.core.terminals.screens.pid)
     os.kill(pid, signal.SIGKILL)
-    await t.send(b"echo after$((6*7))\n")  # output while there is no model is not lost to it
-    screen = await wait_screen(server, "k", "after42")
+    t = await TermClient.connect(server.ws_url, "k", ALICE, reconnect="true")
+    try:
+        await t.send(b"go\n")  # output while there is no model is not lost to it
+        screen = await wait_screen(server, "k", "after42")
+    finally:
+        await t.close()
     assert any("before42" in line for line in screen["lines"])  # rebuilt from the buffer
     assert server.call(lambda: server.core.terminals.screens.pid) not in (None, pid)
-    await t.close()
 
 
 async def test_a_flood_ends_on_the_right_screen(server: RunningServer) -> None:
