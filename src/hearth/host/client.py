@@ -28,7 +28,7 @@ from hearth.terminals.events import Event, Output
 from hearth.terminals.manager import TerminalSpec
 from hearth.terminals.session import TerminalInfo
 
-__all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteFile"]
+__all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteChannels", "RemoteFile"]
 
 log = logging.getLogger("hearth.host.client")
 
@@ -306,6 +306,31 @@ class RemoteFile:
     chunks: AsyncIterator[bytes]
 
 
+class RemoteChannels:
+    """A Jupyter client's connection to a kernel session in the host: ``send`` a v1 message,
+    ``next`` for the kernel's (None once the session ended)."""
+
+    def __init__(self, link: Link, stream: int, inbox: Inbox[bytes], credit: Credit) -> None:
+        self._link, self._stream, self._inbox, self._credit = link, stream, inbox, credit
+        self._offset = 0
+
+    async def send(self, message: bytes) -> None:
+        await self._credit.spend(len(message))
+        self._link.send(wire.data_frame(self._stream, self._offset, message))
+        self._offset += len(message)
+        await self._link.drain()
+
+    async def next(self) -> bytes | None:
+        return await self._inbox.get()
+
+    async def aclose(self) -> None:
+        self._credit.close()
+        self._link.credits.pop(self._stream, None)
+        if not self._inbox.ended:
+            self._link.close_stream(self._stream)
+        self._link.inboxes.pop(self._stream, None)
+
+
 async def _stream(
     client: HostClient, method: str, args: dict[str, Any], viewer: bool = False
 ) -> tuple[Link, int, Inbox[Any], Any]:
@@ -453,6 +478,31 @@ class RemoteKernels:
             "kernels.list_files", user=user, session_id=session_id
         )
         return files
+
+    async def channels(self, user: str, session_id: str) -> RemoteChannels:
+        """A Jupyter client's connection to the session's channels (v1 framing, both ways)."""
+        link = await self._client.link()
+        id = link.new_id()
+        inbox: Inbox[bytes] = Inbox(lambda n: link.ack(id, n))
+        link.inboxes[id] = (inbox, False)
+        credit = link.credits[id] = Credit()
+        args = {"user": user, "session_id": session_id}
+        try:
+            await link.start_call(id, "kernels.channels", args, upload=True)
+        except BaseException:
+            link.inboxes.pop(id, None)
+            link.credits.pop(id, None)
+            raise
+        return RemoteChannels(link, id, inbox, credit)
+
+    async def kernelspecs(self) -> dict[str, Any]:
+        specs: dict[str, Any] = await self._call("kernels.kernelspecs")
+        return specs
+
+    async def open_kernelspec_file(self, name: str, path: str) -> RemoteFile:
+        args = {"name": name, "path": path}
+        link, id, inbox, reply = await _stream(self._client, "kernels.open_kernelspec_file", args)
+        return RemoteFile(reply["name"], reply["size"], _items(link, id, inbox))
 
     async def pool_state(self) -> dict[str, int]:
         state: dict[str, int] = await self._call("kernels.pool")

@@ -24,6 +24,9 @@ from hearth.host import wire
 from hearth.host.framing import FrameProtocol
 from hearth.host.place import HostPlace
 from hearth.host.streams import Credit, Inbox, StreamClosed
+from hearth.kernels.channels import ChannelRelay
+from hearth.protocol import FrameError
+from hearth.protocol.jupyter import decode_v1
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.events import Output
 from hearth.terminals.manager import TerminalSpec
@@ -272,6 +275,34 @@ class _Connection:
                 offset += len(chunk)
                 await self.drain()
 
+    async def pump_channels(
+        self, stream: int, relay: ChannelRelay, inbound: AsyncIterator[bytes]
+    ) -> None:
+        """A Jupyter client's channels: its messages in (an upload), the kernel's out."""
+        credit = self.credits[stream] = Credit()
+
+        async def feed() -> None:
+            with contextlib.suppress(StreamClosed):
+                async for frame in inbound:
+                    try:
+                        channel, parts = decode_v1(frame)
+                    except FrameError as exc:  # the web tier checks them: not a client's error
+                        log.warning("dropped a kernel message", extra={"reason": str(exc)})
+                        continue
+                    await relay.receive(channel, parts)
+
+        async with relay:
+            feeder = asyncio.create_task(feed())
+            try:
+                offset = 0
+                while (message := await relay.next()) is not None:
+                    await credit.spend(len(message))
+                    self.send(wire.data_frame(stream, offset, message))
+                    offset += len(message)
+                    await self.drain()
+            finally:
+                feeder.cancel()
+
     def open_upload(self, stream: int) -> None:
         def ack(taken: int) -> None:
             self.send(wire.json_frame({"op": "ack", "stream": stream, "offset": taken}))
@@ -455,6 +486,24 @@ class _Calls:
             return await self.core.kernels.write_file(user, session_id, path, chunks)
         except StreamClosed:  # the client went away mid-upload: nothing was written
             raise BadRequest("The upload ended before its last byte; send it again.") from None
+
+    def kernels_channels(self, id: int, user: str, session_id: str) -> None:
+        """A Jupyter client's connection to the session's channels, both ways on this stream."""
+        inbound = self.connection.upload_chunks.pop(id)
+        try:
+            relay = self.core.kernels.channels(user, session_id)
+        except BaseException:
+            self.connection.uploads.pop(id, None)
+            raise
+        self.connection.start_pump(id, lambda: self.connection.pump_channels(id, relay, inbound))
+
+    def kernels_kernelspecs(self, id: int) -> dict[str, Any]:
+        return self.core.kernels.kernelspecs()
+
+    def kernels_open_kernelspec_file(self, id: int, name: str, path: str) -> dict[str, Any]:
+        file = self.core.kernels.open_kernelspec_file(name, path)
+        self.connection.start_pump(id, lambda: self.connection.pump_bytes(id, file.chunks))
+        return {"name": file.name, "size": file.size}
 
     def kernels_pool(self, id: int) -> dict[str, int]:
         return self.core.kernels.pool_state()

@@ -88,6 +88,7 @@ class Kernel:
         self._tasks: asyncio.TaskGroup | None = None
         self._pumps: list[asyncio.Task[None]] = []
         self.launch: Prepared | None = None
+        self.execution_state = "starting"  # as its IOPub last said (Jupyter's kernel model)
 
     async def __aenter__(self) -> Kernel:
         try:
@@ -228,6 +229,8 @@ class Kernel:
                 frames = await socket.recv_multipart()
                 _, parts = session.feed_identities(frames)
                 msg = session.deserialize(parts)
+                if msg["msg_type"] == "status":
+                    self.execution_state = str(msg["content"].get("execution_state", ""))
                 waiter = self._waiters.get(msg["parent_header"].get("msg_id", ""))
                 if waiter is not None:
                     waiter.put_nowait(msg)
@@ -322,6 +325,19 @@ class Kernel:
             await asyncio.to_thread(signal_sandbox, self.pid, signal.SIGINT)
         else:
             await self._km.interrupt_kernel()
+
+    # -- Jupyter clients (SPEC §10) --------------------------------------------------------------
+
+    def connect(self, channel: str, identity: bytes | None = None) -> zmq.asyncio.Socket:
+        """A new socket on one of the kernel's channels (an IOPub one subscribes to all)."""
+        assert self._km is not None
+        socket: zmq.asyncio.Socket = getattr(self._km, f"connect_{channel}")(identity=identity)
+        return socket
+
+    def sign(self, parts: Sequence[bytes]) -> bytes:
+        """The signature of a message's four JSON parts, with the kernel's key."""
+        signature: bytes = self._client.session.sign(list(parts[:4]))
+        return signature
 
     # -- stop -------------------------------------------------------------------------------
 

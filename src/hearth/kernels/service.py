@@ -21,6 +21,7 @@ from hearth.config import Settings
 from hearth.errors import BadRequest, NotFound, SessionClosed
 from hearth.kernels import files as fileops
 from hearth.kernels.beneath import FileStream
+from hearth.kernels.channels import ChannelRelay
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.outputs import Event
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
@@ -33,6 +34,8 @@ from hearth.store import SessionStore
 __all__ = ["KernelService"]
 
 KIND = "kernel"
+# what Jupyter Server lists as a kernelspec's resources
+_RESOURCES = {"kernel.js", "kernel.css", "logo-32x32.png", "logo-64x64.png", "logo-svg.svg"}
 
 
 class KernelService:
@@ -158,6 +161,8 @@ class KernelService:
             "last_activity": s.last_activity,
             "from_pool": s.from_pool,
             "execution_count": s.execution_count,
+            "execution_state": s.execution_state,
+            "connections": s.connections,
         }
 
     # -- calls ----------------------------------------------------------------------------------
@@ -200,6 +205,34 @@ class KernelService:
         session = self._find(user, session_id)
         await session.restart()
         return self.info(session)
+
+    def channels(self, user: str, session_id: str) -> ChannelRelay:
+        """A Jupyter client's connection to the session's channels (SPEC §10)."""
+        session = self._find(user, session_id)
+        session.touch()
+        return ChannelRelay(session)
+
+    def kernelspecs(self) -> dict[str, Any]:
+        """The installed kernelspecs, as Jupyter Server's ``/api/kernelspecs`` shows them."""
+        specs = KernelSpecManager().get_all_specs()
+        shown = {}
+        for name, found in sorted(specs.items()):
+            if name not in self.kernel_names:
+                continue
+            folder = Path(found["resource_dir"])
+            resources = {
+                Path(file).stem if file.startswith("logo") else file: f"/kernelspecs/{name}/{file}"
+                for file in sorted(p.name for p in folder.iterdir() if p.name in _RESOURCES)
+            }
+            shown[name] = {"name": name, "spec": found["spec"], "resources": resources}
+        return {"default": self.settings.default_kernel_name, "kernelspecs": shown}
+
+    def open_kernelspec_file(self, name: str, path: str) -> FileStream:
+        """A file of an installed kernelspec's directory (its logos, kernel.js)."""
+        if name not in self.kernel_names:
+            raise NotFound(f"No kernelspec {name[:80]!r}; GET /api/kernelspecs lists them.")
+        folder = Path(KernelSpecManager().get_kernel_spec(name).resource_dir)
+        return fileops.open_file(folder, safe_relative_path(path))
 
     def terminate(self, user: str, session_id: str) -> None:
         """Recycle the session into the pool, or destroy it when the pool is full."""

@@ -102,6 +102,7 @@ class KernelSession:
         self._exec_lock = asyncio.Lock()
         self._runs: set[asyncio.Task[None]] = set()  # executions under way (see execute)
         self.generation = 0  # one more at each release: a queued execution is its owner's only
+        self.connections = 0  # Jupyter clients on its channels (SPEC §10)
 
     @property
     def status(self) -> KernelStatus:
@@ -120,6 +121,20 @@ class KernelSession:
 
     def mark_idle(self) -> None:
         self._move(S.IDLE, "reclaim the idle")
+
+    @property
+    def execution_state(self) -> str:
+        """Jupyter's word for it: starting, idle, busy or dead."""
+        kernel = self._kernel
+        if self.status is S.DEAD or self.status is S.CLOSED:
+            return "dead"
+        if kernel is None or self.status is S.STARTING:
+            return "starting"
+        return kernel.execution_state
+
+    async def changed(self) -> None:
+        """Returns at the session's next change of status."""
+        await self._changed.wait()
 
     def touch(self) -> None:
         self.last_activity = self._clock()

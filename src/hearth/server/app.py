@@ -18,7 +18,14 @@ from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.host.client import HostClient
 from hearth.host.starter import HostStarter
-from hearth.server import routes_kernels, routes_terminals, routes_web, ws_terminals
+from hearth.server import (
+    routes_jupyter,
+    routes_kernels,
+    routes_terminals,
+    routes_web,
+    ws_jupyter,
+    ws_terminals,
+)
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
 
@@ -74,6 +81,8 @@ def create_app(
     app.include_router(routes_terminals.legacy_router)
     app.include_router(ws_terminals.router)
     app.include_router(routes_kernels.router)
+    app.include_router(routes_jupyter.router)
+    app.include_router(ws_jupyter.router)
     app.include_router(routes_web.router)
     return app
 

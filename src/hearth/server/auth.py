@@ -1,6 +1,7 @@
 """Tokens → users, and the websocket Origin check.
 
-A request carries its token as ``Authorization: Bearer``, as ``?token=`` (browsers' websockets),
+A request carries its token as ``Authorization: Bearer`` (or ``token``, as Jupyter clients send it),
+as ``?token=`` (browsers' websockets),
 or as the ``hearth_token`` cookie that ``/login`` sets. Tokens are compared in constant time and
 never logged.
 """
@@ -53,7 +54,7 @@ class Authenticator:
 def token_of(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
+    if scheme.lower() in ("bearer", "token") and value.strip():  # "token": Jupyter's form
         return value.strip()
     return conn.query_params.get("token") or conn.cookies.get(COOKIE_NAME)
 
@@ -63,7 +64,8 @@ def current_user(conn: HTTPConnection) -> str:
     user = auth.user_for(token_of(conn))
     if user is None:
         raise Unauthorized(
-            "Missing or wrong token: send 'Authorization: Bearer <token>', '?token=<token>', "
+            "Missing or wrong token: send 'Authorization: Bearer <token>' (or 'token <token>'), "
+            "'?token=<token>', "
             "or log in at /login?token=<token>."
         )
     return user

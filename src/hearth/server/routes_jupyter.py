@@ -1,0 +1,135 @@
+"""The Jupyter Server kernel API (SPEC §10), as a Kernel Gateway serves it: Jupyter clients get
+kernels from the warm pool. A kernel here is a kernel session of the caller (its id is the
+session id), so the owner rules, limits, sandbox and idle timeout of SPEC §4 hold.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth import __version__
+from hearth.errors import NotFound
+from hearth.host.client import RemoteKernels
+from hearth.protocol import KERNEL_NAME
+from hearth.server.auth import CurrentUser
+from hearth.server.validation import ValidatedRoute
+
+__all__ = ["jupyter_model", "router"]
+
+router = APIRouter(tags=["jupyter"], route_class=ValidatedRoute)
+
+
+async def _kernels(request: Request) -> RemoteKernels:
+    service: RemoteKernels = request.app.state.kernels
+    return service
+
+
+Kernels = Annotated[RemoteKernels, Depends(_kernels)]
+
+
+class KernelStart(BaseModel):
+    """``POST /api/kernels``: Jupyter's body. A pooled kernel is already running, so ``env``
+    and ``path`` (Jupyter Server sends them through a gateway) are not applied."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(None, pattern=KERNEL_NAME)
+    path: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class JupyterKernel(BaseModel):
+    """A kernel as Jupyter Server shows it."""
+
+    id: str
+    name: str
+    last_activity: str
+    execution_state: str
+    connections: int
+
+
+def jupyter_model(info: dict[str, Any]) -> dict[str, Any]:
+    """A kernel session as Jupyter's kernel model."""
+    state = "dead" if info.get("status") == "dead" else info.get("execution_state", "idle")
+    return {
+        "id": info["session_id"],
+        "name": info["kernel_name"],
+        # the exact form Jupyter Server's gateway client parses
+        "last_activity": datetime.fromtimestamp(info["last_activity"], UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        ),
+        "execution_state": state,
+        "connections": info.get("connections", 0),
+    }
+
+
+@router.get("/api")
+async def api_version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+@router.get("/api/kernelspecs")
+async def kernelspecs(user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+    return await kernels.kernelspecs()
+
+
+@router.get("/api/kernelspecs/{name}")
+async def kernelspec(name: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+    specs = await kernels.kernelspecs()
+    found: dict[str, Any] | None = specs["kernelspecs"].get(name)
+    if found is None:
+        raise NotFound(f"No kernelspec {name[:80]!r}; GET /api/kernelspecs lists them.")
+    return found
+
+
+@router.get("/kernelspecs/{name}/{path:path}")
+async def kernelspec_file(name: str, path: str, user: CurrentUser, kernels: Kernels) -> Response:
+    file = await kernels.open_kernelspec_file(name, path)
+    kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return StreamingResponse(
+        file.chunks, media_type=kind, headers={"Content-Length": str(file.size)}
+    )
+
+
+@router.get("/api/kernels")
+async def list_kernels(user: CurrentUser, kernels: Kernels) -> list[JupyterKernel]:
+    return [JupyterKernel(**jupyter_model(i)) for i in await kernels.sessions(user)]
+
+
+@router.post("/api/kernels", status_code=201)
+async def start_kernel(
+    user: CurrentUser, kernels: Kernels, body: Annotated[KernelStart | None, Body()] = None
+) -> JSONResponse:
+    name = body.name if body is not None else None
+    info, _ = await kernels.create(user, str(uuid.uuid4()), None, name)
+    model = jupyter_model(info)
+    return JSONResponse(model, status_code=201, headers={"Location": f"/api/kernels/{model['id']}"})
+
+
+@router.get("/api/kernels/{kernel_id}")
+async def get_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) -> JupyterKernel:
+    return JupyterKernel(**jupyter_model(await kernels.get(user, kernel_id)))
+
+
+@router.delete("/api/kernels/{kernel_id}", status_code=204)
+async def delete_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) -> Response:
+    await kernels.terminate(user, kernel_id)
+    return Response(status_code=204)
+
+
+@router.post("/api/kernels/{kernel_id}/interrupt", status_code=204)
+async def interrupt_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) -> Response:
+    await kernels.interrupt(user, kernel_id)
+    return Response(status_code=204)
+
+
+@router.post("/api/kernels/{kernel_id}/restart")
+async def restart_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) -> JupyterKernel:
+    return JupyterKernel(**jupyter_model(await kernels.restart(user, kernel_id)))
