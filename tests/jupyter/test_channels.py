@@ -65,7 +65,9 @@ async def test_every_shell_request_is_answered_with_its_parent(
         assert states == ["busy", "idle"]
     info, _ = await sock.request("shell", "kernel_info_request", {})
     assert info["content"]["language_info"]["name"] == "python"
-    complete, _ = await sock.request("shell", "complete_request", {"code": "import o", "cursor_pos": 8})
+    complete, _ = await sock.request(
+        "shell", "complete_request", {"code": "import o", "cursor_pos": 8}
+    )
     assert "os" in complete["content"]["matches"]
     inspect, _ = await sock.request(
         "shell", "inspect_request", {"code": "print", "cursor_pos": 5, "detail_level": 0}
@@ -94,16 +96,19 @@ async def test_cells_run_with_their_outputs_and_input_is_answered_on_stdin(
     sent = await sock.send(
         "shell",
         "execute_request",
-        {"code": "name = input('who? ')\nprint('hello', name)", "allow_stdin": True,
-         "silent": False, "store_history": True, "user_expressions": {}},
+        {
+            "code": "name = input('who? ')\nprint('hello', name)",
+            "allow_stdin": True,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+        },
     )
     asked = (await sock.until(lambda m: m["msg_type"] == "input_request"))[-1]
     assert asked["channel"] == "stdin" and asked["content"]["prompt"] == "who? "
     assert asked["parent_header"]["msg_id"] == sent["header"]["msg_id"]
     await sock.send("stdin", "input_reply", {"value": "Ada"}, parent=asked["header"])
-    seen = await sock.until(
-        lambda m: m["msg_type"] == "stream" and "hello" in m["content"]["text"]
-    )
+    seen = await sock.until(lambda m: m["msg_type"] == "stream" and "hello" in m["content"]["text"])
     assert seen[-1]["content"]["text"] == "hello Ada\n"
 
 
@@ -126,14 +131,21 @@ async def test_an_interrupt_stops_a_sleeping_cell(
     sent = await sock.send(
         "shell",
         "execute_request",
-        {"code": "import time; time.sleep(60)", "silent": False, "store_history": True,
-         "user_expressions": {}, "allow_stdin": False},
+        {
+            "code": "import time; time.sleep(60)",
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
     )
     await sock.until(lambda m: m["msg_type"] == "execute_input")
     assert (await http.post(f"/api/kernels/{kid}/interrupt")).status_code == 204
     seen = await sock.until(
-        lambda m: m["msg_type"] == "execute_reply"
-        and m["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+        lambda m: (
+            m["msg_type"] == "execute_reply"
+            and m["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+        )
     )
     assert seen[-1]["content"]["status"] == "error"
     assert seen[-1]["content"]["ename"] == "KeyboardInterrupt"
@@ -159,8 +171,13 @@ async def test_a_dead_kernel_is_restarted_and_reported(kernel: tuple[str, Kernel
     await sock.send(
         "shell",
         "execute_request",
-        {"code": "import os; os._exit(1)", "silent": False, "store_history": True,
-         "user_expressions": {}, "allow_stdin": False},
+        {
+            "code": "import os; os._exit(1)",
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
     )
     await sock.until(
         lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "restarting"
@@ -176,8 +193,12 @@ async def test_bad_frames_are_refused_on_stderr_and_lose_nothing(
     bad: list[str | bytes] = (
         ["text in a binary protocol", b"\x01\x02", b"\x00" * 64]
         if sock.v1
-        else ["not json", '{"header": {}}', '{"header": {"msg_id": "a", "msg_type": "x"}, '
-              '"channel": "iopub"}', b"\x00\x00\x00\x01"]
+        else [
+            "not json",
+            '{"header": {}}',
+            '{"header": {"msg_id": "a", "msg_type": "x"}, "channel": "iopub"}',
+            b"\x00\x00\x00\x01",
+        ]
     )
     for frame in bad:
         await sock.ws.send(frame)

@@ -121,14 +121,21 @@ async def test_a_notebooks_life_through_jupyter_server(
         sent = await sock.send(
             "shell",
             "execute_request",
-            {"code": "import time; time.sleep(60)", "silent": False, "store_history": True,
-             "user_expressions": {}, "allow_stdin": False},
+            {
+                "code": "import time; time.sleep(60)",
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+            },
         )
         await sock.until(lambda m: m["msg_type"] == "execute_input")
         assert (await lab.post(f"/api/kernels/{kid}/interrupt")).status_code == 204
         seen = await sock.until(
-            lambda m: m["msg_type"] == "execute_reply"
-            and m["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+            lambda m: (
+                m["msg_type"] == "execute_reply"
+                and m["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+            )
         )
         assert seen[-1]["content"]["ename"] == "KeyboardInterrupt"
 

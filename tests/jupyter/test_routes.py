@@ -68,6 +68,7 @@ async def test_without_a_body_the_default_kernel_starts(alice: httpx.AsyncClient
 async def test_an_unknown_kernelspec_is_a_clear_400(alice: httpx.AsyncClient) -> None:
     answer = await alice.post("/api/kernels", json={"name": "cobol"})
     assert answer.status_code == 400 and "python3" in answer.json()["detail"]
+    assert answer.json()["message"] == answer.json()["detail"]  # what Jupyter clients show
 
 
 async def test_another_users_kernel_is_missing_on_every_route(

@@ -274,7 +274,12 @@ class KernelPool:
 
     def reclaim_idle(self) -> list[str]:
         """Release every session idle for ``session_pool_max_idle_time``; their ids."""
-        active = [(s, s.last_activity) for s in self._by_key.values() if s.status is S.ACTIVE]
+        # a cell a Jupyter client runs keeps its kernel busy: not idle, however long it is quiet
+        active = [
+            (s, s.last_activity)
+            for s in self._by_key.values()
+            if s.status is S.ACTIVE and s.execution_state != "busy"
+        ]
         expired = idle_expired(active, self._clock(), self.config.max_idle_time)
         names = []
         for s in expired:

@@ -28,6 +28,7 @@ from hearth.server import (
 )
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
 from hearth.server.metrics import Metrics
+from hearth.server.routes_jupyter import is_jupyter_path
 
 __all__ = ["create_app"]
 
@@ -90,7 +91,10 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HearthError)
     async def _hearth_error(request: Request, exc: HearthError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        body = {"detail": exc.message}
+        if is_jupyter_path(request.url.path):  # Jupyter clients show "message" (SPEC §10)
+            body.update(message=exc.message, reason=type(exc).__name__)
+        return JSONResponse(body, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

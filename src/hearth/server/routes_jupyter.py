@@ -21,7 +21,7 @@ from hearth.protocol import KERNEL_NAME
 from hearth.server.auth import CurrentUser
 from hearth.server.validation import ValidatedRoute
 
-__all__ = ["jupyter_model", "router"]
+__all__ = ["is_jupyter_path", "jupyter_model", "router"]
 
 router = APIRouter(tags=["jupyter"], route_class=ValidatedRoute)
 
@@ -32,6 +32,11 @@ async def _kernels(request: Request) -> RemoteKernels:
 
 
 Kernels = Annotated[RemoteKernels, Depends(_kernels)]
+
+
+def is_jupyter_path(path: str) -> bool:
+    """A path of the Jupyter API (its errors also carry Jupyter's ``message``)."""
+    return path.startswith(("/api/kernels", "/api/kernelspecs", "/api/sessions", "/kernelspecs/"))
 
 
 class KernelStart(BaseModel):

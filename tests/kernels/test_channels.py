@@ -1,0 +1,72 @@
+"""The session host's relay of a Jupyter client (``KernelService.channels``), on a real kernel:
+signed messages in, the kernel's out, and a quiet cell that is not idle."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_client.session import Session
+
+from hearth.kernels.channels import ChannelRelay
+from hearth.kernels.service import KernelService
+from hearth.protocol.jupyter import decode_v1
+
+from .conftest import FakeClock, until
+
+
+def _parts(session: Session, msg_type: str, content: dict[str, Any]) -> tuple[str, list[bytes]]:
+    msg = session.msg(msg_type, content)
+    names = ("header", "parent_header", "metadata", "content")
+    return msg["header"]["msg_id"], [session.pack(msg[n]) for n in names]
+
+
+async def _until_reply(relay: ChannelRelay, msg_id: str, msg_type: str) -> dict[str, Any]:
+    while True:
+        frame = await relay.next()
+        assert frame is not None
+        channel, parts = decode_v1(frame)
+        parent, header = json.loads(parts[1]), json.loads(parts[0])
+        if parent.get("msg_id") == msg_id and header["msg_type"] == msg_type:
+            return {"channel": channel, "content": json.loads(parts[3])}
+
+
+async def test_a_quiet_cell_of_a_jupyter_client_keeps_its_kernel(
+    service: KernelService, clock: FakeClock
+) -> None:
+    await service.create("alice", "nb")
+    session = Session()
+    async with service.channels("alice", "nb") as relay:
+        msg_id, parts = _parts(
+            session,
+            "execute_request",
+            {
+                "code": "import time; time.sleep(3)",
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+            },
+        )
+        await relay.receive("shell", parts)
+        await until(lambda: service.get("alice", "nb")["execution_state"] == "busy")
+        assert service.get("alice", "nb")["connections"] == 1
+        clock.advance(10_000)
+        assert service.pool.reclaim_idle() == []  # busy, however long quiet
+        reply = await _until_reply(relay, msg_id, "execute_reply")
+        assert reply["channel"] == "shell" and reply["content"]["status"] == "ok"
+        await until(lambda: service.get("alice", "nb")["execution_state"] == "idle")
+    assert service.get("alice", "nb")["connections"] == 0
+    clock.advance(10_000)
+    assert service.pool.reclaim_idle() == ["nb"]
+
+
+async def test_the_relay_ends_when_its_session_is_deleted(service: KernelService) -> None:
+    await service.create("alice", "gone")
+    async with service.channels("alice", "gone") as relay:
+        msg_id, parts = _parts(Session(), "kernel_info_request", {})
+        await relay.receive("shell", parts)
+        await _until_reply(relay, msg_id, "kernel_info_reply")
+        service.terminate("alice", "gone")
+        while await relay.next() is not None:
+            pass  # what the kernel said before; then the end
