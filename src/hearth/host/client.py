@@ -495,6 +495,14 @@ class RemoteKernels:
             raise
         return RemoteChannels(link, id, inbox, credit)
 
+    async def annotate(
+        self, user: str, session_id: str, jupyter: dict[str, str] | None
+    ) -> dict[str, Any]:
+        info: dict[str, Any] = await self._call(
+            "kernels.annotate", user=user, session_id=session_id, jupyter=jupyter
+        )
+        return info
+
     async def kernelspecs(self) -> dict[str, Any]:
         specs: dict[str, Any] = await self._call("kernels.kernelspecs")
         return specs

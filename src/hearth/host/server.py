@@ -497,6 +497,11 @@ class _Calls:
             raise
         self.connection.start_pump(id, lambda: self.connection.pump_channels(id, relay, inbound))
 
+    def kernels_annotate(
+        self, id: int, user: str, session_id: str, jupyter: dict[str, str] | None
+    ) -> dict[str, Any]:
+        return self.core.kernels.annotate(user, session_id, jupyter)
+
     def kernels_kernelspecs(self, id: int) -> dict[str, Any]:
         return self.core.kernels.kernelspecs()
 

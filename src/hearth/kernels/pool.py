@@ -241,6 +241,7 @@ class KernelPool:
         self.dirs.drop_view(session.uid)
         session.owner = session.session_id = None
         session.files = []
+        session.jupyter = None
         session.from_pool = session.restarted_pending = False
         session.execution_count = 0
         session.created_at = session.last_activity = self._clock()
@@ -390,6 +391,7 @@ class KernelPool:
         default = session.kernel_name == self.config.kernel_name
         decision = self.policy.release(self.counts()) if default else Release.DESTROY
         session.owner = session.session_id = None
+        session.jupyter = None
         if decision is Release.RECYCLE:
             session.ask(Want.RECYCLE)
         else:

@@ -163,6 +163,7 @@ class KernelService:
             "execution_count": s.execution_count,
             "execution_state": s.execution_state,
             "connections": s.connections,
+            "jupyter": s.jupyter,
         }
 
     # -- calls ----------------------------------------------------------------------------------
@@ -211,6 +212,16 @@ class KernelService:
         session = self._find(user, session_id)
         session.touch()
         return ChannelRelay(session)
+
+    def annotate(
+        self, user: str, session_id: str, jupyter: dict[str, str] | None
+    ) -> dict[str, Any]:
+        """Name the session as a Jupyter session (its id, path, name and type), or unname it."""
+        session = self._find(user, session_id)
+        session.jupyter = jupyter
+        session.touch()
+        self._save(session)
+        return self.info(session)
 
     def kernelspecs(self) -> dict[str, Any]:
         """The installed kernelspecs, as Jupyter Server's ``/api/kernelspecs`` shows them."""

@@ -103,6 +103,7 @@ class KernelSession:
         self._runs: set[asyncio.Task[None]] = set()  # executions under way (see execute)
         self.generation = 0  # one more at each release: a queued execution is its owner's only
         self.connections = 0  # Jupyter clients on its channels (SPEC §10)
+        self.jupyter: dict[str, str] | None = None  # its Jupyter session: id, path, name, type
 
     @property
     def status(self) -> KernelStatus:

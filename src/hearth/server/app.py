@@ -20,6 +20,7 @@ from hearth.host.client import HostClient
 from hearth.host.starter import HostStarter
 from hearth.server import (
     routes_jupyter,
+    routes_jupyter_sessions,
     routes_kernels,
     routes_terminals,
     routes_web,
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(ws_terminals.router)
     app.include_router(routes_kernels.router)
     app.include_router(routes_jupyter.router)
+    app.include_router(routes_jupyter_sessions.router)
     app.include_router(ws_jupyter.router)
     app.include_router(routes_web.router)
     return app
