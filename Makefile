@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt bench clean web
+.PHONY: run test check fmt bench clean web wire
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ $(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
 SCREEN_BUILT := src/hearth/terminals/screen-model.mjs
 $(SCREEN_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
 	cd web && npm run build
+
+# The workspace's types of the wire (web/src/wire.ts), generated from hearth.protocol.
+wire: $(STAMP)
+	$(PY) build_support/wire_types.py
 
 web: $(WEB_BUILT) $(SCREEN_BUILT)  ## build the web workspace and the screen model (needs Node.js and npm)
 

@@ -49,14 +49,14 @@ async def test_a_quiet_cell_of_a_jupyter_client_keeps_its_kernel(
             },
         )
         await relay.receive("shell", parts)
-        await until(lambda: service.get("alice", "nb")["execution_state"] == "busy")
-        assert service.get("alice", "nb")["connections"] == 1
+        await until(lambda: service.get("alice", "nb").execution_state == "busy")
+        assert service.get("alice", "nb").connections == 1
         clock.advance(10_000)
         assert service.pool.reclaim_idle() == []  # busy, however long quiet
         reply = await _until_reply(relay, msg_id, "execute_reply")
         assert reply["channel"] == "shell" and reply["content"]["status"] == "ok"
-        await until(lambda: service.get("alice", "nb")["execution_state"] == "idle")
-    assert service.get("alice", "nb")["connections"] == 0
+        await until(lambda: service.get("alice", "nb").execution_state == "idle")
+    assert service.get("alice", "nb").connections == 0
     clock.advance(10_000)
     assert service.pool.reclaim_idle() == ["nb"]
 

@@ -69,7 +69,7 @@ async def test_nothing_of_the_previous_user_survives_a_recycle(
     async with KernelService(settings, clock=clock) as svc:
         alice, _ = await svc.create("alice", "work")
         baseline = await inspect(svc, "alice", "work")
-        assert baseline["modules"] == [] and baseline["cwd"] == alice["working_dir"]
+        assert baseline["modules"] == [] and baseline["cwd"] == alice.working_dir
         traces = await run(svc, "alice", "work", LEAVE_TRACES)
         assert traces["status"] == "ok", traces
         pids = [int(p) for p in text_of(traces).split()]
@@ -82,7 +82,7 @@ async def test_nothing_of_the_previous_user_survives_a_recycle(
             svc.terminate("alice", "work")
         elif how == "terminate-while-busy":
             busy = asyncio.ensure_future(run(svc, "alice", "work", "import time; time.sleep(60)"))
-            await until(lambda: svc.get("alice", "work")["status"] == "executing")
+            await until(lambda: svc.get("alice", "work").status == "executing")
             svc.terminate("alice", "work")
             assert (await busy)["status"] == "error"
         else:
@@ -92,15 +92,15 @@ async def test_nothing_of_the_previous_user_survives_a_recycle(
         await until(lambda: svc.pool_state()["ready"] == 1)
 
         bob, _ = await svc.create("bob", "next")
-        assert bob["from_pool"] and svc.pool.find("bob", "next") is alice_slot  # the recycled slot
+        assert bob.from_pool and svc.pool.find("bob", "next") is alice_slot  # the recycled slot
         seen = await inspect(svc, "bob", "next")
         assert seen["pid"] != pids[0]  # a fresh process
-        assert seen["cwd"] == bob["working_dir"] == str(svc.dirs.of("bob", "next"))
+        assert seen["cwd"] == bob.working_dir == str(svc.dirs.of("bob", "next"))
         assert seen["listing"] == []
         assert seen["names"] == [] and seen["modules"] == [] and seen["env"] is None
         assert "alice-thread" not in seen["threads"]
         assert seen["history"] == [] and seen["count"] == baseline["count"]
-        assert bob["files"] == [] and bob["execution_count"] == 0
+        assert bob.files == [] and bob.execution_count == 0
         assert await svc.list_files("bob", "next") == []
-        assert not await asyncio.to_thread(Path(alice["working_dir"]).exists)
+        assert not await asyncio.to_thread(Path(alice.working_dir).exists)
         await until(lambda: all(is_gone(p) for p in pids), 5)

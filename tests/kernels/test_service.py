@@ -24,10 +24,10 @@ async def test_start_up_fills_the_pool_and_a_create_takes_from_it(service: Kerne
         "max_kernels": 4,
     }
     info, created = await service.create("alice", "s1")
-    assert created and info["from_pool"] and info["status"] == "active"
-    assert info["session_id"] == "s1" and info["kernel_name"] == "python3"
+    assert created and info.from_pool and info.status == "active"
+    assert info.session_id == "s1" and info.kernel_name == "python3"
     workdir = service.dirs.of("alice", "s1")
-    assert info["working_dir"] == str(workdir)
+    assert info.working_dir == str(workdir)
     # taking from the pool starts a refill at once (just after the first answer's window)
     await until(lambda: service.pool_state()["starting"] + service.pool_state()["ready"] == 1, 2)
     result = await run(service, "alice", "s1", "import os; print(os.getcwd())")
@@ -39,22 +39,22 @@ async def test_reuse_returns_the_same_session_and_keeps_its_state(service: Kerne
     await service.create("alice", "s1")
     await run(service, "alice", "s1", "kept = 7")
     info, created = await service.create("alice", "s1")
-    assert not created and info["session_id"] == "s1"
+    assert not created and info.session_id == "s1"
     assert text_of(await run(service, "alice", "s1", "kept")) == "7"
-    assert [s["session_id"] for s in service.sessions("alice")] == ["s1"]
+    assert [s.session_id for s in service.sessions("alice")] == ["s1"]
 
 
 async def test_a_generated_id_and_an_empty_pool_give_a_cold_start(service: KernelService) -> None:
     first, _ = await service.create("alice")
     second, _ = await service.create("alice")  # the refill may not be ready yet
-    assert first["from_pool"]
-    assert first["session_id"] != second["session_id"]
-    assert {s["session_id"] for s in service.sessions("alice")} == {
-        first["session_id"],
-        second["session_id"],
+    assert first.from_pool
+    assert first.session_id != second.session_id
+    assert {s.session_id for s in service.sessions("alice")} == {
+        first.session_id,
+        second.session_id,
     }
-    result = await run(service, "alice", second["session_id"], "import os; os.getcwd()")
-    assert second["session_id"] in text_of(result)
+    result = await run(service, "alice", second.session_id, "import os; os.getcwd()")
+    assert second.session_id in text_of(result)
 
 
 async def test_another_users_session_is_answered_as_a_missing_one(service: KernelService) -> None:
@@ -73,7 +73,7 @@ async def test_another_users_session_is_answered_as_a_missing_one(service: Kerne
             call()
     assert service.sessions("bob") == []
     info, created = await service.create("bob", "mine")  # same id, unrelated session
-    assert created and info["working_dir"] != service.get("alice", "mine")["working_dir"]
+    assert created and info.working_dir != service.get("alice", "mine").working_dir
 
 
 async def test_bad_input_is_refused_before_anything_starts(service: KernelService) -> None:
@@ -88,7 +88,7 @@ async def test_bad_input_is_refused_before_anything_starts(service: KernelServic
     await service.create("alice", "k")
     with pytest.raises(BadRequest, match="timeout"):
         service.execute("alice", "k", "1", timeout=0)
-    assert [s["session_id"] for s in service.sessions("alice")] == ["k"]
+    assert [s.session_id for s in service.sessions("alice")] == ["k"]
 
 
 async def test_max_kernels_refuses_with_a_clear_message(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ async def test_idle_sessions_are_reclaimed_by_the_clock(
     assert service.pool.reclaim_idle() == ["idle"]
     with pytest.raises(NotFound):
         service.get("alice", "idle")
-    assert service.get("alice", "busy")["status"] == "active"
+    assert service.get("alice", "busy").status == "active"
 
 
 async def test_a_dead_pooled_kernel_is_replaced(service: KernelService) -> None:
@@ -143,7 +143,7 @@ async def test_a_dead_pooled_kernel_is_replaced(service: KernelService) -> None:
     await until(lambda: pooled.status.value == "dead" or service.pool_state()["ready"] == 0)
     await until(lambda: service.pool_state()["ready"] == 1)
     info, _ = await service.create("alice", "after")
-    assert info["from_pool"]
+    assert info.from_pool
     assert text_of(await run(service, "alice", "after", "1+1")) == "2"
 
 
@@ -163,7 +163,7 @@ async def test_death_between_executes_is_reported_on_the_next_answer(
     os.kill(kernel.pid, signal.SIGKILL)
     await until(
         lambda: (
-            service.get("alice", "d")["status"] in ("dead", "starting", "active")
+            service.get("alice", "d").status in ("dead", "starting", "active")
             and service.pool.find("alice", "d").restarted_pending
         )
     )  # type: ignore[union-attr]
@@ -175,10 +175,10 @@ async def test_restart_and_interrupt(service: KernelService) -> None:
     await service.create("alice", "r")
     await run(service, "alice", "r", "y = 2")
     info = await service.restart("alice", "r")
-    assert info["status"] == "active"
+    assert info.status == "active"
     result = await run(service, "alice", "r", "import os; print('y' in dir(), os.getcwd())")
     assert text_of(result) == f"False {service.dirs.of('alice', 'r')}\n"
-    assert (await service.interrupt("alice", "r"))["status"] == "active"
+    assert (await service.interrupt("alice", "r")).status == "active"
 
 
 async def test_records_are_stored_and_those_of_a_previous_run_listed_lost(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ async def test_records_are_stored_and_those_of_a_previous_run_listed_lost(tmp_pa
                 ("ghost", "dead", "host_lost"),
                 ("left", "dead", "host_lost"),
             ]
-            assert svc.get("bob", "ghost")["closed_reason"] == "host_lost"
+            assert svc.get("bob", "ghost").closed_reason == "host_lost"
             svc.terminate("bob", "ghost")  # deleted: gone from the store too
             assert store.get("kernel", "bob", "ghost") is None
     finally:
@@ -215,7 +215,7 @@ async def test_a_reader_that_stalls_or_leaves_neither_stops_the_time_limit_nor_h
     assert first["type"] == "stream"
     # the reader stops reading here: the run still meets its limit (interrupted after 1 s) and
     # lets the next execution in
-    await until(lambda: service.get("alice", "s1")["status"] == "active", 15)
+    await until(lambda: service.get("alice", "s1").status == "active", 15)
     assert text_of(await run(service, "alice", "s1", "print(6 * 7)")) == "42\n"
     rest = [event async for event in events]  # the slow reader gets all of it, in order
     assert rest[-1]["type"] == "done" and rest[-1]["status"] == "timeout"
@@ -227,8 +227,8 @@ async def test_a_reader_that_stalls_or_leaves_neither_stops_the_time_limit_nor_h
     await anext(gone, None)
     await gone.aclose()
     # still running, so still executing (it used to say active while the cell ran on)
-    assert service.get("alice", "s1")["status"] == "executing"
-    await until(lambda: service.get("alice", "s1")["status"] == "active", 15)
+    assert service.get("alice", "s1").status == "executing"
+    await until(lambda: service.get("alice", "s1").status == "active", 15)
     assert text_of(await run(service, "alice", "s1", "print(done_here)")) == "1\n"
 
 

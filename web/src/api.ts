@@ -84,40 +84,6 @@ export function wsUrl(path: string, params: Record<string, string | number | und
   return url.toString();
 }
 
-// --- the shapes the server answers (SPEC §3.1, §4.2) ------------------------------------
+// --- the shapes the server answers: generated from hearth.protocol (web/src/wire.ts) ---------
 
-export interface TerminalState {
-  id: string;
-  name: string;
-  user: string;
-  status: "active" | "disconnected" | "closed";
-  alive: boolean;
-  exit_code: number | null;
-  closed_reason?: "host_lost" | null;
-  created_at: number;
-  last_activity: number;
-  expires_at: number | null;
-  rows: number;
-  cols: number;
-  viewers: number;
-  output_start: number;
-  output_end: number;
-}
-
-export interface KernelSession {
-  session_id: string;
-  status: string;
-  kernel_name: string;
-  created_at: number;
-  last_activity: number;
-  from_pool: boolean;
-  execution_count: number;
-}
-
-export interface PoolState {
-  target: number;
-  ready: number;
-  starting: number;
-  active: number;
-  max_kernels: number;
-}
+export type { KernelState as KernelSession, PoolState, TerminalState } from "./wire";

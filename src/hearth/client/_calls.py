@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from hearth.client.models import (
     ExecutionResult,
     HistoryEntry,
+    KernelEvent,
     KernelInfo,
     PoolState,
     TerminalScreen,
@@ -255,9 +256,9 @@ def execute(id: str, code: str, timeout: float | None, stream: bool = False) -> 
     )
 
 
-def parse_event(line: str) -> dict[str, Any]:
+def parse_event(line: str) -> KernelEvent:
     """One NDJSON event of a streamed execution."""
-    event: dict[str, Any] = json.loads(line)
+    event: KernelEvent = json.loads(line)
     return event
 
 

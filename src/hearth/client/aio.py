@@ -17,6 +17,7 @@ from hearth.client._calls import Call, Lifecycle
 from hearth.client.models import (
     ExecutionResult,
     HistoryEntry,
+    KernelEvent,
     KernelInfo,
     PoolState,
     TerminalScreen,
@@ -107,7 +108,7 @@ class AsyncClient:
         _calls.raise_for_status(response.status_code, response.content)
         return call.parse(response.content)
 
-    async def _stream(self, call: Call[Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self, call: Call[Any]) -> AsyncIterator[KernelEvent]:
         self._life.use()
         with _calls.transport_errors(self.url, call):
             async with self._http.stream(
@@ -243,7 +244,7 @@ class AsyncKernelSession:
         self,
         code: str,
         timeout: float | None = None,  # noqa: ASYNC109 - the server's limit
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[KernelEvent]:
         """Run ``code`` and yield its events as they happen: ``{"type": "stream", "name",
         "text"}``, ``execute_result``, ``display_data``, ``error``, and last ``{"type":
         "done", "status", "execution_count", "duration_ms", "restarted"}``."""

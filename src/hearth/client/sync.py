@@ -14,6 +14,7 @@ from hearth.client._calls import Call, Lifecycle
 from hearth.client.models import (
     ExecutionResult,
     HistoryEntry,
+    KernelEvent,
     KernelInfo,
     PoolState,
     TerminalScreen,
@@ -102,7 +103,7 @@ class Client:
         _calls.raise_for_status(response.status_code, response.content)
         return call.parse(response.content)
 
-    def _stream(self, call: Call[Any]) -> Iterator[dict[str, Any]]:
+    def _stream(self, call: Call[Any]) -> Iterator[KernelEvent]:
         self._life.use()
         with (
             _calls.transport_errors(self.url, call),
@@ -229,7 +230,7 @@ class KernelSession:
         result: ExecutionResult = self._client._send(_calls.execute(self.id, code, timeout))
         return result
 
-    def stream(self, code: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def stream(self, code: str, timeout: float | None = None) -> Iterator[KernelEvent]:
         """Run ``code`` and yield its events as they happen: ``{"type": "stream", "name",
         "text"}``, ``execute_result``, ``display_data``, ``error``, and last ``{"type":
         "done", "status", "execution_count", "duration_ms", "restarted"}``."""

@@ -24,6 +24,7 @@ from hearth.errors import HostUnavailable
 from hearth.host import wire
 from hearth.host.framing import FrameProtocol
 from hearth.host.streams import ACK_STEP, Credit, Inbox
+from hearth.protocol.kernels import KernelState
 from hearth.terminals.events import Event, Output
 from hearth.terminals.manager import TerminalSpec
 from hearth.terminals.session import TerminalInfo
@@ -442,7 +443,7 @@ class RemoteKernels:
         session_id: str | None = None,
         files: list[dict[str, Any]] | None = None,
         kernel_name: str | None = None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[KernelState, bool]:
         info, created = await self._call(
             "kernels.create",
             user=user,
@@ -450,28 +451,26 @@ class RemoteKernels:
             files=files or [],
             kernel_name=kernel_name,
         )
-        return info, created
+        return KernelState.model_validate(info), created
 
-    async def get(self, user: str, session_id: str) -> dict[str, Any]:
-        info: dict[str, Any] = await self._call("kernels.get", user=user, session_id=session_id)
-        return info
+    async def get(self, user: str, session_id: str) -> KernelState:
+        info = await self._call("kernels.get", user=user, session_id=session_id)
+        return KernelState.model_validate(info)
 
-    async def sessions(self, user: str) -> list[dict[str, Any]]:
-        infos: list[dict[str, Any]] = await self._call("kernels.list", user=user)
-        return infos
+    async def sessions(self, user: str) -> list[KernelState]:
+        infos = await self._call("kernels.list", user=user)
+        return [KernelState.model_validate(i) for i in infos]
 
     async def terminate(self, user: str, session_id: str) -> None:
         await self._call("kernels.terminate", user=user, session_id=session_id)
 
-    async def interrupt(self, user: str, session_id: str) -> dict[str, Any]:
-        info: dict[str, Any] = await self._call(
-            "kernels.interrupt", user=user, session_id=session_id
-        )
-        return info
+    async def interrupt(self, user: str, session_id: str) -> KernelState:
+        info = await self._call("kernels.interrupt", user=user, session_id=session_id)
+        return KernelState.model_validate(info)
 
-    async def restart(self, user: str, session_id: str) -> dict[str, Any]:
-        info: dict[str, Any] = await self._call("kernels.restart", user=user, session_id=session_id)
-        return info
+    async def restart(self, user: str, session_id: str) -> KernelState:
+        info = await self._call("kernels.restart", user=user, session_id=session_id)
+        return KernelState.model_validate(info)
 
     async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = await self._call(
@@ -497,11 +496,11 @@ class RemoteKernels:
 
     async def annotate(
         self, user: str, session_id: str, jupyter: dict[str, str] | None
-    ) -> dict[str, Any]:
-        info: dict[str, Any] = await self._call(
+    ) -> KernelState:
+        info = await self._call(
             "kernels.annotate", user=user, session_id=session_id, jupyter=jupyter
         )
-        return info
+        return KernelState.model_validate(info)
 
     async def kernelspecs(self) -> dict[str, Any]:
         specs: dict[str, Any] = await self._call("kernels.kernelspecs")

@@ -27,6 +27,7 @@ from hearth.host.streams import Credit, Inbox, StreamClosed
 from hearth.kernels.channels import ChannelRelay
 from hearth.protocol import FrameError
 from hearth.protocol.jupyter import decode_v1
+from hearth.protocol.kernels import KernelState
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.events import Output
 from hearth.terminals.manager import TerminalSpec
@@ -323,6 +324,10 @@ class _Connection:
 _PREFIXES = ("terminals_", "kernels_", "host_")
 
 
+def _state(state: KernelState) -> dict[str, Any]:
+    return state.model_dump(mode="json", exclude_none=True)
+
+
 class _Calls:
     """The calls a web tier may make, by name. Each takes the call's id (the id of the stream it
     opens, if it opens one) and the call's arguments; answers are plain data."""
@@ -447,13 +452,13 @@ class _Calls:
         kernel_name: str | None,
     ) -> list[Any]:
         info, created = await self.core.kernels.create(user, session_id, files, kernel_name)
-        return [info, created]
+        return [_state(info), created]
 
     def kernels_get(self, id: int, user: str, session_id: str) -> dict[str, Any]:
-        return self.core.kernels.get(user, session_id)
+        return _state(self.core.kernels.get(user, session_id))
 
     def kernels_list(self, id: int, user: str) -> list[dict[str, Any]]:
-        return self.core.kernels.sessions(user)
+        return [_state(i) for i in self.core.kernels.sessions(user)]
 
     def kernels_terminate(self, id: int, user: str, session_id: str) -> None:
         self.core.kernels.terminate(user, session_id)
@@ -465,10 +470,10 @@ class _Calls:
         self.connection.start_pump(id, lambda: self.connection.pump_events(id, events))
 
     async def kernels_interrupt(self, id: int, user: str, session_id: str) -> dict[str, Any]:
-        return await self.core.kernels.interrupt(user, session_id)
+        return _state(await self.core.kernels.interrupt(user, session_id))
 
     async def kernels_restart(self, id: int, user: str, session_id: str) -> dict[str, Any]:
-        return await self.core.kernels.restart(user, session_id)
+        return _state(await self.core.kernels.restart(user, session_id))
 
     async def kernels_list_files(self, id: int, user: str, session_id: str) -> list[Any]:
         return await self.core.kernels.list_files(user, session_id)
@@ -500,7 +505,7 @@ class _Calls:
     def kernels_annotate(
         self, id: int, user: str, session_id: str, jupyter: dict[str, str] | None
     ) -> dict[str, Any]:
-        return self.core.kernels.annotate(user, session_id, jupyter)
+        return _state(self.core.kernels.annotate(user, session_id, jupyter))
 
     def kernels_kernelspecs(self, id: int) -> dict[str, Any]:
         return self.core.kernels.kernelspecs()

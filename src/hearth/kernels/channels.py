@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -28,7 +27,7 @@ import zmq.asyncio
 from hearth.errors import HearthError
 from hearth.kernels.kernel import Kernel
 from hearth.kernels.session import KernelSession
-from hearth.protocol.jupyter import encode_v1
+from hearth.protocol.jupyter import encode_v1, own_message
 
 __all__ = ["ChannelRelay"]
 
@@ -125,10 +124,11 @@ class ChannelRelay:
                 asyncio.get_running_loop().create_task(self._read(channel, socket))
                 for channel, socket in sockets.items()
             ]
+            while self._pending:  # in the order they came, before any that comes now
+                pending, self._pending = self._pending, []
+                for channel, parts in pending:
+                    await sockets[channel].send_multipart([DELIMITER, kernel.sign(parts), *parts])
             self._live, self._kernel = sockets, kernel
-            pending, self._pending = self._pending, []
-            for channel, parts in pending:
-                await self.receive(channel, parts)
             while not kernel.died.is_set() and self._ours():
                 await _first(kernel.died.wait(), self.session.changed())
         finally:
@@ -149,15 +149,7 @@ class ChannelRelay:
         deadline = time.monotonic() + NUDGE_FOR
         try:
             while time.monotonic() < deadline and not kernel.died.is_set():
-                header = {
-                    "msg_id": secrets.token_hex(16),
-                    "msg_type": "kernel_info_request",
-                    "session": self._identity.decode(),
-                    "username": "hearth",
-                    "date": _now(),
-                    "version": "5.3",
-                }
-                parts = [json.dumps(header).encode(), b"{}", b"{}", b"{}"]
+                parts = own_message("kernel_info_request", {}, self._identity.decode())
                 await control.send_multipart([DELIMITER, kernel.sign(parts), *parts])
                 if await iopub.poll(int(NUDGE_EVERY * 1000)):
                     _drain(iopub)
@@ -191,16 +183,7 @@ class ChannelRelay:
 
     async def _status(self, state: str) -> None:
         """A status message of the server's own, as Jupyter Server sends on a restart."""
-        header = {
-            "msg_id": secrets.token_hex(16),
-            "msg_type": "status",
-            "session": self._identity.decode(),
-            "username": "hearth",
-            "date": _now(),
-            "version": "5.3",
-        }
-        content = json.dumps({"execution_state": state}).encode()
-        parts = [json.dumps(header).encode(), b"{}", b"{}", content]
+        parts = own_message("status", {"execution_state": state}, self._identity.decode())
         await self._outbox.put(encode_v1("iopub", parts))
 
 
@@ -218,7 +201,3 @@ def _drain(socket: zmq.asyncio.Socket) -> None:
     with contextlib.suppress(zmq.Again):
         while True:
             plain.recv_multipart(zmq.NOBLOCK)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())

@@ -28,6 +28,7 @@ from hearth.kernels.paths import check_session_id, new_session_id, safe_relative
 from hearth.kernels.pool import KernelPool, PoolConfig
 from hearth.kernels.session import KernelSession
 from hearth.kernels.workdirs import WorkDirs
+from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
 from hearth.sandbox import Sandbox
 from hearth.store import SessionStore
 
@@ -119,9 +120,9 @@ class KernelService:
             self._store.put(KIND, user, sid, record)
             self._lost[(user, sid)] = record
 
-    def _lost_info(self, user: str, session_id: str) -> dict[str, Any] | None:
+    def _lost_info(self, user: str, session_id: str) -> KernelState | None:
         record = self._lost.get((user, session_id))
-        return None if record is None else _without_user(record)
+        return None if record is None else self._state_of(record)
 
     def _not_lost(self, user: str, session_id: str) -> None:
         if (user, session_id) in self._lost:
@@ -131,13 +132,24 @@ class KernelService:
                 "or DELETE it."
             )
 
+    def _state_of(self, record: dict[str, Any]) -> KernelState:
+        """A stored record as the API shows it (the owner is implied by who asks; what it knew
+        of a kernel that is gone is not shown; what an older record lacks is filled in)."""
+        user, sid = record["user"], record["session_id"]
+        shown = {k: v for k, v in record.items() if k not in ("user", "execution_state")}
+        shown.setdefault("kernel_name", self.settings.default_kernel_name)
+        shown.setdefault("working_dir", str(self.dirs.of(user, sid)))
+        shown.setdefault("created_at", 0.0)
+        shown.setdefault("last_activity", shown["created_at"])
+        return KernelState(**{**shown, "connections": 0, "execution_state": "dead"})
+
     def _forget(self, user: str, session_id: str) -> None:
         if self._store is not None:
             self._store.delete(KIND, user, session_id)
 
     def _save(self, session: KernelSession) -> None:
         if self._store is not None and session.owner and session.session_id:
-            record = {**self.info(session), "user": session.owner}
+            record = {**self.info(session).model_dump(mode="json"), "user": session.owner}
             self._store.put(KIND, session.owner, session.session_id, record)
 
     def _find(self, user: str, session_id: str) -> KernelSession:
@@ -150,32 +162,32 @@ class KernelService:
         return session
 
     @staticmethod
-    def info(s: KernelSession) -> dict[str, Any]:
-        return {
-            "session_id": s.session_id,
-            "status": s.status.value,
-            "kernel_name": s.kernel_name,
-            "working_dir": str(s.working_dir),
-            "files": list(s.files),
-            "created_at": s.created_at,
-            "last_activity": s.last_activity,
-            "from_pool": s.from_pool,
-            "execution_count": s.execution_count,
-            "execution_state": s.execution_state,
-            "connections": s.connections,
-            "jupyter": s.jupyter,
-        }
+    def info(s: KernelSession) -> KernelState:
+        return KernelState(
+            session_id=s.session_id or s.uid,
+            status=s.status.value,
+            kernel_name=s.kernel_name,
+            working_dir=str(s.working_dir),
+            files=[KernelFile(**f) for f in s.files],
+            created_at=s.created_at,
+            last_activity=s.last_activity,
+            from_pool=s.from_pool,
+            execution_count=s.execution_count,
+            execution_state=s.execution_state,
+            connections=s.connections,
+            jupyter=None if s.jupyter is None else JupyterName(**s.jupyter),
+        )
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def get(self, user: str, session_id: str) -> dict[str, Any]:
+    def get(self, user: str, session_id: str) -> KernelState:
         return self._lost_info(user, session_id) or self.info(self._find(user, session_id))
 
-    def sessions(self, user: str) -> list[dict[str, Any]]:
+    def sessions(self, user: str) -> list[KernelState]:
         """The caller's sessions, newest first."""
         mine = [self.info(s) for s in self.pool.owned_by(user)]
-        mine += [_without_user(r) for (u, _), r in self._lost.items() if u == user]
-        return sorted(mine, key=lambda i: i.get("created_at", 0), reverse=True)
+        mine += [self._state_of(r) for (u, _), r in self._lost.items() if u == user]
+        return sorted(mine, key=lambda i: i.created_at, reverse=True)
 
     def pool_state(self) -> dict[str, int]:
         return self.pool.pool_state()
@@ -197,12 +209,12 @@ class KernelService:
             raise BadRequest(f"timeout must be a positive number of seconds, got {timeout}.")
         return self._find(user, session_id).execute(code, timeout)
 
-    async def interrupt(self, user: str, session_id: str) -> dict[str, Any]:
+    async def interrupt(self, user: str, session_id: str) -> KernelState:
         session = self._find(user, session_id)
         await session.interrupt()
         return self.info(session)
 
-    async def restart(self, user: str, session_id: str) -> dict[str, Any]:
+    async def restart(self, user: str, session_id: str) -> KernelState:
         session = self._find(user, session_id)
         await session.restart()
         return self.info(session)
@@ -213,9 +225,7 @@ class KernelService:
         session.touch()
         return ChannelRelay(session)
 
-    def annotate(
-        self, user: str, session_id: str, jupyter: dict[str, str] | None
-    ) -> dict[str, Any]:
+    def annotate(self, user: str, session_id: str, jupyter: dict[str, str] | None) -> KernelState:
         """Name the session as a Jupyter session (its id, path, name and type), or unname it."""
         session = self._find(user, session_id)
         session.jupyter = jupyter
@@ -290,7 +300,7 @@ class KernelService:
         session_id: str | None = None,
         files: list[dict[str, Any]] | None = None,
         kernel_name: str | None = None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[KernelState, bool]:
         """Reuse the caller's session ``session_id`` (fetching only files it does not have yet)
         or hand out a new one with its files; returns (info, created)."""
         requests = fileops.parse_file_requests(files or [])
@@ -389,8 +399,3 @@ class KernelService:
                 await self.dirs.delete(staged)
         session.files = entries
         return session
-
-
-def _without_user(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored record as the API shows it (the owner is implied by who asks)."""
-    return {k: v for k, v in record.items() if k != "user"}

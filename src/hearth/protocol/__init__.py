@@ -1,5 +1,6 @@
 """The wire: REST models and websocket frames of terminal sessions (pure, shared by the server
-and the client).
+and the client). Kernel sessions' are in ``hearth.protocol.kernels``, the Jupyter kernel
+websocket's framing in ``hearth.protocol.jupyter``.
 
 Terminal websocket frames (SPEC §3.4):
 - output, server → client: binary, ``0x01`` + 8-byte big-endian offset + raw bytes;
@@ -26,10 +27,7 @@ from pydantic import (
 __all__ = [
     "OUTPUT_FRAME",
     "ClientFrame",
-    "FileSpec",
     "FrameError",
-    "KernelCreate",
-    "KernelExecute",
     "TerminalCreate",
     "TerminalRename",
     "TerminalScreen",
@@ -47,6 +45,8 @@ KERNEL_NAME = r"^[A-Za-z0-9._-]{1,128}$"  # Jupyter's kernelspec names
 
 class FrameError(ValueError):
     """A client frame that can't be understood; the message says what is expected."""
+
+    request_id: Any = None  # of the frame, when it had one: the answer is tagged with it
 
 
 def encode_output(offset: int, data: bytes) -> bytes:
@@ -251,26 +251,3 @@ class TerminalScreen(BaseModel):
 
 class CleanupAnswer(BaseModel):
     closed: list[str]
-
-
-# --- kernel sessions (SPEC §4.2) -------------------------------------------------------------
-
-
-class FileSpec(BaseModel):
-    url: DownloadUrl = Field(description="http(s) URL to download")
-    path: ProcessText | None = Field(
-        None, description="where it lands, relative to the working dir"
-    )
-
-
-class KernelCreate(BaseModel):
-    session_id: str | None = Field(None, pattern=SESSION_ID)
-    files: list[FileSpec] = Field(default_factory=list)
-    kernel_name: str | None = Field(None, pattern=KERNEL_NAME)
-
-
-class KernelExecute(BaseModel):
-    code: UnicodeText
-    timeout: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="seconds; then the kernel is interrupted"
-    )

@@ -15,7 +15,9 @@ converts the legacy form.
 from __future__ import annotations
 
 import json
+import secrets
 import struct
+import time
 from itertools import pairwise
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
     "decode_v1",
     "encode_legacy",
     "encode_v1",
+    "own_message",
 ]
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
@@ -37,6 +40,20 @@ CHANNELS = (*CLIENT_CHANNELS, "iopub")
 _JSON_PARTS = ("header", "parent_header", "metadata", "content")
 _LE64 = struct.Struct("<Q")
 _MAX_PARTS = 1024  # buffers of one message; more is not a message, it is an attack
+
+
+def own_message(msg_type: str, content: dict[str, Any], session: str = "hearth") -> list[bytes]:
+    """The parts of a message of Hearth's own (a status it reports, a refusal it explains), as
+    Jupyter Server makes its own: a new header, no parent."""
+    header = {
+        "msg_id": secrets.token_hex(16),
+        "msg_type": msg_type,
+        "session": session,
+        "username": "hearth",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+        "version": "5.3",
+    }
+    return [_dump(header), b"{}", b"{}", _dump(content)]
 
 
 def encode_v1(channel: str, parts: list[bytes]) -> bytes:

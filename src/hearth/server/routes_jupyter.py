@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from hearth import __version__
 from hearth.errors import NotFound
 from hearth.host.client import RemoteKernels
-from hearth.protocol import KERNEL_NAME
+from hearth.protocol.kernels import JupyterKernel, KernelStart
 from hearth.server.auth import CurrentUser
 from hearth.server.validation import ValidatedRoute
 
-__all__ = ["is_jupyter_path", "jupyter_model", "router"]
+__all__ = ["is_jupyter_path", "router"]
 
 router = APIRouter(tags=["jupyter"], route_class=ValidatedRoute)
 
@@ -37,42 +35,6 @@ Kernels = Annotated[RemoteKernels, Depends(_kernels)]
 def is_jupyter_path(path: str) -> bool:
     """A path of the Jupyter API (its errors also carry Jupyter's ``message``)."""
     return path.startswith(("/api/kernels", "/api/kernelspecs", "/api/sessions", "/kernelspecs/"))
-
-
-class KernelStart(BaseModel):
-    """``POST /api/kernels``: Jupyter's body. A pooled kernel is already running, so ``env``
-    and ``path`` (Jupyter Server sends them through a gateway) are not applied."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = Field(None, pattern=KERNEL_NAME)
-    path: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-
-
-class JupyterKernel(BaseModel):
-    """A kernel as Jupyter Server shows it."""
-
-    id: str
-    name: str
-    last_activity: str
-    execution_state: str
-    connections: int
-
-
-def jupyter_model(info: dict[str, Any]) -> dict[str, Any]:
-    """A kernel session as Jupyter's kernel model."""
-    state = "dead" if info.get("status") == "dead" else info.get("execution_state", "idle")
-    return {
-        "id": info["session_id"],
-        "name": info["kernel_name"],
-        # the exact form Jupyter Server's gateway client parses
-        "last_activity": datetime.fromtimestamp(info["last_activity"], UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        ),
-        "execution_state": state,
-        "connections": info.get("connections", 0),
-    }
 
 
 @router.get("/api")
@@ -105,7 +67,7 @@ async def kernelspec_file(name: str, path: str, user: CurrentUser, kernels: Kern
 
 @router.get("/api/kernels")
 async def list_kernels(user: CurrentUser, kernels: Kernels) -> list[JupyterKernel]:
-    return [JupyterKernel(**jupyter_model(i)) for i in await kernels.sessions(user)]
+    return [JupyterKernel.of(i) for i in await kernels.sessions(user)]
 
 
 @router.post("/api/kernels", status_code=201)
@@ -114,13 +76,13 @@ async def start_kernel(
 ) -> JSONResponse:
     name = body.name if body is not None else None
     info, _ = await kernels.create(user, str(uuid.uuid4()), None, name)
-    model = jupyter_model(info)
-    return JSONResponse(model, status_code=201, headers={"Location": f"/api/kernels/{model['id']}"})
+    headers = {"Location": f"/api/kernels/{info.session_id}"}
+    return JSONResponse(JupyterKernel.of(info).model_dump(), status_code=201, headers=headers)
 
 
 @router.get("/api/kernels/{kernel_id}")
 async def get_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) -> JupyterKernel:
-    return JupyterKernel(**jupyter_model(await kernels.get(user, kernel_id)))
+    return JupyterKernel.of(await kernels.get(user, kernel_id))
 
 
 @router.delete("/api/kernels/{kernel_id}", status_code=204)
@@ -137,4 +99,4 @@ async def interrupt_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) 
 
 @router.post("/api/kernels/{kernel_id}/restart")
 async def restart_kernel(kernel_id: str, user: CurrentUser, kernels: Kernels) -> JupyterKernel:
-    return JupyterKernel(**jupyter_model(await kernels.restart(user, kernel_id)))
+    return JupyterKernel.of(await kernels.restart(user, kernel_id))

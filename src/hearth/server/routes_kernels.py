@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import mimetypes
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
@@ -22,7 +21,15 @@ from starlette.websockets import WebSocketDisconnect
 from hearth.errors import HearthError, HostUnavailable
 from hearth.host.client import RemoteKernels
 from hearth.kernels.outputs import Event, Outputs, done_event
-from hearth.protocol import KernelCreate, KernelExecute
+from hearth.protocol import FrameError
+from hearth.protocol.kernels import (
+    ExecuteFrame,
+    InterruptFrame,
+    KernelCreate,
+    KernelExecute,
+    KernelState,
+    decode_kernel_frame,
+)
 from hearth.server.auth import CurrentUser, check_origin, current_user
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
@@ -56,16 +63,20 @@ async def create(
     body = body or KernelCreate.model_validate({})  # all optional, so is the body (§4.1)
     files = [f.model_dump(exclude_none=True) for f in body.files]
     info, created = await kernels.create(user, body.session_id, files, body.kernel_name)
-    return JSONResponse(info, status_code=201 if created else 200)
+    return JSONResponse(_shown(info), status_code=201 if created else 200)
 
 
-@router.get("/sessions")
-async def list_sessions(user: CurrentUser, kernels: Kernels) -> list[dict[str, Any]]:
+def _shown(state: KernelState) -> dict[str, Any]:
+    return state.model_dump(mode="json", exclude_none=True)
+
+
+@router.get("/sessions", response_model_exclude_none=True)
+async def list_sessions(user: CurrentUser, kernels: Kernels) -> list[KernelState]:
     return await kernels.sessions(user)
 
 
-@router.get("/sessions/{session_id}")
-async def get(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+@router.get("/sessions/{session_id}", response_model_exclude_none=True)
+async def get(session_id: str, user: CurrentUser, kernels: Kernels) -> KernelState:
     return await kernels.get(user, session_id)
 
 
@@ -120,13 +131,13 @@ async def _ndjson(events: AsyncGenerator[Event, None]) -> AsyncIterator[bytes]:
             yield json.dumps(event).encode() + b"\n"
 
 
-@router.post("/sessions/{session_id}/interrupt")
-async def interrupt(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+@router.post("/sessions/{session_id}/interrupt", response_model_exclude_none=True)
+async def interrupt(session_id: str, user: CurrentUser, kernels: Kernels) -> KernelState:
     return await kernels.interrupt(user, session_id)
 
 
-@router.post("/sessions/{session_id}/restart")
-async def restart(session_id: str, user: CurrentUser, kernels: Kernels) -> dict[str, Any]:
+@router.post("/sessions/{session_id}/restart", response_model_exclude_none=True)
+async def restart(session_id: str, user: CurrentUser, kernels: Kernels) -> KernelState:
     return await kernels.restart(user, session_id)
 
 
@@ -230,23 +241,25 @@ class _KernelSocket:
             if text is None:
                 await self.outbox.put({"type": "error", "message": _BINARY})
                 continue
-            frame, problem = _decode(text)
-            if problem:
-                await self.outbox.put({"type": "error", "message": problem, **frame})
-            elif frame["type"] == "execute":
+            try:
+                frame = decode_kernel_frame(text)
+            except FrameError as exc:
+                tag = {} if exc.request_id is None else {"request_id": exc.request_id}
+                await self.outbox.put({"type": "error", "message": str(exc), **tag})
+                continue
+            if isinstance(frame, ExecuteFrame):
                 self._start(self._execute(frame))
-            elif frame["type"] == "interrupt":
+            elif isinstance(frame, InterruptFrame):
                 await self.kernels.interrupt(self.user, self.sid)
             else:
                 await self.outbox.put({"type": "pong"})
 
-    async def _execute(self, frame: dict[str, Any]) -> None:
+    async def _execute(self, frame: ExecuteFrame) -> None:
         """Run one execute; whatever goes wrong is an error frame for it, never the end of
         the connection and its other executes."""
-        tag = {"request_id": frame.get("request_id")}
+        tag = {"request_id": frame.request_id}
         try:
-            code, timeout = frame["code"], frame.get("timeout")
-            events = await self.kernels.execute(self.user, self.sid, code, timeout)
+            events = await self.kernels.execute(self.user, self.sid, frame.code, frame.timeout)
             async with contextlib.aclosing(_guarded(events)) as guarded:
                 async for event in guarded:
                     await self.outbox.put({**event, **tag})
@@ -262,34 +275,3 @@ _BINARY = (
     'Binary frames are not used here; send JSON text frames, e.g. {"type": "execute", '
     '"code": "1+1"}.'
 )
-
-
-def _decode(raw: str) -> tuple[dict[str, Any], str]:
-    """The frame and '' if it is one we serve, else what is wrong with it."""
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        return {}, 'Frames are JSON objects, e.g. {"type": "execute", "code": "1+1"}.'
-    if not isinstance(frame, dict):
-        return {}, "Frames are JSON objects with a 'type'."
-    tag = {"request_id": frame["request_id"]} if "request_id" in frame else {}
-    kind = frame.get("type")
-    if kind == "execute":
-        code = frame.get("code")
-        if not isinstance(code, str):
-            return tag, "An execute frame needs a 'code' string."
-        try:
-            code.encode()
-        except UnicodeEncodeError:
-            return tag, "'code' has a lone surrogate, which has no UTF-8 form: send valid Unicode."
-        limit = frame.get("timeout")
-        if limit is not None and (
-            isinstance(limit, bool)
-            or not isinstance(limit, int | float)
-            or not 0 < limit < math.inf
-        ):
-            return tag, "'timeout' must be a positive number of seconds."
-        return frame, ""
-    if kind in ("interrupt", "ping"):
-        return frame, ""
-    return tag, f"Unknown frame type {str(kind)[:40]!r}: use execute, interrupt or ping."

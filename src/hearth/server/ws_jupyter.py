@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import secrets
-import time
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -29,6 +26,7 @@ from hearth.protocol.jupyter import (
     decode_v1,
     encode_legacy,
     encode_v1,
+    own_message,
 )
 from hearth.server.auth import check_origin, current_user
 from hearth.server.metrics import Metrics
@@ -126,16 +124,8 @@ class _Relay:
 
     async def _refused(self, why: str) -> None:
         """Tell the client on IOPub's stderr, as Jupyter Server tells of what it won't send."""
-        header = {
-            "msg_id": secrets.token_hex(16),
-            "msg_type": "stream",
-            "session": "hearth",
-            "username": "hearth",
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
-            "version": "5.3",
-        }
         content = {"name": "stderr", "text": f"Hearth did not send a message: {why}.\n"}
-        parts = [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content).encode()]
+        parts = own_message("stream", content)
         async with self.lock:
             if self.v1:
                 await self.ws.send_bytes(encode_v1("iopub", parts))
