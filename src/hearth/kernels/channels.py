@@ -1,13 +1,16 @@
 """A Jupyter client's connection to a kernel session's channels (SPEC §10), in the session host.
 
 Messages come and go in the v1 kernel websocket framing (``hearth.protocol.jupyter``). Each one
-from the client is signed with the kernel's key and sent on its channel; each one of the kernel
-is framed as it came, as Jupyter Server relays them. The connection has its own sockets, with one
-identity for shell and stdin, so the kernel's replies and input requests come back to it alone.
+from the client is signed with the kernel's key and sent on its channel, from sockets of the
+connection's own, with one identity for shell, control and stdin, so the kernel's replies and
+input requests come back to it alone. IOPub is the kernel's own subscription, shared: its
+messages reach the connection as the kernel's pump reads them (a subscription of its own would
+need a nudge of several milliseconds before the first request, to be sure it is live).
 
 It follows the session across kernels: when the kernel dies or is restarted, the client gets
 ``status: restarting`` and its messages wait for the next kernel. It ends when the session is
-closed or released.
+closed or released. A client too slow for IOPub loses IOPub messages (as ZeroMQ drops them for a
+slow subscriber), and is told how many on stderr; replies are never dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
+from collections import deque
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
@@ -34,22 +37,27 @@ __all__ = ["ChannelRelay"]
 log = logging.getLogger("hearth.kernels.channels")
 
 DELIMITER = b"<IDS|MSG>"
-OUTBOX = 256  # messages; beyond, the kernel's sockets hold the rest (IOPub drops at its HWM)
-NUDGE_EVERY = 0.1  # seconds between kernel_info requests until IOPub is live
-NUDGE_FOR = 10.0
+OWN_SOCKETS = ("shell", "control", "stdin")
+MAX_QUEUED = 32 * 1024 * 1024  # bytes for the client; beyond, IOPub drops and replies wait
 POLL_MS = 500  # a reader's longest wait before it looks again (a missed wake-up costs this)
 MAX_PENDING = 1000  # client messages held while there is no kernel
 
 
 class ChannelRelay:
-    """``async with ChannelRelay(session) as relay``: ``await relay.receive(frame)`` for each
-    client message; ``await relay.next()`` for each message to the client, None at the end."""
+    """``async with ChannelRelay(session) as relay``: ``await relay.receive(channel, parts)``
+    for each client message; ``await relay.next()`` for each v1 message to the client, None at
+    the end."""
 
     def __init__(self, session: KernelSession) -> None:
         self.session = session
         self._generation = session.generation
         self._identity = secrets.token_hex(16).encode()
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX)
+        self._out: deque[bytes | None] = deque()
+        self._queued = 0
+        self._ready = asyncio.Event()  # something to read
+        self._roomy = asyncio.Event()  # room for more
+        self._roomy.set()
+        self._dropped = 0
         self._pending: list[tuple[str, list[bytes]]] = []
         self._live: dict[str, zmq.asyncio.Socket] | None = None
         self._kernel: Kernel | None = None
@@ -69,8 +77,47 @@ class ChannelRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
 
+    # -- to the client --------------------------------------------------------------------------
+
     async def next(self) -> bytes | None:
-        return await self._outbox.get()
+        while not self._out:
+            self._ready.clear()
+            await self._ready.wait()
+        message = self._out.popleft()
+        if message is not None:
+            self._queued -= len(message)
+            if self._queued < MAX_QUEUED:
+                self._roomy.set()
+                if self._dropped:
+                    self._tell_dropped()
+        return message
+
+    def _put(self, message: bytes | None) -> None:
+        self._out.append(message)
+        if message is not None:
+            self._queued += len(message)
+            if self._queued >= MAX_QUEUED:
+                self._roomy.clear()
+        self._ready.set()
+
+    def _on_iopub(self, parts: list[bytes]) -> None:
+        if len(parts) < 4:
+            return
+        if self._queued >= MAX_QUEUED:
+            self._dropped += 1
+            return
+        self._put(encode_v1("iopub", parts))
+        self.session.touch()  # output is activity
+
+    def _tell_dropped(self) -> None:
+        text = (
+            f"Hearth dropped {self._dropped} IOPub messages: this client read them more slowly "
+            "than the kernel wrote them.\n"
+        )
+        self._dropped = 0
+        self._put(encode_v1("iopub", own_message("stream", {"name": "stderr", "text": text})))
+
+    # -- to the kernel --------------------------------------------------------------------------
 
     async def receive(self, channel: str, parts: list[bytes]) -> None:
         """Send a client's message to the kernel, or hold it until there is one."""
@@ -104,26 +151,21 @@ class ChannelRelay:
                 await self._serve(kernel)
                 if not self._ours():
                     break
-                await self._status("restarting")
+                self._put(
+                    encode_v1("iopub", own_message("status", {"execution_state": "restarting"}))
+                )
         finally:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(None)
-            if self._outbox.full():  # the reader must still learn of the end
-                await self._outbox.put(None)
+            self._put(None)
 
     async def _serve(self, kernel: Kernel) -> None:
         """Relay to and from ``kernel`` until it is gone."""
-        sockets = {
-            channel: kernel.connect(channel, None if channel == "iopub" else self._identity)
-            for channel in ("shell", "control", "stdin", "iopub")
-        }
-        readers: list[asyncio.Task[None]] = []
+        sockets = {channel: kernel.connect(channel, self._identity) for channel in OWN_SOCKETS}
+        kernel.iopub_listeners.append(self._on_iopub)
+        readers = [
+            asyncio.get_running_loop().create_task(self._read(channel, socket))
+            for channel, socket in sockets.items()
+        ]
         try:
-            await self._nudge(kernel, sockets["iopub"])
-            readers = [
-                asyncio.get_running_loop().create_task(self._read(channel, socket))
-                for channel, socket in sockets.items()
-            ]
             while self._pending:  # in the order they came, before any that comes now
                 pending, self._pending = self._pending, []
                 for channel, parts in pending:
@@ -133,6 +175,8 @@ class ChannelRelay:
                 await _first(kernel.died.wait(), self.session.changed())
         finally:
             self._live = self._kernel = None
+            with contextlib.suppress(ValueError):
+                kernel.iopub_listeners.remove(self._on_iopub)
             for reader in readers:
                 reader.cancel()
             for reader in readers:
@@ -141,31 +185,14 @@ class ChannelRelay:
             for socket in sockets.values():
                 socket.close(linger=0)
 
-    async def _nudge(self, kernel: Kernel, iopub: zmq.asyncio.Socket) -> None:
-        """Ask ``kernel_info`` on a control socket of its own until IOPub brings anything: then
-        this connection's subscription is live and no output of the client's first request can
-        be lost (what IOPub brought before is dropped, as Jupyter Server does)."""
-        control = kernel.connect("control")
-        deadline = time.monotonic() + NUDGE_FOR
-        try:
-            while time.monotonic() < deadline and not kernel.died.is_set():
-                parts = own_message("kernel_info_request", {}, self._identity.decode())
-                await control.send_multipart([DELIMITER, kernel.sign(parts), *parts])
-                if await iopub.poll(int(NUDGE_EVERY * 1000)):
-                    _drain(iopub)
-                    return
-            log.warning("IOPub did not answer a nudge", extra={"session": self.session.name})
-        finally:
-            control.close(linger=0)
-
     async def _read(self, channel: str, socket: zmq.asyncio.Socket) -> None:
-        """Every message on one socket, in order, to the outbox. The wait is a poll and the
+        """Every message on one socket, in order, to the client. The wait is a poll and the
         reading drains the socket, so that an edge-triggered wake-up can't be missed."""
         plain: zmq.Socket[bytes] = zmq.Socket.shadow(socket.underlying)
         while True:
             await socket.poll(POLL_MS)
-            relayed = 0
             while True:
+                await self._roomy.wait()  # a client that does not read holds its replies back
                 try:
                     frames = plain.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
@@ -174,17 +201,8 @@ class ChannelRelay:
                     start = frames.index(DELIMITER) + 2
                 except ValueError:
                     continue  # not a Jupyter message: nothing a client could read
-                parts = frames[start:]
-                if len(parts) >= 4:
-                    await self._outbox.put(encode_v1(channel, parts))
-                    relayed += 1
-            if relayed and channel == "iopub":
-                self.session.touch()  # output is activity: a running cell is not idle
-
-    async def _status(self, state: str) -> None:
-        """A status message of the server's own, as Jupyter Server sends on a restart."""
-        parts = own_message("status", {"execution_state": state}, self._identity.decode())
-        await self._outbox.put(encode_v1("iopub", parts))
+                if len(frames) - start >= 4:
+                    self._put(encode_v1(channel, frames[start:]))
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
@@ -194,10 +212,3 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _drain(socket: zmq.asyncio.Socket) -> None:
-    plain: zmq.Socket[bytes] = zmq.Socket.shadow(socket.underlying)
-    with contextlib.suppress(zmq.Again):
-        while True:
-            plain.recv_multipart(zmq.NOBLOCK)

@@ -36,6 +36,7 @@ __all__ = ["MARKER_VARIABLE", "Kernel", "KernelSpec", "kernel_environment"]
 
 log = logging.getLogger("hearth.kernels")
 KICK_INTERVAL = 0.05
+PUMP_POLL_MS = 500  # a pump's longest wait before it looks again
 
 MARKER_VARIABLE = "HEARTH_KERNEL_ID"
 _DIED = object()
@@ -89,6 +90,8 @@ class Kernel:
         self._pumps: list[asyncio.Task[None]] = []
         self.launch: Prepared | None = None
         self.execution_state = "starting"  # as its IOPub last said (Jupyter's kernel model)
+        # each gets the parts (header, parent, metadata, content, buffers) of every IOPub message
+        self.iopub_listeners: list[Callable[[list[bytes]], None]] = []
 
     async def __aenter__(self) -> Kernel:
         try:
@@ -160,8 +163,11 @@ class Kernel:
         # (jupyter_client's get_msg polls) could leave a pump deaf to the shell's replies.
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
-        for channel in (self._client.shell_channel, self._client.iopub_channel):
-            self._pumps.append(self._tasks.create_task(self._pump(channel.socket)))
+        for channel, publishes in (
+            (self._client.shell_channel, False),
+            (self._client.iopub_channel, True),
+        ):
+            self._pumps.append(self._tasks.create_task(self._pump(channel.socket, publishes)))
         await self._until_ready()
         if km.kernel_spec is not None and km.kernel_spec.language.lower() == "python":
             await self._warm_up()
@@ -222,22 +228,36 @@ class Kernel:
 
     # -- messages -------------------------------------------------------------------------------
 
-    async def _pump(self, socket: zmq.asyncio.Socket) -> None:
+    async def _pump(self, socket: zmq.asyncio.Socket, publishes: bool) -> None:
+        """Every message of one socket, to the request it answers; IOPub's also to the
+        listeners (Jupyter clients' connections), first and as they came. The wait is a poll
+        and the reading drains the socket, so that an edge-triggered wake-up can't be missed."""
         session = self._client.session
+        plain: zmq.Socket[bytes] = zmq.Socket.shadow(socket.underlying)
         try:
             while True:
-                frames = await socket.recv_multipart()
-                _, parts = session.feed_identities(frames)
-                msg = session.deserialize(parts)
-                if msg["msg_type"] == "status":
-                    self.execution_state = str(msg["content"].get("execution_state", ""))
-                waiter = self._waiters.get(msg["parent_header"].get("msg_id", ""))
-                if waiter is not None:
-                    waiter.put_nowait(msg)
+                await socket.poll(PUMP_POLL_MS)
+                while True:
+                    try:
+                        frames = plain.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    _, parts = session.feed_identities(frames)
+                    if publishes:
+                        for listener in self.iopub_listeners:
+                            listener(parts[1:])
+                    self._route(session.deserialize(parts))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken channel is a dead kernel to us
             self._declare_dead(f"its channel broke ({exc!r})")
+
+    def _route(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "status":
+            self.execution_state = str(msg["content"].get("execution_state", ""))
+        waiter = self._waiters.get(msg["parent_header"].get("msg_id", ""))
+        if waiter is not None:
+            waiter.put_nowait(msg)
 
     async def _next(self, queue: asyncio.Queue[Any]) -> Any:
         """The next message for a waiter. While waiting, the sockets are re-checked every
