@@ -54,6 +54,7 @@ fmt: $(STAMP)
 bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_terminals.py
 	$(PY) bench/bench_kernels.py
+	$(PY) bench/bench_jupyter.py
 	$(PY) bench/bench_restart.py
 	$(PY) bench/bench_screen.py
 	$(PY) bench/bench_emulators.py

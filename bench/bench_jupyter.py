@@ -40,12 +40,12 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from websockets.sync.client import ClientConnection, connect
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kernels import AUTH, TOKEN, fmt, hearth_server, raw_round_trips, stats, wait_pool_ready
 from terminal_common import log, pinned_venv
 
+BENCH = Path(__file__).resolve().parent
 V1 = "v1.kernel.websocket.jupyter.org"
 KG_VENV = BENCH / ".venv-kernel-gateway"
 KG_REQUIREMENTS = BENCH / "requirements-kernel-gateway.txt"
@@ -144,8 +144,14 @@ class Channels:
         """Run ``code``; its execute_result's content, once the reply and idle are in."""
         msg = self.session.msg(
             "execute_request",
-            {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-             "allow_stdin": False, "stop_on_error": True},
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
         )
         if self.v1:
             self.ws.send(serialize_msg_to_ws_v1(msg, "shell", self.session.pack))
@@ -174,17 +180,18 @@ class Channels:
         return msg["header"], msg["parent_header"], msg["content"]
 
 
-def first_results(jupyter: str, rounds: int, before: Callable[[], None]) -> list[float]:
-    """G: POST /api/kernels → websocket → the first 1+1, through Jupyter Server."""
+def first_results(server: str, token: str, rounds: int, before: Callable[[], None]) -> list[float]:
+    """G: POST /api/kernels → websocket → the first 1+1 (through Jupyter Server, or straight
+    to the gateway as a program written for Kernel Gateway's websocket personality)."""
     samples = []
-    headers = {"Authorization": f"token {LAB_TOKEN}"}
-    ws_base = jupyter.replace("http://", "ws://")
-    with httpx.Client(base_url=jupyter, headers=headers, timeout=120) as http:
+    headers = {"Authorization": f"token {token}"}
+    ws_base = server.replace("http://", "ws://")
+    with httpx.Client(base_url=server, headers=headers, timeout=120) as http:
         for i in range(rounds):
             before()
             started = time.perf_counter()
             kid = http.post("/api/kernels", json={"name": "python3"}).json()["id"]
-            url = f"{ws_base}/api/kernels/{kid}/channels?token={LAB_TOKEN}&session_id=b{i}"
+            url = f"{ws_base}/api/kernels/{kid}/channels?token={token}&session_id=b{i}"
             with connect(url, subprotocols=[V1], max_size=None) as ws:  # type: ignore[list-item]
                 result = Channels(ws).execute("1+1")
                 samples.append(time.perf_counter() - started)
@@ -222,31 +229,54 @@ def main() -> None:
     kg_python = pinned_venv(KG_VENV, KG_REQUIREMENTS, "kernel_gateway, ipykernel")
     log("R: raw jupyter_client ...")
     interactive, floor = asyncio.run(raw_round_trips(args.executes))
-    with hearth_server(POOL) as hearth:
+    with hearth_server(POOL) as hearth, httpx.Client(base_url=hearth) as http:
+        refilled = lambda: wait_pool_ready(http, POOL)  # noqa: E731
         log("R: Hearth's channels websocket ...")
         v1 = round_trips(hearth, args.executes, v1=True)
         legacy = round_trips(hearth, args.executes, v1=False)
+        log("G: Hearth directly ...")
+        first_results(hearth, TOKEN, 1, refilled)  # warm up
+        hearth_direct = first_results(hearth, TOKEN, args.rounds, refilled)
         log("G: Jupyter Server → Hearth ...")
-        with httpx.Client(base_url=hearth) as http, jupyter_server(hearth, TOKEN) as jupyter:
-            first_results(jupyter, 1, lambda: wait_pool_ready(http, POOL))  # warm up
-            through_hearth = first_results(jupyter, args.rounds, lambda: wait_pool_ready(http, POOL))
-    log("G: Jupyter Server → Kernel Gateway ...")
-    with kernel_gateway(kg_python) as kg, jupyter_server(kg, KG_TOKEN) as jupyter:
+        with jupyter_server(hearth, TOKEN) as jupyter:
+            first_results(jupyter, LAB_TOKEN, 1, refilled)
+            through_hearth = first_results(jupyter, LAB_TOKEN, args.rounds, refilled)
+    log("G: Kernel Gateway directly, and Jupyter Server → Kernel Gateway ...")
+    settle = lambda: time.sleep(0.5)  # noqa: E731 - the last kernel's shutdown is not measured
+    with kernel_gateway(kg_python) as kg:
         time.sleep(3)  # its pre-spawned kernels start: they are not what is measured
-        first_results(jupyter, 1, lambda: None)
-        through_kg = first_results(jupyter, args.rounds, lambda: time.sleep(0.5))
+        first_results(kg, KG_TOKEN, 1, settle)
+        kg_direct = first_results(kg, KG_TOKEN, args.rounds, settle)
+        with jupyter_server(kg, KG_TOKEN) as jupyter:
+            first_results(jupyter, LAB_TOKEN, 1, settle)
+            through_kg = first_results(jupyter, LAB_TOKEN, args.rounds, settle)
 
-    print(f"Jupyter kernel API ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}); median [p90]\n")
-    print(f"{'G Jupyter Server gateway: new kernel -> first 1+1':52} {'time':>20}   ratio")
-    print(f"  {'through Kernel Gateway 3.0.1, 3 pre-spawned':50} {fmt(through_kg)}   1.0x")
+    print(
+        f"Jupyter kernel API ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}); median [p90]\n"
+    )
+    print(f"{'G new kernel -> first 1+1 result':52} {'time':>20}   ratio")
+    print(
+        f"  {'Jupyter Server -> Kernel Gateway 3.0.1, 3 pre-spawned':50} {fmt(through_kg)}   1.0x"
+    )
     ratio = stats(through_kg)[0] / stats(through_hearth)[0]
-    print(f"  {'through Hearth, warm pool of 3':50} {fmt(through_hearth)}   {ratio:.0f}x faster")
+    print(
+        f"  {'Jupyter Server -> Hearth, warm pool of 3':50} {fmt(through_hearth)}   {ratio:.1f}x faster"
+    )
+    print(f"  {'Kernel Gateway directly':50} {fmt(kg_direct)}   1.0x")
+    ratio = stats(kg_direct)[0] / stats(hearth_direct)[0]
+    print(f"  {'Hearth directly':50} {fmt(hearth_direct)}   {ratio:.1f}x faster")
     raw = stats(interactive)[0]
     print(f"\n{'R execute round trip (1+1)':52} {'time':>20}   vs raw")
     print(f"  {'raw jupyter_client execute_interactive':50} {fmt(interactive)}   1.00x")
-    print(f"  {'raw minimal send/receive loop (floor)':50} {fmt(floor)}   {stats(floor)[0] / raw:.2f}x")
-    print(f"  {'Hearth channels websocket, v1 subprotocol':50} {fmt(v1)}   {stats(v1)[0] / raw:.2f}x")
-    print(f"  {'Hearth channels websocket, legacy JSON':50} {fmt(legacy)}   {stats(legacy)[0] / raw:.2f}x")
+    print(
+        f"  {'raw minimal send/receive loop (floor)':50} {fmt(floor)}   {stats(floor)[0] / raw:.2f}x"
+    )
+    print(
+        f"  {'Hearth channels websocket, v1 subprotocol':50} {fmt(v1)}   {stats(v1)[0] / raw:.2f}x"
+    )
+    print(
+        f"  {'Hearth channels websocket, legacy JSON':50} {fmt(legacy)}   {stats(legacy)[0] / raw:.2f}x"
+    )
 
 
 if __name__ == "__main__":
