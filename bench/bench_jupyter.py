@@ -7,7 +7,9 @@ G  Jupyter Server as a gateway client (``--GatewayClient.url``), as JupyterLab u
    Through Hearth (a warm pool of 3) vs through Jupyter Kernel Gateway 3.0.1 with 3 pre-spawned
    kernels (in bench/.venv-kernel-gateway, made on first use from
    bench/requirements-kernel-gateway.txt). Each kernel is deleted after its round; Hearth's pool
-   is refilled before the next.
+   is refilled before the next. Again with Jupyter Server's kernel websocket without Nagle's
+   algorithm (bench/jupyter_server_nodelay.py: it adds ~40 ms to every reply otherwise), and
+   straight to each gateway, as a program written for Kernel Gateway's websocket personality.
 R  execute round trip of ``1+1`` on a running kernel through Hearth's channels websocket, in the
    v1 subprotocol and in the legacy JSON form, vs raw jupyter_client (``execute_interactive``)
    on a kernel of the same configuration.
@@ -104,8 +106,9 @@ def kernel_gateway(python: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def jupyter_server(gateway: str, token: str) -> Iterator[str]:
-    """Jupyter Server (this environment's) with its GatewayClient at ``gateway``."""
+def jupyter_server(gateway: str, token: str, nodelay: bool = False) -> Iterator[str]:
+    """Jupyter Server (this environment's) with its GatewayClient at ``gateway``; with
+    ``nodelay``, its kernel websockets without Nagle's algorithm (jupyter_server_nodelay.py)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="hearth-bench-jupyter-") as home:
         env = {
@@ -114,10 +117,12 @@ def jupyter_server(gateway: str, token: str) -> Iterator[str]:
             "JUPYTER_DATA_DIR": f"{home}/data",
             "JUPYTER_RUNTIME_DIR": f"{home}/runtime",
         }
+        program = (
+            [str(BENCH / "jupyter_server_nodelay.py")] if nodelay else ["-m", "jupyter_server"]
+        )
         argv = [
             sys.executable,
-            "-m",
-            "jupyter_server",
+            *program,
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}",
             f"--IdentityProvider.token={LAB_TOKEN}",
@@ -241,6 +246,9 @@ def main() -> None:
         with jupyter_server(hearth, TOKEN) as jupyter:
             first_results(jupyter, LAB_TOKEN, 1, refilled)
             through_hearth = first_results(jupyter, LAB_TOKEN, args.rounds, refilled)
+        with jupyter_server(hearth, TOKEN, nodelay=True) as jupyter:
+            first_results(jupyter, LAB_TOKEN, 1, refilled)
+            nodelay_hearth = first_results(jupyter, LAB_TOKEN, args.rounds, refilled)
     log("G: Kernel Gateway directly, and Jupyter Server → Kernel Gateway ...")
     settle = lambda: time.sleep(0.5)  # noqa: E731 - the last kernel's shutdown is not measured
     with kernel_gateway(kg_python) as kg:
@@ -250,6 +258,9 @@ def main() -> None:
         with jupyter_server(kg, KG_TOKEN) as jupyter:
             first_results(jupyter, LAB_TOKEN, 1, settle)
             through_kg = first_results(jupyter, LAB_TOKEN, args.rounds, settle)
+        with jupyter_server(kg, KG_TOKEN, nodelay=True) as jupyter:
+            first_results(jupyter, LAB_TOKEN, 1, settle)
+            nodelay_kg = first_results(jupyter, LAB_TOKEN, args.rounds, settle)
 
     print(
         f"Jupyter kernel API ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}); median [p90]\n"
@@ -262,6 +273,10 @@ def main() -> None:
     print(
         f"  {'Jupyter Server -> Hearth, warm pool of 3':50} {fmt(through_hearth)}   {ratio:.1f}x faster"
     )
+    print(f"  {'the same, Jupyter Server without Nagle (bench patch):':50}")
+    print(f"  {'  -> Kernel Gateway':50} {fmt(nodelay_kg)}   1.0x")
+    ratio = stats(nodelay_kg)[0] / stats(nodelay_hearth)[0]
+    print(f"  {'  -> Hearth':50} {fmt(nodelay_hearth)}   {ratio:.1f}x faster")
     print(f"  {'Kernel Gateway directly':50} {fmt(kg_direct)}   1.0x")
     ratio = stats(kg_direct)[0] / stats(hearth_direct)[0]
     print(f"  {'Hearth directly':50} {fmt(hearth_direct)}   {ratio:.1f}x faster")

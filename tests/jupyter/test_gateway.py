@@ -3,10 +3,6 @@ JupyterLab drives it: its kernels are Hearth kernel sessions of the gateway toke
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -15,12 +11,11 @@ import pytest
 import websockets
 
 from tests.conftest import RunningServer
-from tests.served import free_port
 
 from .kernelsocket import V1, KernelSocket, outputs_text
+from .servers import LAB_TOKEN, jupyter_with_gateway
 
 ALICE = "tok-alice-1"
-LAB_TOKEN = "jupyter-lab-token"  # the browser's token for Jupyter Server, not Hearth's
 
 pytestmark = pytest.mark.slow
 
@@ -33,55 +28,8 @@ def hearth(make_server: Callable[..., RunningServer]) -> RunningServer:
 @pytest.fixture
 def jupyter(hearth: RunningServer, tmp_path: Path) -> Iterator[str]:
     """Jupyter Server in front of Hearth; its base URL."""
-    port = free_port()
-    home = tmp_path / "jupyter"
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-    }
-    (home / "notebooks").mkdir(parents=True)
-    log = (tmp_path / "jupyter.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            f"--IdentityProvider.token={LAB_TOKEN}",
-            f"--ServerApp.root_dir={home / 'notebooks'}",
-            "--ServerApp.open_browser=False",
-            "--ServerApp.allow_root=True",
-            f"--GatewayClient.url={hearth.url}",
-            f"--GatewayClient.auth_token={ALICE}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            assert proc.poll() is None, (tmp_path / "jupyter.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/api", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Jupyter Server did not start"
-            time.sleep(0.1)
+    with jupyter_with_gateway("jupyter_server", hearth.url, ALICE, tmp_path) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture

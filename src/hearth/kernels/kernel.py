@@ -90,6 +90,7 @@ class Kernel:
         self._pumps: list[asyncio.Task[None]] = []
         self.launch: Prepared | None = None
         self.execution_state = "starting"  # as its IOPub last said (Jupyter's kernel model)
+        self.execution_count = 0
         # each gets the parts (header, parent, metadata, content, buffers) of every IOPub message
         self.iopub_listeners: list[Callable[[list[bytes]], None]] = []
 
@@ -253,8 +254,11 @@ class Kernel:
             self._declare_dead(f"its channel broke ({exc!r})")
 
     def _route(self, msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "status":
+        kind = msg["msg_type"]
+        if kind == "status":
             self.execution_state = str(msg["content"].get("execution_state", ""))
+        elif kind == "execute_input" and isinstance(msg["content"].get("execution_count"), int):
+            self.execution_count = msg["content"]["execution_count"]  # whoever asked
         waiter = self._waiters.get(msg["parent_header"].get("msg_id", ""))
         if waiter is not None:
             waiter.put_nowait(msg)

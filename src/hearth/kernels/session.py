@@ -86,7 +86,7 @@ class KernelSession:
         self.from_pool = False
         self.destroying = False
         self.restarted_pending = False
-        self.execution_count = 0
+        self._execution_count = 0
         self.created_at = self.last_activity = clock()
         self.life = Lifecycle(uid)
         self.start_error: BaseException | None = None
@@ -122,6 +122,16 @@ class KernelSession:
 
     def mark_idle(self) -> None:
         self._move(S.IDLE, "reclaim the idle")
+
+    @property
+    def execution_count(self) -> int:
+        """Of its last execution, Hearth's or a Jupyter client's."""
+        kernel = self._kernel
+        return max(self._execution_count, kernel.execution_count if kernel is not None else 0)
+
+    @execution_count.setter
+    def execution_count(self, value: int) -> None:
+        self._execution_count = value
 
     @property
     def execution_state(self) -> str:
