@@ -172,6 +172,7 @@ class Kernel:
         await self._until_ready()
         if km.kernel_spec is not None and km.kernel_spec.language.lower() == "python":
             await self._warm_up()
+            self.execution_count = 0  # its execute_input came before its idle: not a user's
 
     async def _warm_up(self) -> None:
         """Run one throwaway cell: a fresh kernel's first execute costs ~2x a later one (lazy
