@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from jupyter_client.session import Session
 
+from hearth.kernels import service as service_module
 from hearth.kernels.channels import ChannelRelay
 from hearth.kernels.service import KernelService
 from hearth.protocol.jupyter import decode_v1
@@ -70,3 +72,21 @@ async def test_the_relay_ends_when_its_session_is_deleted(service: KernelService
         service.terminate("alice", "gone")
         while await relay.next() is not None:
             pass  # what the kernel said before; then the end
+
+
+async def test_a_named_connection_is_kept_for_its_client_then_ends(
+    service: KernelService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "KEEP_FOR", 0.5)
+    await service.create("alice", "nb")
+    relay = service.channels("alice", "nb", "lab-1")
+    async with relay:
+        msg_id, parts = _parts(Session(), "kernel_info_request", {})
+        await relay.receive("shell", parts)
+    assert relay.following  # kept: the client may come back
+    assert service.channels("alice", "nb", "lab-1") is relay  # and it did
+    assert service.channels("alice", "nb", "lab-2") is not relay  # another client's is its own
+    async with relay:
+        assert (await _until_reply(relay, msg_id, "kernel_info_reply"))["channel"] == "shell"
+    await until(lambda: not relay.following, 5)  # nobody came back: it ends
+    assert service.channels("alice", "nb", "lab-1") is not relay

@@ -478,14 +478,18 @@ class RemoteKernels:
         )
         return files
 
-    async def channels(self, user: str, session_id: str) -> RemoteChannels:
-        """A Jupyter client's connection to the session's channels (v1 framing, both ways)."""
+    async def channels(
+        self, user: str, session_id: str, client_session: str | None = None
+    ) -> RemoteChannels:
+        """A Jupyter client's connection to the session's channels (v1 framing, both ways);
+        ``client_session``, the client's Jupyter session id, lets it take over the connection
+        it left."""
         link = await self._client.link()
         id = link.new_id()
         inbox: Inbox[bytes] = Inbox(lambda n: link.ack(id, n))
         link.inboxes[id] = (inbox, False)
         credit = link.credits[id] = Credit()
-        args = {"user": user, "session_id": session_id}
+        args = {"user": user, "session_id": session_id, "client_session": client_session}
         try:
             await link.start_call(id, "kernels.channels", args, upload=True)
         except BaseException:

@@ -492,11 +492,13 @@ class _Calls:
         except StreamClosed:  # the client went away mid-upload: nothing was written
             raise BadRequest("The upload ended before its last byte; send it again.") from None
 
-    def kernels_channels(self, id: int, user: str, session_id: str) -> None:
+    def kernels_channels(
+        self, id: int, user: str, session_id: str, client_session: str | None = None
+    ) -> None:
         """A Jupyter client's connection to the session's channels, both ways on this stream."""
         inbound = self.connection.upload_chunks.pop(id)
         try:
-            relay = self.core.kernels.channels(user, session_id)
+            relay = self.core.kernels.channels(user, session_id, client_session)
         except BaseException:
             self.connection.uploads.pop(id, None)
             raise

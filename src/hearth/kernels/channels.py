@@ -11,6 +11,12 @@ It follows the session across kernels: when the kernel dies or is restarted, the
 ``status: restarting`` and its messages wait for the next kernel. It ends when the session is
 closed or released. A client too slow for IOPub loses IOPub messages (as ZeroMQ drops them for a
 slow subscriber), and is told how many on stderr; replies are never dropped.
+
+A connection whose client named its Jupyter session (``?session_id=``) outlives its websocket
+for ``KEEP_FOR`` seconds: it goes on taking the kernel's messages, and the client's next
+connection with that session id takes it over, with what came meanwhile and the same identity
+(so the replies and input requests of what it asked before still reach it). Jupyter Server
+replays only what came after the last connection of a kernel closed; this keeps each client's.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -41,15 +47,20 @@ OWN_SOCKETS = ("shell", "control", "stdin")
 MAX_QUEUED = 32 * 1024 * 1024  # bytes for the client; beyond, IOPub drops and replies wait
 POLL_MS = 500  # a reader's longest wait before it looks again (a missed wake-up costs this)
 MAX_PENDING = 1000  # client messages held while there is no kernel
+KEEP_FOR = 120.0  # seconds a named connection waits for its client to come back
 
 
 class ChannelRelay:
     """``async with ChannelRelay(session) as relay``: ``await relay.receive(channel, parts)``
     for each client message; ``await relay.next()`` for each v1 message to the client, None at
-    the end."""
+    the end. With ``keep``, leaving the ``async with`` hands the relay to ``keep`` instead of
+    ending it (the client may come back: see ``KEEP_FOR``); ``close()`` ends it."""
 
-    def __init__(self, session: KernelSession) -> None:
+    def __init__(
+        self, session: KernelSession, keep: Callable[[ChannelRelay], None] | None = None
+    ) -> None:
         self.session = session
+        self._keep = keep
         self._generation = session.generation
         self._identity = secrets.token_hex(16).encode()
         self._out: deque[bytes | None] = deque()
@@ -65,13 +76,24 @@ class ChannelRelay:
 
     async def __aenter__(self) -> ChannelRelay:
         self.session.connections += 1
-        self._follower = asyncio.get_running_loop().create_task(self._follow())
+        if self._follower is None:  # else: taken over, following already
+            self._follower = asyncio.get_running_loop().create_task(self._follow())
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.session.connections -= 1
+        if self._keep is not None and self.following:
+            self._keep(self)
+        else:
+            await self.close()
+
+    @property
+    def following(self) -> bool:
+        return self._follower is not None and not self._follower.done()
+
+    async def close(self) -> None:
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):

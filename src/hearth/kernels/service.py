@@ -21,7 +21,7 @@ from hearth.config import Settings
 from hearth.errors import BadRequest, NotFound, SessionClosed
 from hearth.kernels import files as fileops
 from hearth.kernels.beneath import FileStream
-from hearth.kernels.channels import ChannelRelay
+from hearth.kernels.channels import KEEP_FOR, ChannelRelay
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.outputs import Event
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
@@ -74,7 +74,9 @@ class KernelService:
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         # sessions whose kernel died with a previous run of the server: records, files kept
         self._lost: dict[tuple[str, str], dict[str, Any]] = {}
-        self._deleting: set[asyncio.Future[None]] = set()  # lost sessions' files going away
+        self._deleting: set[asyncio.Future[None]] = set()  # files going away, relays closing
+        # Jupyter clients' connections kept for their client's return: (user, id, client session)
+        self._kept: dict[tuple[str, str, str], tuple[ChannelRelay, asyncio.TimerHandle]] = {}
         self.kernel_names: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> Self:
@@ -95,6 +97,10 @@ class KernelService:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        for relay, timer in self._kept.values():
+            timer.cancel()
+            self._close_later(relay)
+        self._kept.clear()
         await self._stack.aclose()
         if self._deleting:
             await asyncio.gather(*self._deleting, return_exceptions=True)
@@ -219,11 +225,41 @@ class KernelService:
         await session.restart()
         return self.info(session)
 
-    def channels(self, user: str, session_id: str) -> ChannelRelay:
-        """A Jupyter client's connection to the session's channels (SPEC §10)."""
+    def channels(
+        self, user: str, session_id: str, client_session: str | None = None
+    ) -> ChannelRelay:
+        """A Jupyter client's connection to the session's channels (SPEC §10). A client that
+        names its Jupyter session gets back the connection it left, if it is still kept."""
         session = self._find(user, session_id)
         session.touch()
-        return ChannelRelay(session)
+        if not client_session:
+            return ChannelRelay(session)
+        key = (user, session_id, client_session)
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            relay, timer = kept
+            timer.cancel()
+            if relay.session is session and relay.following:
+                return relay
+            self._close_later(relay)
+        return ChannelRelay(session, keep=lambda relay: self._keep(key, relay))
+
+    def _keep(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
+        if (older := self._kept.pop(key, None)) is not None:  # two tabs of one session id
+            older[1].cancel()
+            self._close_later(older[0])
+        timer = asyncio.get_running_loop().call_later(KEEP_FOR, self._expire, key, relay)
+        self._kept[key] = (relay, timer)
+
+    def _expire(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
+        if key in self._kept and self._kept[key][0] is relay:
+            del self._kept[key]
+        self._close_later(relay)
+
+    def _close_later(self, relay: ChannelRelay) -> None:
+        closing = asyncio.ensure_future(relay.close())
+        self._deleting.add(closing)
+        closing.add_done_callback(self._deleting.discard)
 
     def annotate(self, user: str, session_id: str, jupyter: dict[str, str] | None) -> KernelState:
         """Name the session as a Jupyter session (its id, path, name and type), or unname it."""

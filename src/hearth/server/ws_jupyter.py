@@ -16,7 +16,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from hearth.errors import HearthError, HostUnavailable
+from hearth.errors import BadRequest, HearthError, HostUnavailable
 from hearth.host.client import RemoteChannels, RemoteKernels
 from hearth.host.streams import StreamClosed
 from hearth.protocol import FrameError
@@ -46,7 +46,10 @@ async def channels(ws: WebSocket, kernel_id: str) -> None:
     try:
         check_origin(ws, ws.app.state.settings.allowed_origins)
         user = current_user(ws)
-        relay = await kernels.channels(user, kernel_id)
+        client_session = ws.query_params.get("session_id") or None
+        if client_session is not None and len(client_session) > 256:
+            raise BadRequest("session_id is a Jupyter client's session id: at most 256 characters")
+        relay = await kernels.channels(user, kernel_id, client_session)
     except HearthError as exc:
         await ws.close(exc.close_code, exc.message[:120])
         return
