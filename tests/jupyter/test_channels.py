@@ -207,3 +207,16 @@ async def test_bad_frames_are_refused_on_stderr_and_lose_nothing(
         assert said["content"]["text"].startswith("Hearth did not send a message:")
     _, iopub = await sock.execute("2 + 3")
     assert outputs_text(iopub) == "5"
+
+
+async def test_deleting_the_kernel_closes_its_channels(
+    kernel: tuple[str, KernelSocket], http: httpx.AsyncClient
+) -> None:
+    kid, sock = kernel
+    await sock.execute("1")
+    assert (await http.get(f"/api/kernels/{kid}")).json()["connections"] == 1
+    assert (await http.delete(f"/api/kernels/{kid}")).status_code == 204
+    with pytest.raises(websockets.ConnectionClosedOK) as closed:
+        while True:
+            await sock.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.reason == "kernel session ended"
