@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -116,7 +117,9 @@ async def typing(h: Hearth, sid: str, samples: int, start: asyncio.Event) -> lis
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="hearth-bench-scale-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="hearth-bench-scale-")
+    log(f"working in {tmp}")
+    try:
         plan = Plan(
             payload=0,
             producer="",
@@ -136,9 +139,13 @@ async def main_async(args: argparse.Namespace) -> None:
             "HEARTH_MAX_TERMINALS_PER_USER": str(args.terminals + 10),
             "HEARTH_MAX_KERNELS": str(args.kernels + 4),
             "HEARTH_SESSION_POOL_SIZE": "2",
+            "HEARTH_LOG_LEVEL": os.environ.get("HEARTH_LOG_LEVEL", "warning"),
         }
         with hearth_server(plan, "scale", env) as served:
             await run(args, plan, served)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def run(args: argparse.Namespace, plan: Plan, served: Served) -> None:
@@ -200,13 +207,19 @@ async def run(args: argparse.Namespace, plan: Plan, served: Served) -> None:
         lambda sid=sid: stream(h, sid, command, tally, plan.timeout) for sid in ids[: args.viewers]
     ]
     before = usage(served)
+    client_before = time.process_time()
     started = time.perf_counter()
     go.set()
     streaming = asyncio.ensure_future(gather_limited(streams, args.viewers, tally, "stream"))
-    echo = await typist
+    try:
+        echo = await typist
+    except Exception as exc:
+        tally.add("typing", repr(exc))
+        echo = []
     took = await streaming
     seconds = time.perf_counter() - started
     after = usage(served)
+    client_cpu = time.process_time() - client_before
     figures.append(
         (
             f"{args.viewers} viewers streaming ({args.bursts} bursts of {args.lines} lines each)",
@@ -217,6 +230,12 @@ async def run(args: argparse.Namespace, plan: Plan, served: Served) -> None:
         (
             "keystroke echo under that load, p50 / p99",
             f"{percentile(echo, 50) * 1000:.2f} / {percentile(echo, 99) * 1000:.2f} ms",
+        )
+    )
+    figures.append(
+        (
+            "the benchmark's own client (every viewer, in one process): CPU while streaming",
+            f"{client_cpu:.1f} s ({client_cpu / seconds * 100:.0f}% of a core)",
         )
     )
     for name in after:
@@ -252,6 +271,7 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=30, help="bursts of output per viewer")
     parser.add_argument("--lines", type=int, default=200, help="lines per burst")
     parser.add_argument("--echo", type=int, default=200, help="keystrokes timed")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -9,10 +9,15 @@ server and the session host cross that socket on every keystroke and every outpu
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["loop_factory", "run"]
+
+log = logging.getLogger("hearth.loops")
 
 T = TypeVar("T")
 
@@ -26,5 +31,17 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
+    """``main`` on Hearth's loop. ``kill -USR1`` the process to have it log where each of its
+    tasks waits (what a hang is made of)."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        loop = runner.get_loop()
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         return runner.run(main)
+
+
+def dump_tasks() -> None:
+    out = io.StringIO()
+    tasks = asyncio.all_tasks()
+    for task in tasks:
+        task.print_stack(limit=8, file=out)
+    log.warning("tasks", extra={"count": len(tasks), "stacks": out.getvalue()})
