@@ -175,3 +175,22 @@ def test_a_frame_that_is_not_of_the_protocol_drops_the_connection() -> None:
     protocol2.data_received(wire.HEADER.pack(wire.MAX_FRAME + 1, wire.DATA))
     protocol2.connection_lost(None)
     assert "bytes" in str(lost[1])
+
+
+async def test_a_writer_cancelled_in_drain_leaves_the_other_writers_waiting() -> None:
+    """Every stream's pump waits in the same drain while the socket is full; one of them ended
+    (its viewer left) must not end the others. It did: they shared one future, which the first
+    cancellation cancelled, and 170 of 200 streaming viewers of the scale run stopped for good."""
+    from hearth.host.framing import FrameProtocol
+
+    protocol = FrameProtocol(lambda kind, body: None, lambda exc: None)
+    protocol.connection_made(_Transport())  # type: ignore[arg-type]
+    protocol.pause_writing()
+    writers = [asyncio.ensure_future(protocol.drain()) for _ in range(3)]
+    await asyncio.sleep(0)  # all three wait
+    writers[0].cancel()
+    await asyncio.sleep(0)
+    assert not writers[1].done() and not writers[2].done()
+    protocol.resume_writing()
+    await asyncio.gather(writers[1], writers[2])  # returned, not cancelled
+    assert writers[0].cancelled()

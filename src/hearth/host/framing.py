@@ -102,11 +102,13 @@ class FrameProtocol(asyncio.Protocol):
             self._writable.set_result(None)
 
     async def drain(self) -> None:
-        """Returns once what was sent is down to the high-water mark (or the peer is gone)."""
+        """Returns once what was sent is down to the high-water mark (or the peer is gone).
+        Every writer waits on the same future: shielded, so that a writer cancelled while it
+        waits (a viewer that left) does not cancel it for the others."""
         while self._paused and not self.closed:
             if self._writable is None or self._writable.done():
                 self._writable = asyncio.get_running_loop().create_future()
-            await self._writable
+            await asyncio.shield(self._writable)
 
     def close(self) -> None:
         if self.transport is not None:
