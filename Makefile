@@ -55,6 +55,7 @@ bench: $(STAMP)  ## benchmarks against their baselines (see README, Performance)
 	$(PY) bench/bench_terminals.py
 	$(PY) bench/bench_kernels.py
 	$(PY) bench/bench_jupyter.py
+	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_restart.py
 	$(PY) bench/bench_screen.py
 	$(PY) bench/bench_emulators.py
