@@ -174,3 +174,23 @@ def test_healthz_says_which_sandbox_and_limits_are_in_force(serve, tmp_path: Pat
         health = c.get("/healthz").json()
     assert health["sandbox"] == "none"
     assert health["limits"] in ("cgroup2", "cgroup1", "rlimit")
+
+
+def test_hearths_loop_runs_off_the_main_thread_too() -> None:
+    """The tests run the session host in a thread: the task dump's signal handler (SIGUSR1)
+    belongs to the main thread only, and must not stop a loop elsewhere from running."""
+    import asyncio
+    import threading
+
+    from hearth import loops
+
+    results: list[object] = []
+
+    async def main() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    thread = threading.Thread(target=lambda: results.append(loops.run(main())))
+    thread.start()
+    thread.join(30)
+    assert results == [7]

@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import signal
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -34,8 +35,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """``main`` on Hearth's loop. ``kill -USR1`` the process to have it log where each of its
     tasks waits (what a hang is made of)."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        loop = runner.get_loop()
-        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+        if threading.current_thread() is threading.main_thread():  # only it gets signals
+            runner.get_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         return runner.run(main)
 
 
