@@ -146,10 +146,16 @@ async def test_deleting_a_session_never_removes_the_log_of_a_new_one_of_the_same
 ) -> None:
     settings = Settings(data_dir=tmp_path, tokens={"tok-lou-1234": "lou"}, terminal_kill_grace=1.0)
     store = SqliteStore(tmp_path / "store.sqlite3")
-    stubborn = ["/bin/sh", "-c", "trap '' HUP; while :; do sleep 0.1; done"]  # waits the grace
+    # waits the grace; says so once HUP is ignored (a HUP before the trap would end it at once:
+    # the close must not begin before, or it may be over before the new session comes)
+    stubborn = ["/bin/sh", "-c", "trap '' HUP; echo trapped; while :; do sleep 0.1; done"]
     try:
         async with TerminalManager(settings, store=store) as manager:
             await manager.create("lou", TerminalSpec(id="t", command=stubborn))
+            deadline = asyncio.get_running_loop().time() + 5
+            while manager.get("lou", "t").output_end == 0:
+                assert asyncio.get_running_loop().time() < deadline, "the shell did not start"
+                await asyncio.sleep(0.01)
             closing = asyncio.create_task(manager.close("lou", "t"))
             deadline = asyncio.get_running_loop().time() + 5
             while ("lou", "t") in manager._sessions:  # the close has begun: the id is free again
