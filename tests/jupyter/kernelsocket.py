@@ -88,17 +88,25 @@ class KernelSocket:
         assert reply is not None
         return reply, iopub
 
+    async def start(self, code: str, **more: Any) -> dict[str, Any]:
+        """Send an execute_request (``more``: e.g. ``allow_stdin=True``); the message sent."""
+        return await self.send("shell", "execute_request", _execute(code, more))
+
     async def execute(self, code: str, **more: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        content = {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-            **more,
-        }
-        return await self.request("shell", "execute_request", content)
+        """Run ``code``; its reply and its IOPub messages, once it is idle."""
+        return await self.request("shell", "execute_request", _execute(code, more))
+
+
+def _execute(code: str, more: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "code": code,
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+        **more,
+    }
 
 
 def outputs_text(iopub: list[dict[str, Any]]) -> str:

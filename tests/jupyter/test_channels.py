@@ -93,17 +93,7 @@ async def test_cells_run_with_their_outputs_and_input_is_answered_on_stdin(
     kinds = [m["msg_type"] for m in iopub]
     assert kinds[:2] == ["status", "execute_input"] and kinds[-1] == "status"
 
-    sent = await sock.send(
-        "shell",
-        "execute_request",
-        {
-            "code": "name = input('who? ')\nprint('hello', name)",
-            "allow_stdin": True,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-        },
-    )
+    sent = await sock.start("name = input('who? ')\nprint('hello', name)", allow_stdin=True)
     asked = (await sock.until(lambda m: m["msg_type"] == "input_request"))[-1]
     assert asked["channel"] == "stdin" and asked["content"]["prompt"] == "who? "
     assert asked["parent_header"]["msg_id"] == sent["header"]["msg_id"]
@@ -128,17 +118,7 @@ async def test_an_interrupt_stops_a_sleeping_cell(
     kernel: tuple[str, KernelSocket], http: httpx.AsyncClient
 ) -> None:
     kid, sock = kernel
-    sent = await sock.send(
-        "shell",
-        "execute_request",
-        {
-            "code": "import time; time.sleep(60)",
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-        },
-    )
+    sent = await sock.start("import time; time.sleep(60)")
     await sock.until(lambda m: m["msg_type"] == "execute_input")
     assert (await http.post(f"/api/kernels/{kid}/interrupt")).status_code == 204
     seen = await sock.until(
@@ -168,17 +148,7 @@ async def test_a_restart_is_reported_and_the_connection_follows_the_new_kernel(
 
 async def test_a_dead_kernel_is_restarted_and_reported(kernel: tuple[str, KernelSocket]) -> None:
     _, sock = kernel
-    await sock.send(
-        "shell",
-        "execute_request",
-        {
-            "code": "import os; os._exit(1)",
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-        },
-    )
+    await sock.start("import os; os._exit(1)")
     await sock.until(
         lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "restarting"
     )

@@ -66,17 +66,7 @@ async def test_a_notebooks_life_through_jupyter_server(
         reply, iopub = await sock.execute("x = 6 * 7\nprint(x)")
         assert reply["content"]["status"] == "ok" and outputs_text(iopub) == "42\n"
 
-        sent = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "import time; time.sleep(60)",
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
+        sent = await sock.start("import time; time.sleep(60)")
         await sock.until(lambda m: m["msg_type"] == "execute_input")
         assert (await lab.post(f"/api/kernels/{kid}/interrupt")).status_code == 204
         seen = await sock.until(

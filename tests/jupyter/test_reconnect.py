@@ -17,7 +17,6 @@ from .kernelsocket import V1, KernelSocket, outputs_text
 
 ALICE = "tok-alice-1"
 AUTH = {"Authorization": f"token {ALICE}"}
-EXECUTE = {"silent": False, "store_history": True, "user_expressions": {}, "stop_on_error": True}
 
 
 @pytest.fixture
@@ -42,7 +41,7 @@ async def test_what_came_while_away_is_there_on_return(
     code = "import time\ntime.sleep(1)\nprint('done while away')"
     async with _connect(kernel_server, kernel_id, "lab-1") as ws:
         sock = KernelSocket(ws, True)
-        sent = await sock.send("shell", "execute_request", {"code": code, **EXECUTE})
+        sent = await sock.start(code)
         await sock.until(lambda m: m["msg_type"] == "execute_input")
     mine = sent["header"]["msg_id"]
     async with _connect(kernel_server, kernel_id, "lab-1") as ws:  # nothing sent: only taken
@@ -62,7 +61,7 @@ async def test_an_input_request_made_while_away_is_answered_on_return(
     code = "import time\ntime.sleep(1)\nprint('hello', input('who? '))"
     async with _connect(kernel_server, kernel_id, "lab-2") as ws:
         sock = KernelSocket(ws, True)
-        await sock.send("shell", "execute_request", {"code": code, **EXECUTE, "allow_stdin": True})
+        await sock.start(code, allow_stdin=True)
         await sock.until(lambda m: m["msg_type"] == "execute_input")
     async with _connect(kernel_server, kernel_id, "lab-2") as ws:
         sock = KernelSocket(ws, True)
@@ -78,7 +77,7 @@ async def test_another_clients_connection_gets_none_of_its_replies(
     code = "import time\ntime.sleep(1)"
     async with _connect(kernel_server, kernel_id, "lab-3") as ws:
         sock = KernelSocket(ws, True)
-        sent = await sock.send("shell", "execute_request", {"code": code, **EXECUTE})
+        sent = await sock.start(code)
         await sock.until(lambda m: m["msg_type"] == "execute_input")
     mine = sent["header"]["msg_id"]
     async with _connect(kernel_server, kernel_id, "someone-else") as ws:

@@ -210,3 +210,53 @@ def test_a_fork_bomb_under_rlimits_stops_at_its_limit_and_others_still_start(pla
     )
     assert r.status_code == 201, r.text
     poll(lambda: "BOB-OK" in plain.output(BOB, "be"), what="bob's new shell")
+
+
+def test_a_jupyter_client_of_a_plain_users_server_runs_sandboxed(plain: Plain) -> None:
+    """The Jupyter kernel API (SPEC §10) as a plain user serves it: a kernel from
+    ``POST /api/kernels``, driven over its channels websocket, runs under the rlimits, and its
+    code can read neither the store nor another user's home."""
+    from jupyter_client.session import Session
+    from jupyter_server.services.kernels.connection.base import (
+        deserialize_msg_from_ws_v1,
+        serialize_msg_to_ws_v1,
+    )
+    from websockets.sync.client import connect
+
+    r = plain.post("/api/v1/terminal/sessions", BOB, {"id": "bk", "command": ["/bin/cat"]})
+    assert r.status_code == 201, r.text
+    started = plain.post("/api/kernels", ALICE, {"name": "python3"})
+    assert started.status_code == 201, started.text
+    kid = started.json()["id"]
+    code = (
+        "import resource\n"
+        "print('NPROC', resource.getrlimit(resource.RLIMIT_NPROC)[0])\n"
+        f"for path in ({str(plain.data / 'hearth.sqlite3')!r}, {str(plain.data / 'homes/bob')!r}):\n"
+        "    try:\n"
+        "        open(path, 'rb').read(1) if path.endswith('3') else __import__('os').listdir(path)\n"
+        "        print(path, 'worked')\n"
+        "    except OSError:\n"
+        "        print(path, 'blocked')\n"
+    )
+    session = Session()
+    msg = session.msg(
+        "execute_request",
+        {"code": code, "silent": False, "store_history": False, "user_expressions": {}},
+    )
+    ws_url = plain.url.replace("http://", "ws://")
+    url = f"{ws_url}/api/kernels/{kid}/channels?token={ALICE}"
+    text = []
+    with connect(url, subprotocols=["v1.kernel.websocket.jupyter.org"]) as ws:  # type: ignore[list-item]
+        ws.send(serialize_msg_to_ws_v1(msg, "shell", session.pack))
+        while True:
+            _, parts = deserialize_msg_from_ws_v1(ws.recv(timeout=60))
+            header, parent, content = (json.loads(parts[i]) for i in (0, 1, 3))
+            if parent.get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if header["msg_type"] == "stream":
+                text.append(content["text"])
+            if header["msg_type"] == "status" and content["execution_state"] == "idle":
+                break  # IOPub is in order: its output is all in
+    output = "".join(text)
+    assert "NPROC 64" in output, output  # the session's rlimit, inside the kernel
+    assert output.count("blocked") == 2 and "worked" not in output, output
