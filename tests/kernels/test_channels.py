@@ -10,7 +10,7 @@ import pytest
 from jupyter_client.session import Session
 
 from hearth.kernels import service as service_module
-from hearth.kernels.channels import ChannelRelay
+from hearth.kernels.channels import ChannelLink
 from hearth.kernels.service import KernelService
 from hearth.protocol.jupyter import decode_v1
 
@@ -23,7 +23,7 @@ def _parts(session: Session, msg_type: str, content: dict[str, Any]) -> tuple[st
     return msg["header"]["msg_id"], [session.pack(msg[n]) for n in names]
 
 
-async def _until_reply(relay: ChannelRelay, msg_id: str, msg_type: str) -> dict[str, Any]:
+async def _until_reply(relay: ChannelLink, msg_id: str, msg_type: str) -> dict[str, Any]:
     while True:
         frame = await relay.next()
         assert frame is not None
@@ -38,7 +38,7 @@ async def test_a_quiet_cell_of_a_jupyter_client_keeps_its_kernel(
 ) -> None:
     await service.create("alice", "nb")
     session = Session()
-    async with service.channels("alice", "nb") as relay:
+    async with service.channels("alice", "nb").attach() as relay:
         msg_id, parts = _parts(
             session,
             "execute_request",
@@ -65,7 +65,7 @@ async def test_a_quiet_cell_of_a_jupyter_client_keeps_its_kernel(
 
 async def test_the_relay_ends_when_its_session_is_deleted(service: KernelService) -> None:
     await service.create("alice", "gone")
-    async with service.channels("alice", "gone") as relay:
+    async with service.channels("alice", "gone").attach() as relay:
         msg_id, parts = _parts(Session(), "kernel_info_request", {})
         await relay.receive("shell", parts)
         await _until_reply(relay, msg_id, "kernel_info_reply")
@@ -80,13 +80,34 @@ async def test_a_named_connection_is_kept_for_its_client_then_ends(
     monkeypatch.setattr(service_module, "KEEP_FOR", 0.5)
     await service.create("alice", "nb")
     relay = service.channels("alice", "nb", "lab-1")
-    async with relay:
+    async with relay.attach() as link:
         msg_id, parts = _parts(Session(), "kernel_info_request", {})
-        await relay.receive("shell", parts)
+        await link.receive("shell", parts)
     assert relay.following  # kept: the client may come back
     assert service.channels("alice", "nb", "lab-1") is relay  # and it did
     assert service.channels("alice", "nb", "lab-2") is not relay  # another client's is its own
-    async with relay:
-        assert (await _until_reply(relay, msg_id, "kernel_info_reply"))["channel"] == "shell"
+    async with relay.attach() as link:
+        assert (await _until_reply(link, msg_id, "kernel_info_reply"))["channel"] == "shell"
     await until(lambda: not relay.following, 5)  # nobody came back: it ends
     assert service.channels("alice", "nb", "lab-1") is not relay
+
+
+async def test_a_client_back_before_its_old_connection_ended_takes_it_over(
+    service: KernelService,
+) -> None:
+    """The client's new websocket can reach the host before the end of its old one does (it
+    failed once in CI so): the new one takes the connection over, with its replies."""
+    await service.create("alice", "nb")
+    relay = service.channels("alice", "nb", "lab-1")
+    async with relay.attach() as old:
+        msg_id, parts = _parts(Session(), "kernel_info_request", {})
+        await old.receive("shell", parts)
+        assert service.channels("alice", "nb", "lab-1") is relay
+        async with relay.attach() as new:
+            assert await old.next() is None  # the old websocket's pump ends
+            await old.receive("shell", _parts(Session(), "kernel_info_request", {})[1])
+            assert (await _until_reply(new, msg_id, "kernel_info_reply"))["channel"] == "shell"
+            assert service.get("alice", "nb").connections == 2
+        assert relay.following  # the old one's end, after, does not end it
+    assert relay.following
+    assert service.get("alice", "nb").connections == 0

@@ -290,13 +290,13 @@ class _Connection:
                     except FrameError as exc:  # the web tier checks them: not a client's error
                         log.warning("dropped a kernel message", extra={"reason": str(exc)})
                         continue
-                    await relay.receive(channel, parts)
+                    await link.receive(channel, parts)
 
-        async with relay:
+        async with relay.attach() as link:
             feeder = asyncio.create_task(feed())
             try:
                 offset = 0
-                while (message := await relay.next()) is not None:
+                while (message := await link.next()) is not None:
                     await credit.spend(len(message))
                     self.send(wire.data_frame(stream, offset, message))
                     offset += len(message)

@@ -17,6 +17,9 @@ for ``KEEP_FOR`` seconds: it goes on taking the kernel's messages, and the clien
 connection with that session id takes it over, with what came meanwhile and the same identity
 (so the replies and input requests of what it asked before still reach it). Jupyter Server
 replays only what came after the last connection of a kernel closed; this keeps each client's.
+A connection with that session id that comes while the old websocket is still open (or its end
+has not reached the host yet) takes it over too, and the old one ends, as Jupyter Server
+replaces a stale connection of the same session.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from hearth.kernels.kernel import Kernel
 from hearth.kernels.session import KernelSession
 from hearth.protocol.jupyter import encode_v1, own_message
 
-__all__ = ["ChannelRelay"]
+__all__ = ["ChannelLink", "ChannelRelay"]
 
 log = logging.getLogger("hearth.kernels.channels")
 
@@ -51,16 +54,18 @@ KEEP_FOR = 120.0  # seconds a named connection waits for its client to come back
 
 
 class ChannelRelay:
-    """``async with ChannelRelay(session) as relay``: ``await relay.receive(channel, parts)``
-    for each client message; ``await relay.next()`` for each v1 message to the client, None at
-    the end. With ``keep``, leaving the ``async with`` hands the relay to ``keep`` instead of
-    ending it (the client may come back: see ``KEEP_FOR``); ``close()`` ends it."""
+    """``async with ChannelRelay(session).attach() as link``: ``await link.receive(channel,
+    parts)`` for each client message; ``await link.next()`` for each v1 message to the client,
+    None at the end, or once a later ``attach()`` has taken the relay over. With ``detached``,
+    leaving the ``async with`` hands the relay to ``detached`` instead of ending it (the client
+    may come back: see ``KEEP_FOR``); ``close()`` ends it."""
 
     def __init__(
-        self, session: KernelSession, keep: Callable[[ChannelRelay], None] | None = None
+        self, session: KernelSession, detached: Callable[[ChannelRelay], None] | None = None
     ) -> None:
         self.session = session
-        self._keep = keep
+        self._detached = detached
+        self._holder = 0  # which ``async with`` reads: the latest
         self._generation = session.generation
         self._identity = secrets.token_hex(16).encode()
         self._out: deque[bytes | None] = deque()
@@ -74,19 +79,22 @@ class ChannelRelay:
         self._kernel: Kernel | None = None
         self._follower: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> ChannelRelay:
+    def attach(self) -> ChannelLink:
+        """A websocket's hold on the relay; an earlier one's ``next`` ends."""
         self.session.connections += 1
         if self._follower is None:  # else: taken over, following already
             self._follower = asyncio.get_running_loop().create_task(self._follow())
-        return self
+        self._holder += 1
+        self._ready.set()  # a holder waiting in ``next`` sees it is one no more
+        return ChannelLink(self, self._holder)
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def _leave(self, holder: int) -> None:
         self.session.connections -= 1
-        if self._keep is not None and self.following:
-            self._keep(self)
-        else:
+        if holder != self._holder:
+            return  # taken over: the relay is the later holder's
+        if self._detached is not None:
+            self._detached(self)
+        if self._detached is None or not self.following:
             await self.close()
 
     @property
@@ -101,10 +109,14 @@ class ChannelRelay:
 
     # -- to the client --------------------------------------------------------------------------
 
-    async def next(self) -> bytes | None:
+    async def _next(self, holder: int) -> bytes | None:
         while not self._out:
+            if holder != self._holder:
+                return None
             self._ready.clear()
             await self._ready.wait()
+        if holder != self._holder:
+            return None
         message = self._out.popleft()
         if message is not None:
             self._queued -= len(message)
@@ -141,7 +153,7 @@ class ChannelRelay:
 
     # -- to the kernel --------------------------------------------------------------------------
 
-    async def receive(self, channel: str, parts: list[bytes]) -> None:
+    async def _receive(self, channel: str, parts: list[bytes]) -> None:
         """Send a client's message to the kernel, or hold it until there is one."""
         self.session.touch()
         live, kernel = self._live, self._kernel
@@ -225,6 +237,30 @@ class ChannelRelay:
                     continue  # not a Jupyter message: nothing a client could read
                 if len(frames) - start >= 4:
                     self._put(encode_v1(channel, frames[start:]))
+
+
+class ChannelLink:
+    """One websocket's hold on a relay (``ChannelRelay.attach``)."""
+
+    def __init__(self, relay: ChannelRelay, holder: int) -> None:
+        self.relay, self._holder = relay, holder
+
+    async def __aenter__(self) -> ChannelLink:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.relay._leave(self._holder)
+
+    async def next(self) -> bytes | None:
+        """The next v1 message for the client; None at the end, or once taken over."""
+        return await self.relay._next(self._holder)
+
+    async def receive(self, channel: str, parts: list[bytes]) -> None:
+        """Send a client's message to the kernel, or hold it until there is one."""
+        if self._holder == self.relay._holder:
+            await self.relay._receive(channel, parts)
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

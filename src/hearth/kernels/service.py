@@ -76,7 +76,9 @@ class KernelService:
         self._lost: dict[tuple[str, str], dict[str, Any]] = {}
         self._deleting: set[asyncio.Future[None]] = set()  # files going away, relays closing
         # Jupyter clients' connections kept for their client's return: (user, id, client session)
-        self._kept: dict[tuple[str, str, str], tuple[ChannelRelay, asyncio.TimerHandle]] = {}
+        # Jupyter clients' connections by (user, session, client session), attached or kept
+        self._named: dict[tuple[str, str, str], ChannelRelay] = {}
+        self._keep_timers: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
         self.kernel_names: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> Self:
@@ -97,10 +99,12 @@ class KernelService:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for relay, timer in self._kept.values():
+        for timer in self._keep_timers.values():
             timer.cancel()
+        for relay in self._named.values():
             self._close_later(relay)
-        self._kept.clear()
+        self._named.clear()
+        self._keep_timers.clear()
         await self._stack.aclose()
         if self._deleting:
             await asyncio.gather(*self._deleting, return_exceptions=True)
@@ -229,31 +233,38 @@ class KernelService:
         self, user: str, session_id: str, client_session: str | None = None
     ) -> ChannelRelay:
         """A Jupyter client's connection to the session's channels (SPEC §10). A client that
-        names its Jupyter session gets back the connection it left, if it is still kept."""
+        names its Jupyter session gets back the connection it left, if it is still kept, or
+        takes over the one it still holds (its old websocket's end may not have come yet)."""
         session = self._find(user, session_id)
         session.touch()
         if not client_session:
             return ChannelRelay(session)
         key = (user, session_id, client_session)
-        kept = self._kept.pop(key, None)
-        if kept is not None:
-            relay, timer = kept
+        relay = self._named.pop(key, None)
+        if (timer := self._keep_timers.pop(key, None)) is not None:
             timer.cancel()
-            if relay.session is session and relay.following:
-                return relay
+        if relay is not None and relay.session is session and relay.following:
+            self._named[key] = relay
+            return relay
+        if relay is not None:
             self._close_later(relay)
-        return ChannelRelay(session, keep=lambda relay: self._keep(key, relay))
+        relay = self._named[key] = ChannelRelay(session, lambda r: self._detached(key, r))
+        return relay
 
-    def _keep(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
-        if (older := self._kept.pop(key, None)) is not None:  # two tabs of one session id
-            older[1].cancel()
-            self._close_later(older[0])
-        timer = asyncio.get_running_loop().call_later(KEEP_FOR, self._expire, key, relay)
-        self._kept[key] = (relay, timer)
+    def _detached(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
+        """Its websocket gone, a named connection is kept ``KEEP_FOR`` seconds, if it lives."""
+        if self._named.get(key) is not relay:
+            return
+        if not relay.following:
+            del self._named[key]
+            return
+        loop = asyncio.get_running_loop()
+        self._keep_timers[key] = loop.call_later(KEEP_FOR, self._expire, key, relay)
 
     def _expire(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
-        if key in self._kept and self._kept[key][0] is relay:
-            del self._kept[key]
+        if self._named.get(key) is relay:
+            del self._named[key]
+            self._keep_timers.pop(key, None)
         self._close_later(relay)
 
     def _close_later(self, relay: ChannelRelay) -> None:
