@@ -61,7 +61,10 @@ def fmt(samples: list[float]) -> str:
 
 
 @contextlib.contextmanager
-def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
+def hearth_server(
+    pool: int, sandbox: str = "bubblewrap", command: list[str] | None = None
+) -> Iterator[str]:
+    """A sandboxed ``hearth serve`` (or ``command`` + ``serve …``) and its session host."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -76,7 +79,7 @@ def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="hearth-bench-", ignore_cleanup_errors=True) as data:
         host = SessionHost(exe, Path(data), env, log_path=None)
         # `hearth shutdown` once the server is stopped: the host outlives it, with the kernels
-        with companion_stopped(host), serving(exe, port, data, env) as url:
+        with companion_stopped(host), serving(command or [str(exe)], port, data, env) as url:
             os.environ["BENCH_HOST_PID"] = str(host.pid())  # the kernels live under it
             try:
                 yield url
@@ -85,10 +88,10 @@ def hearth_server(pool: int, sandbox: str = "bubblewrap") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serving(exe: Path, port: int, data: str, env: dict[str, str]) -> Iterator[str]:
+def serving(command: list[str], port: int, data: str, env: dict[str, str]) -> Iterator[str]:
     """`hearth serve`, healthy; stopped with SIGINT at the end (its session host stays)."""
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--data-dir", data],
+        [*command, "serve", "--port", str(port), "--data-dir", data],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -488,21 +488,30 @@ def server_process(
         kill_leftovers(leftovers)  # shells in sessions of their own, if nothing ended them
 
 
-@contextlib.contextmanager
-def profiled(pid: int, plan: Plan, name: str) -> Iterator[None]:
-    """Sample `pid` with py-spy (collapsed stacks, non-blocking) while the body runs."""
-    if plan.profile is None:
-        yield
-        return
-    import shutil
+PROFILER_VENV = BENCH_DIR / ".venv-profile"
+PROFILER_REQUIREMENTS = BENCH_DIR / "requirements-profile.txt"
 
-    py_spy = shutil.which("py-spy") or str(BENCH_DIR / ".venv" / "bin" / "py-spy")
-    if not Path(py_spy).exists():
-        raise RuntimeError("--profile needs py-spy: bench/.venv/bin/pip install py-spy")
-    plan.profile.mkdir(parents=True, exist_ok=True)
-    out = plan.profile / f"{name}.txt"
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", "500", "--nonblocking"]
+
+def py_spy() -> Path:
+    """py-spy, pinned, in bench/.venv-profile (made on first use)."""
+    binary = PROFILER_VENV / "bin" / "py-spy"
+    if not binary.exists():
+        log(f"creating {PROFILER_VENV} with {PROFILER_REQUIREMENTS.name} ...")
+        subprocess.run([sys.executable, "-m", "venv", str(PROFILER_VENV)], check=True)
+        pip = [str(PROFILER_VENV / "bin" / "pip"), "install", "-q"]
+        subprocess.run([*pip, "-r", str(PROFILER_REQUIREMENTS)], check=True)
+    return binary
+
+
+@contextlib.contextmanager
+def sampled(pid: int, out: Path, *, subprocesses: bool = False) -> Iterator[None]:
+    """Sample `pid` with py-spy into `out` (collapsed stacks; non-blocking, so the process runs
+    at its own pace) while the body runs. With `subprocesses`, its children too, as they come."""
+    argv = [str(py_spy()), "record", "--pid", str(pid), "--rate", "500", "--nonblocking", "--gil"]
     argv += ["--format", "raw", "--output", str(out)]
+    if subprocesses:
+        argv.append("--subprocesses")
+    out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)  # attached
     try:
@@ -515,6 +524,16 @@ def profiled(pid: int, plan: Plan, name: str) -> Iterator[None]:
             proc.kill()
             proc.wait()
         log(f"  profile: {out}")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, plan: Plan, name: str) -> Iterator[None]:
+    """`sampled` into the plan's profile directory, if it has one."""
+    if plan.profile is None:
+        yield
+        return
+    with sampled(pid, plan.profile / f"{name}.txt"):
+        yield
 
 
 def log(message: str) -> None:

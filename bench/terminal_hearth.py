@@ -376,8 +376,8 @@ async def run(
         runs = []
         # the output crosses both processes: the host reads the PTY, the web server sends
         with (
-            profiled(served.host_pid, plan, "hearth-throughput-host"),
-            profiled(served.pid, plan, "hearth-throughput-web"),
+            profiled(served.host_pid, plan, f"{name}-throughput-host"),
+            profiled(served.pid, plan, f"{name}-throughput-web"),
         ):
             for _ in range(plan.runs):
                 async with h.session("tput") as chan:
@@ -393,7 +393,11 @@ async def run(
         h = Hearth(served.port, plan)
         log(f"{name}: echo")
         async with h.session("echo") as chan:
-            echo = await measure_echo(chan, plan)
+            with (
+                profiled(served.host_pid, plan, f"{name}-echo-host"),
+                profiled(served.pid, plan, f"{name}-echo-web"),
+            ):
+                echo = await measure_echo(chan, plan)
             chan.check_stream("hearth echo")
         result.figures["echo_p50_ms"] = ms(echo, 50)
         result.figures["echo_p99_ms"] = ms(echo, 99)

@@ -227,10 +227,9 @@ class ChannelRelay:
             await socket.poll(POLL_MS)
             while True:
                 await self._roomy.wait()  # a client that does not read holds its replies back
-                try:
-                    frames = plain.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
+                if not int(plain.get(zmq.EVENTS)) & zmq.POLLIN:  # no exception per wake-up
                     break
+                frames = plain.recv_multipart(zmq.NOBLOCK)
                 try:
                     start = frames.index(DELIMITER) + 2
                 except ValueError:
