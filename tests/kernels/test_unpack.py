@@ -13,7 +13,7 @@ def _signed(session: Session) -> list[bytes]:
     parent = session.msg("execute_request", {"code": "1+1"})
     msg = session.msg("execute_result", {"data": {"text/plain": "2"}}, parent=parent["header"])
     wire = session.serialize(msg)
-    return wire[wire.index(b"<IDS|MSG>") + 1 :] + [b"\x00buffer"]
+    return [*wire[wire.index(b"<IDS|MSG>") + 1 :], b"\x00buffer"]
 
 
 def test_it_reads_what_deserialize_reads_but_the_dates() -> None:
