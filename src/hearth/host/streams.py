@@ -15,7 +15,10 @@ from typing import Generic, TypeVar
 __all__ = ["ACK_STEP", "WINDOW", "Credit", "Inbox", "StreamClosed"]
 
 WINDOW = 1024 * 1024
-ACK_STEP = WINDOW // 8  # acks go out every ACK_STEP bytes taken, and when the inbox runs dry
+# Acks go out every ACK_STEP bytes taken: then at most ACK_STEP < WINDOW are taken but not yet
+# acked, so a sender never waits on them. (An ack each time the inbox ran dry cost a write, and
+# a wake-up of the sender's process, per event of a small stream: two per execute.)
+ACK_STEP = WINDOW // 8
 
 T = TypeVar("T")
 
@@ -90,9 +93,7 @@ class Inbox(Generic[T]):
             await self._wake.wait()
         item, size = self._items.popleft()
         self._taken += size
-        if self._send_ack is not None and (
-            self._taken - self._acked >= ACK_STEP or not self._items
-        ):
+        if self._send_ack is not None and self._taken - self._acked >= ACK_STEP:
             self._acked = self._taken
             self._send_ack(self._taken)
         return item
