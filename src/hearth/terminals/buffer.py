@@ -146,10 +146,10 @@ class OutputBuffer:
             lo = pos - self._starts[i]
             count = chunk.count(b"\n", lo) if lo else self._newlines[i]
             if count >= n:
-                idx = lo - 1
-                for _ in range(n):
-                    idx = chunk.index(b"\n", idx + 1)
-                return self._starts[i] + idx + 1
+                # What follows the n-th newline is split's last part: one call in C, where a
+                # loop of ``index`` cost a Python iteration per line of output.
+                rest = (chunk[lo:] if lo else chunk).split(b"\n", n)[-1]
+                return self._starts[i] + len(chunk) - len(rest)
             n -= count
             i += 1
             if i < len(self._chunks):
