@@ -262,6 +262,8 @@ class TerminalSession:
             self._pause_reading()
             return
         self.bulk = len(data) >= BULK_READ
+        if self.bulk:
+            data = self._read_more(data)
         self._append(data)
         if self.last_activity - self._oom_checked >= OOM_CHECK_INTERVAL:
             self._check_oom()
@@ -272,6 +274,25 @@ class TerminalSession:
         elif not self.flow.reading:
             self._pause_reading()
             self._restart_stall_timer()
+
+    def _read_more(self, data: bytes) -> bytes:
+        """Streaming output: what else the PTY has now, up to READ_BYTES in all. A PTY hands
+        over at most ~4 KiB a read, and everything after the read (the buffer, the log, the
+        screen model, a frame to each viewer) costs per call: one call for several reads."""
+        assert self.process is not None
+        parts, total = [data], len(data)
+        while total < READ_BYTES:
+            try:
+                more = os.read(self.process.fd, READ_BYTES - total)
+            except OSError:  # nothing yet, or the end: the next wake-up sees it
+                break
+            if not more:
+                break
+            parts.append(more)
+            total += len(more)
+            if len(more) < BULK_READ:
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _append(self, data: bytes) -> None:
         before = len(self.buffer)
