@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # The screen model (SPEC §9): a headless xterm.js per terminal, in one Node.js process
     screen_model: bool = True
     node_binary: str = "node"
+    # seconds untouched after which a terminal's screen is kept as its redraw, not an emulator
+    screen_model_idle_time: float = Field(60, gt=0)
 
     # Kernel sessions
     session_pool_size: int = Field(3, ge=0)

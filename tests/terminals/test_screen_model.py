@@ -68,10 +68,16 @@ async def test_a_snapshot_takes_what_is_held_back(models: ScreenModels) -> None:
     assert snapshot["lines"][0] == "held back" and "\x1b[?2004h" in snapshot["data"]
 
 
-async def test_a_redraw_carries_on_as_the_screen_would(models: ScreenModels) -> None:
+@pytest.mark.parametrize("scrollback", [0, 20], ids=["no-scrollback", "scrollback"])
+async def test_a_redraw_carries_on_as_the_screen_would(
+    models: ScreenModels, scrollback: int
+) -> None:
     """What follows a redraw lands as it would have without it: in the pen (colours) and the
-    character set (line drawing) in force, and ESC 8 goes back to the cursor ESC 7 saved."""
-    setup = b"hello\x1b[5;10H\x1b[32m\x1b7\x1b[1;1H\x1b[31;1m\x1b(0"
+    character set (line drawing) in force, and ESC 8 goes back to the cursor ESC 7 saved (on
+    its screen row: xterm.js counts it from the scrollback's top, and the redraw put it that
+    many rows too low)."""
+    history = b"".join(b"old %d\r\n" % n for n in range(scrollback))
+    setup = history + b"\x1b[H\x1b[2Jhello\x1b[5;10H\x1b[32m\x1b7\x1b[1;1H\x1b[31;1m\x1b(0"
     after = b"qqq\x1b(Bplain\x1b8saved\x1b[0m"
     first, second = Output(), Output()
     original = models.open(8, 30, first.since)
@@ -84,3 +90,41 @@ async def test_a_redraw_carries_on_as_the_screen_would(models: ScreenModels) -> 
     one, two = await original.snapshot(), await copy.snapshot()
     assert one["lines"][0] == "───plain" and one["lines"][4] == " " * 9 + "saved"
     assert (two["lines"], two["cursor"], two["data"]) == (one["lines"], one["cursor"], one["data"])
+
+
+async def _asleep(models: ScreenModels, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while (await models.census())["asleep"] < count:
+        assert time.monotonic() < deadline, "no screen went to sleep"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_idle_screen_sleeps_and_wakes_as_it_was() -> None:
+    """An untouched screen is kept as its redraw; what it is sent next lands as it would have
+    on a screen that never slept (the alternate screen, the pen, the scroll region, the saved
+    cursor and the scrollback all come back)."""
+    sleepy = await start_models("node", 100, idle_time=0.2)
+    awake = await start_models("node", 100, idle_time=3600)
+    assert sleepy is not None and awake is not None
+    try:
+        setup = b"".join(b"line %d\r\n" % n for n in range(30))
+        setup += b"\x1b[?2004h\x1b[33mamber\x1b[2;6r\x1b[4;3H\x1b7\x1b[?1049h\x1b[Hfull screen"
+        after = b"\x1b[1;1H\x1b[2Know\x1b8saved\x1b[?1049lback\x1b[0m"
+        screens = []
+        for models in (sleepy, awake):
+            out = Output()
+            screen = models.open(8, 30, out.since)
+            screen.output(setup, out.add(setup), streaming=False)
+            screens.append((screen, out))
+        before = await screens[0][0].snapshot()
+        await _asleep(sleepy, 1)
+        assert await screens[0][0].snapshot() == before  # answered asleep, unchanged
+        for screen, out in screens:
+            screen.output(after, out.add(after), streaming=False)
+        woken, never_slept = [await screen.snapshot() for screen, _ in screens]
+        assert woken == never_slept
+        assert (await sleepy.census())["asleep"] == 0
+        assert woken["lines"][3] == "liback6"  # ?1049l went back to the cursor ESC 7 saved
+    finally:
+        await sleepy.aclose()
+        await awake.aclose()

@@ -3,8 +3,14 @@
 // workspace's, so its serialization redraws exactly on xterm.js; the host talks to it over
 // stdin/stdout (src/hearth/terminals/screen.py has the other end and the frame layout).
 //
-// In:  [op u8][term u32][length u32][payload]   ops: O open, D data, R resize, C close, S snapshot
-// Out: [length u32][UTF-8 JSON]                  one per snapshot, in the order asked
+// In:  [op u8][term u32][length u32][payload]   ops: O open, D data, R resize, C close,
+//                                                 S snapshot, T census (terminals, asleep)
+// Out: [length u32][UTF-8 JSON]                  one per snapshot or census, in the order asked
+//
+// A terminal untouched for IDLE seconds (argv[2]) goes to sleep: it is kept as its redraw (the
+// serialization a snapshot sends, a few KiB for a shell at its prompt) instead of as an emulator
+// (~330 KiB), and woken by the next thing it is sent, by writing that redraw into a new one. A
+// thousand idle shells would otherwise hold a third of a GiB here.
 import { Terminal } from "@xterm/headless";
 import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { limitRepeats } from "../src/repeats";
@@ -14,20 +20,56 @@ const HEADER = 9;
 const HIGH_WATER = 8 * 1024 * 1024; // bytes queued in xterm before stdin pauses: xterm drops
 const LOW_WATER = 1024 * 1024; //      writes past 50 MB, and the host must see the backlog
 
+const IDLE = Number(process.argv[2] ?? 60) * 1000; // ms untouched before a terminal sleeps
+
 const terms = new Map();
 let queued = 0;
 let input = Buffer.alloc(0);
 
-function open(id, payload) {
-  const rows = payload.readUInt16BE(0);
-  const cols = payload.readUInt16BE(2);
-  const scrollback = payload.readUInt32BE(4);
+function emulator(rows, cols, scrollback) {
   // logLevel off: a program's garbage output would be logged, byte by byte, to the host's log
   const term = new Terminal({ rows, cols, scrollback, allowProposedApi: true, logLevel: "off" });
   term.loadAddon(new Unicode11Addon());
   term.unicode.activeVersion = "11";
   limitRepeats(term);
-  terms.set(id, { term, last: null }); // last: the answer while nothing changed
+  return term;
+}
+
+function open(id, payload) {
+  const rows = payload.readUInt16BE(0);
+  const cols = payload.readUInt16BE(2);
+  const scrollback = payload.readUInt32BE(4);
+  terms.set(id, {
+    term: emulator(rows, cols, scrollback),
+    scrollback,
+    last: null, // the answer while nothing changed
+    writing: 0, // writes xterm has not parsed yet
+    touched: Date.now(),
+    asleep: null, // { rows, cols, redraw } while asleep
+  });
+}
+
+// The entry's emulator, woken if asleep; the redraw is parsed before anything written after.
+function awake(entry) {
+  entry.touched = Date.now();
+  if (entry.asleep) {
+    const { rows, cols, redraw } = entry.asleep;
+    entry.asleep = null;
+    entry.term = emulator(rows, cols, entry.scrollback);
+    entry.term.write(redraw);
+  }
+  return entry.term;
+}
+
+function sleepIdle() {
+  const now = Date.now();
+  for (const entry of terms.values()) {
+    if (entry.asleep || entry.writing || now - entry.touched < IDLE) continue;
+    const { term } = entry;
+    entry.asleep = { rows: term.rows, cols: term.cols, redraw: serialize(term) };
+    entry.term = null;
+    term.dispose();
+  }
 }
 
 function written(length) {
@@ -42,15 +84,23 @@ function feed(id, payload) {
   if (!entry) return;
   queued += payload.length;
   entry.last = null;
-  entry.term.write(payload, written(payload.length));
+  entry.writing++;
+  const done = written(payload.length);
+  awake(entry).write(payload, () => {
+    entry.writing--;
+    done();
+  });
   if (queued > HIGH_WATER) process.stdin.pause();
 }
 
 function snapshot(id, request) {
   const entry = terms.get(id);
   if (!entry) return reply({ request, missing: true });
-  const { term } = entry;
+  if (entry.asleep && entry.last) return reply({ ...entry.last, request }); // unchanged: no wake
+  const term = awake(entry);
+  entry.writing++;
   term.write("", () => {
+    entry.writing--;
     if (entry.last) return reply({ ...entry.last, request });
     const buffer = term.buffer.active;
     const lines = [];
@@ -84,15 +134,20 @@ function handle(op, id, payload) {
       const entry = terms.get(id);
       if (!entry) return;
       entry.last = null;
-      entry.term.resize(payload.readUInt16BE(2), payload.readUInt16BE(0));
+      awake(entry).resize(payload.readUInt16BE(2), payload.readUInt16BE(0));
       return;
     }
     case 0x43: { // C
-      terms.get(id)?.term.dispose();
+      terms.get(id)?.term?.dispose();
       terms.delete(id);
       return;
     }
     case 0x53: return snapshot(id, payload.readUInt32BE(0)); // S
+    case 0x54: { // T
+      let asleep = 0;
+      for (const entry of terms.values()) if (entry.asleep) asleep++;
+      return reply({ request: payload.readUInt32BE(0), terminals: terms.size, asleep });
+    }
     default:
       process.stderr.write(`screen model: unknown op ${op}\n`);
       process.exit(2);
@@ -130,5 +185,6 @@ function read(chunk) {
 }
 
 warmUp(() => process.stdin.on("data", read));
+setInterval(sleepIdle, Math.min(IDLE, 10_000)).unref();
 process.stdin.on("end", () => process.exit(0));
 process.stdout.on("error", () => process.exit(0)); // the host is gone

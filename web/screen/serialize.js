@@ -151,7 +151,7 @@ function cursor(term, buffer) {
   let out = "";
   const saved = core?.buffer;
   if (saved && (saved.savedX || saved.savedY || saved.savedCurAttrData?.fg || saved.savedCurAttrData?.bg)) {
-    out += `${ESC}${saved.savedY + 1};${saved.savedX + 1}H`;
+    out += `${ESC}${screenRow(saved) + 1};${saved.savedX + 1}H`;
     if (saved.savedCurAttrData) out += sgr(saved.savedCurAttrData);
     out += "\x1b7";
   }
@@ -179,6 +179,26 @@ function pen(term) {
   return out;
 }
 
+// What the normal screen comes back to when the alternate one is left: its own scroll region,
+// and the cursor ?1049h saved (where it was, with its pen), which ?1049l restores.
+function leaving(term, normal) {
+  const saved = term._core?.buffers?.normal;
+  if (!saved) return `${ESC}${normal.cursorY + 1};${normal.cursorX + 1}H`;
+  let out = "";
+  if (saved.scrollTop !== 0 || saved.scrollBottom !== term.rows - 1) {
+    out += `${ESC}${saved.scrollTop + 1};${saved.scrollBottom + 1}r`;
+  }
+  out += `${ESC}${screenRow(saved) + 1};${saved.savedX + 1}H`;
+  if (saved.savedCurAttrData) out += sgr(saved.savedCurAttrData);
+  return out;
+}
+
+// The screen row of a buffer's saved cursor: xterm.js keeps it counted from the scrollback's
+// first line (as restoring it does: savedY - ybase).
+function screenRow(buffer) {
+  return Math.max((buffer.savedY ?? 0) - (buffer.ybase ?? 0), 0);
+}
+
 export function serialize(term) {
   const cell = term.buffer.normal.getNullCell();
   const normal = term.buffer.normal;
@@ -187,9 +207,8 @@ export function serialize(term) {
   let out = lines(normal, 0, normal.length, cols, cell);
   if (term.buffer.active.type === "alternate") {
     const alternate = term.buffer.alternate;
-    // ?1049h saves the cursor: where the normal screen's cursor is, to come back to
-    out += `${ESC}${normal.cursorY + 1};${normal.cursorX + 1}H`;
-    out += `${ESC}?1049h${ESC}H${ESC}2J`;
+    out += leaving(term, normal);
+    out += `${ESC}?1049h${ESC}0m${ESC}H${ESC}2J`;
     out += lines(alternate, alternate.length - rows, alternate.length, cols, cell);
   }
   return out + cursor(term, term.buffer.active) + modes(term) + pen(term);

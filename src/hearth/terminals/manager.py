@@ -138,7 +138,10 @@ class TerminalManager:
         settings = self.settings
         if settings.screen_model:
             self.screens = await start_models(
-                settings.node_binary, settings.max_buffer_size, self.sandbox
+                settings.node_binary,
+                settings.max_buffer_size,
+                self.sandbox,
+                settings.screen_model_idle_time,
             )
 
     def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:

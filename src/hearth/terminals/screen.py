@@ -12,7 +12,9 @@ rebuilt from the buffer, which is what the screen of a flood shows. Output waits
 model is more than ``MAX_BACKLOG`` behind. It goes in batches (``FLUSH_BYTES`` or
 ``FLUSH_DELAY``) down a pipe made large. The model runs as SCHED_IDLE (only on CPU nobody else
 wants) and is raised to normal priority only while a snapshot is awaited. If Node.js dies it is
-started again and every screen is rebuilt from its buffer.
+started again and every screen is rebuilt from its buffer. A screen untouched for ``idle_time``
+seconds sleeps in the model: it is kept as its redraw, not as an emulator, until it is sent
+something again (see ``web/screen/model.js``).
 
 Frames to the model: ``[op u8][screen u32][length u32][payload]``; answers: ``[length u32][JSON]``.
 """
@@ -48,7 +50,7 @@ FLUSH_BYTES = 256 * 1024  # output gathered before it goes down the pipe…
 FLUSH_DELAY = 0.005  # …or after this many seconds
 PIPE_BYTES = 1024 * 1024  # the pipe's size (F_SETPIPE_SZ; Linux caps it at pipe-max-size)
 _HEADER = struct.Struct(">BII")
-_OPEN, _DATA, _RESIZE, _CLOSE, _SNAPSHOT = b"ODRCS"
+_OPEN, _DATA, _RESIZE, _CLOSE, _SNAPSHOT, _CENSUS = b"ODRCST"
 
 
 class Screen:
@@ -142,10 +144,11 @@ def snapshot_at(offset: int, answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def start_models(
-    node_binary: str, scrollback: int, sandbox: Sandbox | None = None
+    node_binary: str, scrollback: int, sandbox: Sandbox | None = None, idle_time: float = 60.0
 ) -> ScreenModels | None:
     """The screen models of a host, or None (and a warning saying why and what to do).
-    ``sandbox``: where the model runs (see ``Sandbox.screen_model``)."""
+    ``sandbox``: where the model runs (see ``Sandbox.screen_model``); ``idle_time``: seconds
+    after which an untouched screen sleeps."""
     node = shutil.which(node_binary)
     if node is None:
         log.warning(
@@ -154,7 +157,7 @@ async def start_models(
             extra={"node_binary": node_binary},
         )
         return None
-    models = ScreenModels(node, scrollback, sandbox=sandbox)
+    models = ScreenModels(node, scrollback, sandbox=sandbox, idle_time=idle_time)
     try:
         await models.start()
     except (OSError, HearthError) as exc:
@@ -186,9 +189,15 @@ class ScreenModels:
     """The Node.js process that models every terminal's screen, and the screens in it."""
 
     def __init__(
-        self, node: str, scrollback: int, script: Path = SCRIPT, sandbox: Sandbox | None = None
+        self,
+        node: str,
+        scrollback: int,
+        script: Path = SCRIPT,
+        sandbox: Sandbox | None = None,
+        idle_time: float = 60.0,
     ) -> None:
         self._node = node
+        self._idle_time = idle_time
         self._script = script
         self._sandbox = sandbox
         self._scrollback = scrollback
@@ -238,10 +247,11 @@ class ScreenModels:
         """Its argv and environment: in its sandbox, if the host has one."""
         node = os.path.realpath(shutil.which(self._node) or self._node)
         script = os.path.realpath(self._script)
+        argv = [node, script, f"{self._idle_time:g}"]
         if self._sandbox is None:
-            return [node, script], None
+            return argv, None
         prepared = self._sandbox.screen_model(Path(node), Path(script))
-        return prepared.command([node, script]), prepared.spawn_env
+        return prepared.command(argv), prepared.spawn_env
 
     def _priority(self, *, boosted: bool) -> None:
         """Idle (only spare CPU) unless a snapshot is awaited. Without the right to come back
@@ -413,6 +423,18 @@ class ScreenModels:
         self._write(_SNAPSHOT, screen.number, struct.pack(">I", number))
         self._flush()
         return screen.offset, future
+
+    async def census(self) -> dict[str, int]:
+        """How many screens the model holds (``terminals``), and how many of them sleep."""
+        if self._process is None:
+            raise ScreenUnavailable("The screen model is restarting; try again in a second.")
+        number = next(self._requests)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[number] = future
+        self._write(_CENSUS, 0, struct.pack(">I", number))
+        self._flush()
+        answer = await future
+        return {"terminals": answer["terminals"], "asleep": answer["asleep"]}
 
     # --- the process -------------------------------------------------------------------------
 
