@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from hearth import loops
     from hearth.config import load_settings
     from hearth.errors import HearthError
+    from hearth.fds import raise_open_files
     from hearth.host.client import HostClient
     from hearth.host.starter import HostStarter
     from hearth.logs import configure_logging
@@ -36,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"hearth: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    raise_open_files()
     tokens = settings.tokens or load_or_create_token(settings.data_dir.expanduser())
     config_files = [args.config] if args.config is not None else []
     client = HostClient(HostStarter(settings, config_files, users=len(set(tokens.values()))))

@@ -42,10 +42,12 @@ async def running_host(
 def host_main(params: dict[str, Any]) -> int:
     """``hearth host``: run until ``hearth shutdown`` (sessions end) or SIGTERM/SIGINT (sessions
     end with the host and are listed ``host_lost`` at the next start)."""
+    from hearth.fds import raise_open_files
     from hearth.logs import configure_logging
 
     settings = Settings(**params["settings"])
     configure_logging(settings.log_level)
+    raise_open_files()
     place = HostPlace(settings.data_dir)
     try:
         lock = HostLock(place)

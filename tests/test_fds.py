@@ -1,0 +1,41 @@
+"""A server started under the usual soft limit of open files (1024) raises it to the hard one,
+in the web server and in the session host it starts: a thousand terminals need more."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hearth.fds import ENOUGH
+from tests.served import Served
+
+
+def _soft_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-files limit in /proc")
+
+
+@pytest.fixture
+def low_limit() -> Iterator[int]:
+    """This process's soft limit at 512 while a server is started (its children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip(f"the hard open-files limit here is {hard}: nothing to raise it to")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        yield ENOUGH if hard == resource.RLIM_INFINITY else min(hard, ENOUGH)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_server_and_its_host_raise_their_open_files_limit(
+    serve: Callable[..., Served], low_limit: int
+) -> None:
+    served = serve()
+    assert _soft_limit(served.proc.pid) == low_limit
+    assert _soft_limit(served.host_pid()) == low_limit
