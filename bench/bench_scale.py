@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from terminal_common import Plan, cpu_seconds, log, percentile, rss_kib
+from terminal_common import Plan, cpu_seconds, log, percentile, rss_kib, settled_rss_kib
 from terminal_hearth import Hearth, HearthChannel, Served, hearth_server
 
 # builtins only in the loop (printf, read -t as the pause): the output is the load, not the
@@ -153,6 +153,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "HEARTH_SESSION_POOL_SIZE": "2",
             "HEARTH_LOG_LEVEL": os.environ.get("HEARTH_LOG_LEVEL", "warning"),
             "HEARTH_SCREEN_MODEL": "false" if args.no_screen_model else "true",
+            "HEARTH_SCREEN_MODEL_IDLE_TIME": str(args.idle_time),
         }
         with hearth_server(plan, "scale", env) as served:
             await run(args, plan, served)
@@ -271,6 +272,18 @@ async def run(args: argparse.Namespace, plan: Plan, served: Served) -> None:
         )
     for name, (cpu, _) in idle_usage.items():
         figures.append((f"{name}: CPU to create everything", f"{cpu - start_usage[name][0]:.1f} s"))
+    if served.model_pid is not None and args.idle_time <= 120:
+        wait = args.idle_time + 12  # the model looks for idle screens every min(idle, 10) s
+        log(f"waiting {wait:g} s for the idle screens to sleep")
+        await asyncio.sleep(wait)
+        asleep = settled_rss_kib(served.model_pid)
+        figures.append(
+            (
+                f"screen model RSS after {wait:g} s untouched (screen_model_idle_time = "
+                f"{args.idle_time:g} s: every screen asleep)",
+                f"{after['screen model'][1] / 1024:.0f} → {asleep / 1024:.0f} MiB",
+            )
+        )
     await h.http.aclose()
 
     print(
@@ -295,6 +308,9 @@ def main() -> None:
     parser.add_argument("--echo", type=int, default=200, help="keystrokes timed")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     parser.add_argument("--no-screen-model", action="store_true", help="what the model costs")
+    parser.add_argument(
+        "--idle-time", type=float, default=20, help="the server's screen_model_idle_time (s)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
