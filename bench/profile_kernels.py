@@ -8,7 +8,8 @@ profiles of each process on each path (issue 12).
    idle. Each figure is split into what the session host measured from sending the request to
    the kernel's idle (``duration_ms``) and the rest (HTTP, the web server, the host hop).
 2. An HTTP execute of ``1+1`` beside a bare HTTP request (``GET /api/v1/sessions/{id}``), with
-   the same httpx client: what HTTP itself costs here.
+   the same httpx client: what HTTP itself costs here; and the CPU each process (web server,
+   session host, kernel, this client) spends per request.
 3. Profiles (py-spy, collapsed stacks in ``--out``) of the web server, the session host and the
    kernels during a loop of HTTP executes, and during a loop of create → first execute →
    delete; summarised with ``bench/profile_summary.py``.
@@ -85,20 +86,35 @@ def first_executes(http: httpx.Client, rounds: int) -> None:
         print(f"  {name:36} {med(c)} {med(h)} {med(rest)}")
 
 
-def http_cost(http: httpx.Client, rounds: int) -> None:
+def http_cost(http: httpx.Client, rounds: int, web: int, host: int) -> None:
     http.post("/api/v1/sessions", json={"session_id": "loop"}, headers=AUTH)
+    kernel = busiest(kernel_pids(host), http, "loop")
     executes, gets, measured = [], [], []
-    for _ in range(rounds):
-        took, host = execute(http, "loop")
-        executes.append(took)
-        measured.append(host)
-        started = time.perf_counter()
-        http.get("/api/v1/sessions/loop", headers=AUTH).raise_for_status()
-        gets.append((time.perf_counter() - started) * 1000)
+    pids = {"web server": web, "session host": host, "kernel": kernel}
+    cpu: dict[str, list[float]] = {"execute": [], "get": []}
+    for path in cpu:
+        before = [cpu_seconds(pid) for pid in pids.values()] + [time.process_time()]
+        for _ in range(rounds):
+            started = time.perf_counter()
+            if path == "execute":
+                took, measure = execute(http, "loop")
+                executes.append(took)
+                measured.append(measure)
+            else:
+                http.get("/api/v1/sessions/loop", headers=AUTH).raise_for_status()
+                gets.append((time.perf_counter() - started) * 1000)
+        after = [cpu_seconds(pid) for pid in pids.values()] + [time.process_time()]
+        cpu[path] = [(b - a) / rounds * 1000 for a, b in zip(before, after, strict=True)]
     print(f"\n2. HTTP, {rounds} rounds on one session (medians, ms)")
     print(f"  execute 1+1 at the client            {med(executes)}")
     print(f"  of which the host's measure          {med(measured)}")
     print(f"  GET /api/v1/sessions/loop            {med(gets)}")
+    names = [*pids, "client (httpx)"]
+    print("  CPU per request (mean, ms): " + ", ".join(names))
+    for path, spent in cpu.items():
+        print(
+            f"    {path:8} " + "  ".join(f"{ms:5.2f}" for ms in spent) + f"   sum {sum(spent):.2f}"
+        )
 
 
 def kernel_pids(host: int) -> list[int]:
@@ -113,11 +129,11 @@ def kernel_pids(host: int) -> list[int]:
     return found
 
 
-def busiest(kernels: list[int], http: httpx.Client) -> int:
-    """The kernel of session ``prof``: the one that works while it executes."""
+def busiest(kernels: list[int], http: httpx.Client, session: str) -> int:
+    """The kernel of ``session``: the one that works while it executes."""
     before = {k: cpu_seconds(k) for k in kernels}
     for _ in range(30):
-        execute(http, "prof")
+        execute(http, session)
     return max(kernels, key=lambda k: cpu_seconds(k) - before[k])
 
 
@@ -151,10 +167,10 @@ def main() -> None:
         for _ in range(5):  # warm the paths
             http.get("/api/v1/pool", headers=AUTH)
         first_executes(http, args.rounds)
-        http_cost(http, args.rounds * 10)
+        http_cost(http, args.rounds * 10, web, host)
 
         http.post("/api/v1/sessions", json={"session_id": "prof"}, headers=AUTH)
-        targets = {"web": web, "host": host, "kernel": busiest(kernel_pids(host), http)}
+        targets = {"web": web, "host": host, "kernel": busiest(kernel_pids(host), http, "prof")}
         profile(out, "http-execute", targets, args.seconds, lambda: execute(http, "prof"))
         http.delete("/api/v1/sessions/prof", headers=AUTH)
 
