@@ -6,7 +6,8 @@ P1  request → first ``1+1`` result: Hearth's warm pool (POST /api/v1/sessions,
     over HTTP to a ``hearth serve`` subprocess) vs a cold start with raw jupyter_client
     (AsyncKernelManager.start_kernel + wait_for_ready + execute).
 P2  execute round trip of ``1+1`` on a running kernel: Hearth over HTTP and over the websocket
-    vs raw jupyter_client (``execute_interactive``, and a minimal send/receive loop: the floor).
+    vs raw jupyter_client (``execute_interactive``, and a minimal send/receive loop: the floor),
+    taken in turns (10 blocks) so that the machine's drift falls on all of them alike.
 M   memory of a pooled kernel (RSS and PSS, from /proc).
 
 Hearth runs sandboxed (bubblewrap, what ``sandbox = auto`` picks where bwrap is installed); P1 and
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -146,25 +148,94 @@ def hearth_p1(url: str, rounds: int, pool: int, creates: list[float] | None = No
 def hearth_p2_http(url: str, n: int) -> list[float]:
     with httpx.Client(base_url=url) as http:
         http.post("/api/v1/sessions", json={"session_id": "p2"}, headers=AUTH)
-        samples = []
-        for _ in range(n):
-            started = time.perf_counter()
-            r = http.post("/api/v1/sessions/p2/execute", json={"code": "1+1"}, headers=AUTH)
-            samples.append(time.perf_counter() - started)
-            assert r.json()["status"] == "ok"
-    return samples
+        run = http_execute(http)
+        return [run() for _ in range(n)]
 
 
-def hearth_p2_ws(url: str, n: int) -> list[float]:
+def http_execute(http: httpx.Client) -> Callable[[], float]:
+    def run() -> float:
+        started = time.perf_counter()
+        r = http.post("/api/v1/sessions/p2/execute", json={"code": "1+1"}, headers=AUTH)
+        took = time.perf_counter() - started
+        assert r.json()["status"] == "ok"
+        return took
+
+    return run
+
+
+def ws_execute(ws: Any) -> Callable[[], float]:
+    def run() -> float:
+        started = time.perf_counter()
+        ws.send(json.dumps({"type": "execute", "code": "1+1", "request_id": "p2"}))
+        while json.loads(ws.recv())["type"] != "done":
+            pass
+        return time.perf_counter() - started
+
+    return run
+
+
+def raw_interactive(kc: BlockingKernelClient) -> Callable[[], float]:
+    def run() -> float:
+        started = time.perf_counter()
+        kc.execute_interactive("1+1", output_hook=lambda m: None)
+        return time.perf_counter() - started
+
+    return run
+
+
+def raw_floor(kc: BlockingKernelClient) -> Callable[[], float]:
+    """The least a client can do: send, then read IOPub to the idle and the shell reply."""
+
+    def run() -> float:
+        started = time.perf_counter()
+        msg_id = kc.execute("1+1")
+        idle = replied = False
+        while not idle:
+            msg = kc.get_iopub_msg(timeout=30)
+            idle = (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            )
+        while not replied:
+            replied = kc.get_shell_msg(timeout=30)["parent_header"].get("msg_id") == msg_id
+        return time.perf_counter() - started
+
+    return run
+
+
+def p2_interleaved(url: str, n: int, blocks: int = 10) -> dict[str, list[float]]:
+    """Round trips of raw jupyter_client (``execute_interactive`` and the floor loop) and of
+    Hearth (HTTP, websocket), taken in turns, ``n // blocks`` at a time: this machine's speed
+    drifts by tens of percent over a minute, and each ratio must compare the same minutes."""
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, extra_arguments=SAME_AS_HEARTH
+    )
+    kc = km.client()
+    kc.start_channels()
     ws_url = url.replace("http", "ws") + f"/api/v1/sessions/p2/ws?token={TOKEN}"
-    samples = []
-    with connect(ws_url) as ws:
-        for i in range(n):
-            started = time.perf_counter()
-            ws.send(json.dumps({"type": "execute", "code": "1+1", "request_id": str(i)}))
-            while json.loads(ws.recv())["type"] != "done":
-                pass
-            samples.append(time.perf_counter() - started)
+    try:
+        kc.wait_for_ready(timeout=60)
+        with httpx.Client(base_url=url) as http:
+            http.post("/api/v1/sessions", json={"session_id": "p2"}, headers=AUTH)
+            with connect(ws_url) as ws:
+                runs = {
+                    "interactive": raw_interactive(kc),
+                    "floor": raw_floor(kc),
+                    "http": http_execute(http),
+                    "ws": ws_execute(ws),
+                }
+                for run in runs.values():
+                    warm(run, 20)
+                samples: dict[str, list[float]] = {name: [] for name in runs}
+                names = list(runs)
+                for block in range(blocks):
+                    for name in names[block % 4 :] + names[: block % 4]:
+                        samples[name] += [runs[name]() for _ in range(n // blocks)]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
     return samples
 
 
@@ -214,40 +285,6 @@ async def raw_cold_start(rounds: int) -> list[float]:
     return samples
 
 
-async def raw_round_trips(n: int) -> tuple[list[float], list[float]]:
-    km = AsyncKernelManager(kernel_name="python3")
-    await km.start_kernel(
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, extra_arguments=SAME_AS_HEARTH
-    )
-    kc = km.client()
-    kc.start_channels()
-    await kc.wait_for_ready(timeout=60)
-    interactive, floor = [], []
-    try:
-        for _ in range(n):
-            started = time.perf_counter()
-            await kc.execute_interactive("1+1", output_hook=lambda m: None)
-            interactive.append(time.perf_counter() - started)
-        for _ in range(n):
-            started = time.perf_counter()
-            msg_id = kc.execute("1+1")
-            idle = replied = False
-            while not idle:
-                msg = await kc.get_iopub_msg()
-                idle = (
-                    msg["parent_header"].get("msg_id") == msg_id
-                    and msg["msg_type"] == "status"
-                    and msg["content"]["execution_state"] == "idle"
-                )
-            while not replied:
-                replied = (await kc.get_shell_msg())["parent_header"].get("msg_id") == msg_id
-            floor.append(time.perf_counter() - started)
-    finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
-    return interactive, floor
-
-
 def warm(fn: Callable[[], Any], times: int = 5) -> None:
     for _ in range(times):
         fn()
@@ -261,14 +298,12 @@ def main() -> None:
     args = parser.parse_args()
 
     cold = asyncio.run(raw_cold_start(args.rounds))
-    interactive, floor = asyncio.run(raw_round_trips(args.executes))
     with hearth_server(args.pool) as url:
         warm(lambda: hearth_p1(url, 1, args.pool), 1)
         creates: list[float] = []
         pool_p1 = hearth_p1(url, args.rounds, args.pool, creates)
-        warm(lambda: hearth_p2_http(url, 20), 1)
-        http_p2 = hearth_p2_http(url, args.executes)
-        ws_p2 = hearth_p2_ws(url, args.executes)
+        p2 = p2_interleaved(url, args.executes)
+        interactive, floor, http_p2, ws_p2 = p2["interactive"], p2["floor"], p2["http"], p2["ws"]
         with httpx.Client(base_url=url) as http:
             wait_pool_ready(http, args.pool)
         memory, sandbox_pss = pooled_kernel_memory()

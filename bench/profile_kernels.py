@@ -88,6 +88,7 @@ def first_executes(http: httpx.Client, rounds: int) -> None:
 
 def http_cost(http: httpx.Client, rounds: int, web: int, host: int) -> None:
     http.post("/api/v1/sessions", json={"session_id": "loop"}, headers=AUTH)
+    wait_pool_ready(http, POOL)  # a kernel starting for the pool would look the busiest
     kernel = busiest(kernel_pids(host), http, "loop")
     executes, gets, measured = [], [], []
     pids = {"web server": web, "session host": host, "kernel": kernel}
@@ -170,6 +171,7 @@ def main() -> None:
         http_cost(http, args.rounds * 10, web, host)
 
         http.post("/api/v1/sessions", json={"session_id": "prof"}, headers=AUTH)
+        wait_pool_ready(http, POOL)
         targets = {"web": web, "host": host, "kernel": busiest(kernel_pids(host), http, "prof")}
         profile(out, "http-execute", targets, args.seconds, lambda: execute(http, "prof"))
         http.delete("/api/v1/sessions/prof", headers=AUTH)
