@@ -87,8 +87,16 @@ async def screen_of(server: RunningServer, id: str, marker: str) -> dict[str, An
             screen: dict[str, Any] = r.json()
             if any(marker in line for line in screen["lines"]):
                 return screen
-            assert time.monotonic() < deadline, f"{marker!r} never on screen: {screen['lines']}"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{marker!r} never on screen: {await _state(c, id, r.text)}")
             await asyncio.sleep(0.05)
+
+
+async def _state(c: httpx.AsyncClient, id: str, screen: str) -> str:
+    """What a failure needs to tell a slow session from a model that lags: the session (alive,
+    its output's end) beside the screen (its offset)."""
+    session = (await c.get(f"{API}/sessions/{id}")).text
+    return f"session {session}; screen {screen[:600]}"
 
 
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
@@ -207,7 +215,8 @@ async def wait_screen(server: RunningServer, id: str, marker: str, timeout: floa
             assert r.status_code in (200, 503), r.text
             if r.status_code == 200 and any(marker in line for line in r.json()["lines"]):
                 return r.json()
-            assert time.monotonic() < deadline, f"{marker!r} never on screen: {r.text[:500]}"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{marker!r} never on screen: {await _state(c, id, r.text)}")
             await asyncio.sleep(0.05)
 
 
