@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
+from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
@@ -89,8 +90,8 @@ class Kernel:
         self._client: Any = None
         self._watch: ExitWatch | None = None
         self._waiters: dict[str, asyncio.Queue[Any]] = {}
-        self._tasks: asyncio.TaskGroup | None = None
-        self._pumps: list[asyncio.Task[None]] = []
+        self._pumps: list[_Pump] = []
+        self._recheck: asyncio.TimerHandle | None = None
         self.launch: Prepared | None = None
         self.execution_state = "starting"  # as its IOPub last said (Jupyter's kernel model)
         self.execution_count = 0
@@ -161,17 +162,25 @@ class Kernel:
         self.pid = int(km.provisioner.pid)  # type: ignore[attr-defined]
         self._watch = ExitWatch(self.pid)
         self._watch.exited.add_done_callback(lambda _: self._declare_dead(self._exit_cause()))
-        self._client = km.client()
+        # Plain (not asyncio) sockets, read from the loop's own callback on each socket's FD:
+        # pyzmq's asyncio poll made a future and a registration per wake-up, the biggest share
+        # of the host's CPU per execute after the messages themselves.
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(km.context.underlying)
+        self._client = BlockingKernelClient(
+            **km.get_connection_info(session=True), parent=km, context=context
+        )
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
         # The pumps are the only readers of the sockets: a second reader on the same zmq socket
         # (jupyter_client's get_msg polls) could leave a pump deaf to the shell's replies.
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
+        loop = asyncio.get_running_loop()
         for channel, publishes in (
             (self._client.shell_channel, False),
             (self._client.iopub_channel, True),
         ):
-            self._pumps.append(self._tasks.create_task(self._pump(channel.socket, publishes)))
+            pump = _Pump(channel.socket, self._client.session, publishes, self)
+            self._pumps.append(pump)
+            loop.add_reader(pump.fd, pump.drain)
+        self._recheck = loop.call_later(PUMP_POLL_MS / 1000, self._drain_all)
         await self._until_ready()
         if km.kernel_spec is not None and km.kernel_spec.language.lower() == "python":
             await self._warm_up()
@@ -182,7 +191,7 @@ class Kernel:
         imports, first compile); paying it here keeps it out of the first user answer. Not
         stored in history, nothing printed."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        msg_id = self._client.execute("1+1", silent=False, store_history=False)
+        msg_id = self._send(lambda: self._client.execute("1+1", silent=False, store_history=False))
         self._waiters[msg_id] = queue
         try:
             while True:
@@ -201,7 +210,7 @@ class Kernel:
             if self.died.is_set():
                 raise KernelDied(self._failure("exited during start-up"))
             queue: asyncio.Queue[Any] = asyncio.Queue()
-            msg_id = self._client.kernel_info()
+            msg_id = self._send(self._client.kernel_info)
             self._waiters[msg_id] = queue
             replied = published = False
             try:
@@ -233,28 +242,22 @@ class Kernel:
 
     # -- messages -------------------------------------------------------------------------------
 
-    async def _pump(self, socket: zmq.asyncio.Socket, publishes: bool) -> None:
-        """Every message of one socket, to the request it answers; IOPub's also to the
-        listeners (Jupyter clients' connections), first and as they came. The wait is a poll
-        and the reading drains the socket, so that an edge-triggered wake-up can't be missed."""
-        session = self._client.session
-        plain: zmq.Socket[bytes] = zmq.Socket.shadow(socket.underlying)
-        try:
-            while True:
-                await socket.poll(PUMP_POLL_MS)
-                while int(plain.get(zmq.EVENTS)) & zmq.POLLIN:  # no exception raised per wake-up
-                    frames = plain.recv_multipart(zmq.NOBLOCK)
-                    _, parts = session.feed_identities(frames)
-                    if publishes:
-                        for listener in self.iopub_listeners:
-                            listener(parts[1:])
-                    self._route(unpack(session, parts))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a broken channel is a dead kernel to us
-            self._declare_dead(f"its channel broke ({exc!r})")
+    def _drain_all(self) -> None:
+        """Read what the sockets hold: after a send on them (a send can take the FD's wake-up
+        of a message that came meanwhile), and every PUMP_POLL_MS as a safety net."""
+        for pump in self._pumps:
+            pump.drain()
+        if self._recheck is not None and not self.died.is_set():
+            loop = asyncio.get_running_loop()
+            self._recheck.cancel()
+            self._recheck = loop.call_later(PUMP_POLL_MS / 1000, self._drain_all)
 
-    def _route(self, msg: dict[str, Any]) -> None:
+    def _send(self, send: Callable[[], str]) -> str:
+        msg_id = send()
+        asyncio.get_running_loop().call_soon(self._drain_all)
+        return msg_id
+
+    def route(self, msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
         if kind == "status":
             self.execution_state = str(msg["content"].get("execution_state", ""))
@@ -266,18 +269,18 @@ class Kernel:
 
     async def _next(self, queue: asyncio.Queue[Any]) -> Any:
         """The next message for a waiter. While waiting, the sockets are re-checked every
-        KICK_INTERVAL: pyzmq's asyncio wake-up is edge-triggered and was seen to miss a reply
-        that sat readable in the shell socket (EVENTS showed POLLIN) with a recv pending, which
-        stalled an execute forever. Reading EVENTS makes pyzmq handle what is pending."""
+        KICK_INTERVAL: a zmq socket's FD wakes on an edge, and a wake-up missed (pyzmq's
+        asyncio one was seen to miss a reply that sat readable, which stalled an execute
+        forever) must not cost more than that."""
         while True:
             try:
                 async with asyncio.timeout(KICK_INTERVAL):
                     return await queue.get()
             except TimeoutError:
-                for channel in (self._client.shell_channel, self._client.iopub_channel):
-                    socket = channel.socket
-                    if socket is not None and not socket.closed:
-                        socket.get(zmq.EVENTS)
+                self._drain_all()
+
+    def declare_dead(self, why: str) -> None:
+        self._declare_dead(why)
 
     def _declare_dead(self, why: str) -> None:
         if self.died.is_set():
@@ -304,7 +307,9 @@ class Kernel:
             yield done_event("error", None, 0.0, True)
             return
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        msg_id = self._client.execute(code, allow_stdin=False, stop_on_error=True)
+        msg_id = self._send(
+            lambda: self._client.execute(code, allow_stdin=False, stop_on_error=True)
+        )
         self._waiters[msg_id] = queue
         deadline = None if interrupt_after is None else started + interrupt_after
         status, count, reply, idle, interrupted = "ok", None, False, False, False
@@ -369,10 +374,12 @@ class Kernel:
     async def _stop(self) -> None:
         """Ask (SIGTERM to the group), wait a bounded grace, kill everything, reap, clean up."""
         self._declare_dead("it was stopped")
-        if self._tasks is not None:
-            for task in self._pumps:  # they only end by cancellation
-                task.cancel()
-            await self._tasks.__aexit__(None, None, None)
+        if self._recheck is not None:
+            self._recheck.cancel()
+        loop = asyncio.get_running_loop()
+        for pump in self._pumps:
+            loop.remove_reader(pump.fd)
+        self._pumps.clear()
         if self._client is not None:
             self._client.stop_channels()
         km = self._km
@@ -419,6 +426,33 @@ def kernel_environment(base: Mapping[str, str]) -> dict[str, str]:
     return {
         k: v for k, v in base.items() if not k.startswith("HEARTH_") and k not in ("PWD", "OLDPWD")
     }
+
+
+class _Pump:
+    """Every message of one of a kernel's sockets, to the request it answers; IOPub's also to
+    the listeners (Jupyter clients' connections), first and as they came. ``drain`` reads until
+    the socket says it holds no more (its FD wakes on an edge, so a drain must empty it)."""
+
+    def __init__(
+        self, socket: zmq.Socket[bytes], session: Session, publishes: bool, kernel: Kernel
+    ) -> None:
+        self.socket, self.session, self.publishes, self.kernel = socket, session, publishes, kernel
+        self.fd = int(socket.get(zmq.FD))
+
+    def drain(self) -> None:
+        socket, kernel = self.socket, self.kernel
+        if socket.closed or kernel.died.is_set():
+            return
+        try:
+            while int(socket.get(zmq.EVENTS)) & zmq.POLLIN:
+                frames: list[bytes] = socket.recv_multipart(zmq.NOBLOCK)
+                parts: list[bytes] = self.session.feed_identities(frames)[1]  # type: ignore[assignment]
+                if self.publishes:
+                    for listener in kernel.iopub_listeners:
+                        listener(parts[1:])
+                kernel.route(unpack(self.session, parts))
+        except Exception as exc:  # a broken channel is a dead kernel to us
+            kernel.declare_dead(f"its channel broke ({exc!r})")
 
 
 def unpack(session: Session, parts: list[bytes]) -> dict[str, Any]:
