@@ -1,12 +1,16 @@
 """A server started under the usual soft limit of open files (1024) raises it to the hard one,
-in the web server and in the session host it starts: a thousand terminals need more."""
+in the web server and in the session host it starts: a thousand terminals need more. Its
+sessions get the limit it had: the raise must not multiply what one session may hold."""
 
 from __future__ import annotations
 
+import re
 import resource
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hearth.fds import ENOUGH
@@ -39,3 +43,26 @@ def test_the_server_and_its_host_raise_their_open_files_limit(
     served = serve()
     assert _soft_limit(served.proc.pid) == low_limit
     assert _soft_limit(served.host_pid()) == low_limit
+
+
+def test_a_session_keeps_the_limit_the_server_had(
+    serve: Callable[..., Served], low_limit: int
+) -> None:
+    served = serve()
+    match = re.search(r"\?token=(\S+)", served.url_line)
+    assert match is not None, served.url_line
+    body = {"id": "lim", "command": ["/bin/sh", "-c", "echo limit=$(ulimit -Sn); sleep 60"]}
+    auth = {"Authorization": f"Bearer {match.group(1)}"}
+    with httpx.Client(base_url=served.base, headers=auth, timeout=30) as http:
+        assert http.post("/api/v1/terminal/sessions", json=body).status_code == 201
+        deadline = time.monotonic() + 20
+        while "limit=" not in (text := _output(http)):
+            assert time.monotonic() < deadline, f"the session said nothing: {text!r}"
+            time.sleep(0.05)
+    assert "limit=512" in text
+    assert _soft_limit(served.host_pid()) == low_limit
+
+
+def _output(http: httpx.Client) -> str:
+    entries = http.get("/api/v1/terminal/sessions/lim/history").json()
+    return "".join(str(e.get("data", "")) for e in entries)

@@ -108,6 +108,17 @@ def test_rlimits_where_no_cgroup_holds_the_limits(limits: Limits, expected: list
     assert inside[len(expected)] in ("setsid", "env")
 
 
+def test_a_session_gets_back_the_open_files_limit_the_server_raised() -> None:
+    argv = command(launch(open_files=1024, rlimits=Limits(pids=64)))
+    inside = argv[argv.index("--") + 1 :]
+    assert inside[:4] == ["prlimit", "--nproc=64", "--nofile=1024:", "--"]
+    assert command(launch(bubblewrap=False, open_files=1024))[:3] == [
+        "prlimit",
+        "--nofile=1024:",
+        "--",
+    ]
+
+
 def test_without_bubblewrap_only_the_limits_wrap_the_program() -> None:
     argv = command(launch(bubblewrap=False, rlimits=Limits(pids=10)))
     assert argv == ["prlimit", "--nproc=10", "--", "/bin/bash", "-l"]

@@ -27,6 +27,7 @@ from tests.conftest import ALICE, BOB, TOKENS
 from tests.sandbox.test_attacks import attempts_script
 
 NOBODY = 65534
+LOW_NOFILE = 512
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="starts the server as another user: needs root"),
@@ -113,10 +114,14 @@ def plain() -> Iterator[Plain]:
         "HEARTH_SESSION_PIDS_LIMIT": "64",
     }
     argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    argv += [str(hearth), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--data-dir", str(root / "data")]
+    serve = [str(hearth), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve += ["--data-dir", str(root / "data")]
+    # under a desktop's usual soft limit of open files, which the server raises for itself
+    low = ["prlimit", f"--nofile={LOW_NOFILE}:", "--"]
     with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*low, *argv, *serve], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     server = Plain(root, port, proc)
 
     def healthy() -> bool:
@@ -158,6 +163,7 @@ def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: 
     script = WRITE.format(data=plain.data)
     script += attempts_script(ATTEMPTS, data=plain.data, server=plain.proc.pid)
     script += "echo NPROC $(awk '/Max processes/ {print $3}' /proc/self/limits)\n"
+    script += "echo NOFILE $(awk '/Max open files/ {print $4}' /proc/self/limits)\n"
     r = plain.post(
         "/api/v1/terminal/sessions", ALICE, {"id": "at", "command": ["/bin/sh", "-c", script]}
     )
@@ -172,6 +178,10 @@ def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: 
     assert not (plain.data / "homes/bob/pwned").exists()
     poll(lambda: "NPROC" in plain.output(ALICE, "at"), what="the limits seen inside")
     assert "NPROC 64" in plain.output(ALICE, "at")  # the rlimit is in force inside
+    # the server raised its own open-files limit, and gave the session back the one it had
+    assert f"NOFILE {LOW_NOFILE}\r" in plain.output(ALICE, "at")
+    limits = Path(f"/proc/{plain.proc.pid}/limits").read_text().splitlines()
+    assert next(int(line.split()[3]) for line in limits if "open files" in line) > LOW_NOFILE
     # the screen model runs too, in a user namespace of its own (SPEC §9)
     screen = httpx.get(
         f"{plain.url}/api/v1/terminal/sessions/at/screen",

@@ -47,7 +47,7 @@ def host_main(params: dict[str, Any]) -> int:
 
     settings = Settings(**params["settings"])
     configure_logging(settings.log_level)
-    raise_open_files()
+    raise_open_files(params.get("open_files", 0))
     place = HostPlace(settings.data_dir)
     try:
         lock = HostLock(place)

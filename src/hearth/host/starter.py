@@ -26,6 +26,7 @@ from typing import Any
 from hearth import __version__
 from hearth.config import Settings
 from hearth.errors import HostUnavailable
+from hearth.fds import session_open_files
 from hearth.host import wire
 from hearth.host.client import Link
 from hearth.host.place import HostPlace, lock_free
@@ -111,7 +112,12 @@ class HostStarter:
 
     def params(self) -> dict[str, Any]:
         settings = self.settings.model_dump(mode="json", exclude={"tokens"})
-        return {"settings": settings, "secret_files": self.config_files, "users": self.users}
+        return {
+            "settings": settings,
+            "secret_files": self.config_files,
+            "users": self.users,
+            "open_files": session_open_files(),  # the limit before this server raised its own
+        }
 
     async def _start(self) -> Link:
         self.place.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,10 @@ cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY,
 
 - ``sh`` writes ``0`` into each ``cgroup.procs`` ("move me") before it execs the rest, so no
   process of the session runs outside its cgroup, even for a moment;
-- ``prlimit`` only where no cgroup can be written (the rlimit fallback), inside the namespaces:
-  a user namespace's process count is checked against the limit its creator had, and every
-  sandbox of a plain server's uid counts there; set inside, the limit counts this sandbox only;
+- ``prlimit`` inside the namespaces: the limits where no cgroup can be written (the rlimit
+  fallback; a user namespace's process count is checked against the limit its creator had, and
+  every sandbox of a plain server's uid counts there; set inside, the limit counts this sandbox
+  only), and the open-files limit the server had before it raised its own (``hearth.fds``);
 - ``bwrap`` builds the mount, PID, IPC and UTS namespaces (and user/network ones as asked) with
   an empty root; it never forwards signals, so nobody signals it: see :mod:`hearth.sandbox.procs`;
 - ``setsid --ctty`` inside, for terminals: the session's shell, not bwrap, owns the PTY, so a
@@ -88,6 +89,7 @@ class Launch:
     terminal: bool = False  # the PTY on stdin becomes the session's controlling terminal
     cgroup_procs: Sequence[str] = ()  # ``cgroup.procs`` files to enter before anything runs
     rlimits: Limits | None = None  # only where no cgroup holds the limits
+    open_files: int = 0  # the session's soft RLIMIT_NOFILE (the server raised its own); 0: its
     bubblewrap: bool = True  # False: only the limits (setting ``sandbox = "none"``)
     unset_env: Sequence[str] = ()  # what the spawner adds to ``env`` that must not go in
 
@@ -170,12 +172,14 @@ def _inside(launch: Launch, setsid: str, setpriv: str, env: str) -> list[str]:
     return [*args, env, "-i", *pairs, *launch.argv]
 
 
-def _prlimit(limits: Limits, prlimit: str) -> list[str]:
+def _prlimit(limits: Limits | None, open_files: int, prlimit: str) -> list[str]:
     args = [prlimit]
-    if limits.memory:
+    if limits is not None and limits.memory:
         args.append(f"--as={limits.memory}")
-    if limits.pids:
+    if limits is not None and limits.pids:
         args.append(f"--nproc={limits.pids}")
+    if open_files:
+        args.append(f"--nofile={open_files}:")
     return [*args, "--"] if len(args) > 1 else []
 
 
@@ -195,7 +199,7 @@ def command(
     argv: list[str] = []
     if launch.cgroup_procs:
         argv += [sh, "-c", _ENTER_CGROUPS, "sh", *launch.cgroup_procs, "--"]
-    rlimits = _prlimit(launch.rlimits, prlimit) if launch.rlimits is not None else []
+    rlimits = _prlimit(launch.rlimits, launch.open_files, prlimit)
     if not launch.bubblewrap:
         return argv + rlimits + list(launch.argv)
     if launch.argv and "=" in launch.argv[0]:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from hearth.config import Settings
 from hearth.errors import HearthError
+from hearth.fds import session_open_files
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
@@ -226,6 +227,7 @@ class Sandbox:
             terminal=terminal,
             cgroup_procs=cgroup.procs if cgroup is not None and entered is None else (),
             rlimits=rlimits,
+            open_files=session_open_files(),
             bubblewrap=self.bubblewrap,
         )
         return Prepared(launch, cgroup, self.limits.memory)
