@@ -92,6 +92,20 @@ async def test_a_redraw_carries_on_as_the_screen_would(
     assert (two["lines"], two["cursor"], two["data"]) == (one["lines"], one["cursor"], one["data"])
 
 
+async def test_an_answer_is_not_reused_past_output_it_did_not_see(models: ScreenModels) -> None:
+    """A snapshot asked just before output arrives is answered before the output is parsed;
+    the next one must not be that answer again (it was, and a screen whose program then went
+    quiet stayed blank: it failed CI three times)."""
+    out = Output()
+    screen = models.open(5, 20, out.since)
+    await screen.snapshot()
+    _, before = screen.request()
+    screen.output(b"after", out.add(b"after"), streaming=False)
+    after = await screen.snapshot()
+    assert (await before)["lines"][0] == ""
+    assert after["lines"][0] == "after"
+
+
 async def _asleep(models: ScreenModels, count: int) -> None:
     deadline = time.monotonic() + 10
     while (await models.census())["asleep"] < count:

@@ -42,7 +42,9 @@ function open(id, payload) {
   terms.set(id, {
     term: emulator(rows, cols, scrollback),
     scrollback,
-    last: null, // the answer while nothing changed
+    last: null, // the last answer, and the count of changes it saw (lastAt)
+    lastAt: -1,
+    changes: 0, // writes and resizes sent, parsed or not
     writing: 0, // writes xterm has not parsed yet
     touched: Date.now(),
     asleep: null, // { rows, cols, redraw } while asleep
@@ -83,7 +85,7 @@ function feed(id, payload) {
   const entry = terms.get(id);
   if (!entry) return;
   queued += payload.length;
-  entry.last = null;
+  entry.changes++;
   entry.writing++;
   const done = written(payload.length);
   awake(entry).write(payload, () => {
@@ -96,12 +98,17 @@ function feed(id, payload) {
 function snapshot(id, request) {
   const entry = terms.get(id);
   if (!entry) return reply({ request, missing: true });
-  if (entry.asleep && entry.last) return reply({ ...entry.last, request }); // unchanged: no wake
+  // The answer is the screen after every change sent before the request, and only those: an
+  // answer computed earlier is reused only if no change came between (one cleared when a
+  // change was sent could be set again by a callback that ran before the change was parsed,
+  // and a screen then kept answering as it was before its last output).
+  const at = entry.changes;
+  if (entry.asleep && entry.lastAt === at) return reply({ ...entry.last, request }); // no wake
   const term = awake(entry);
   entry.writing++;
   term.write("", () => {
     entry.writing--;
-    if (entry.last) return reply({ ...entry.last, request });
+    if (entry.lastAt === at) return reply({ ...entry.last, request });
     const buffer = term.buffer.active;
     const lines = [];
     for (let y = 0; y < term.rows; y++) {
@@ -115,6 +122,7 @@ function snapshot(id, request) {
       lines,
       data: serialize(term),
     };
+    entry.lastAt = at;
     reply({ ...entry.last, request });
   });
 }
@@ -133,7 +141,7 @@ function handle(op, id, payload) {
     case 0x52: { // R
       const entry = terms.get(id);
       if (!entry) return;
-      entry.last = null;
+      entry.changes++;
       awake(entry).resize(payload.readUInt16BE(2), payload.readUInt16BE(0));
       return;
     }
