@@ -49,6 +49,7 @@ def test_v2_limit_files() -> None:
         "memory.swap.max": "0",
         "memory.oom.group": "0",
         "pids.max": "100",
+        "cpu.weight": "100",
         "cpu.max": "50000 100000",
     }
 
@@ -61,8 +62,19 @@ def test_v1_limit_files_per_controller_and_only_what_is_limited() -> None:
             ("memory.limit_in_bytes", str(1 << 30)),
             ("memory.memsw.limit_in_bytes", str(1 << 30)),
         ],
-        "cpu": [("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "200000")],
+        "cpu": [
+            ("cpu.shares", "1024"),
+            ("cpu.cfs_period_us", "100000"),
+            ("cpu.cfs_quota_us", "200000"),
+        ],
     }
+
+
+def test_every_session_gets_an_equal_cpu_weight_even_without_a_cpu_limit() -> None:
+    v1 = CgroupLayout("cgroup1", {"memory": "/m", "cpu": "/c"})
+    assert limit_files(v1, Limits(memory=1 << 30))["cpu"] == [("cpu.shares", "1024")]
+    v2 = CgroupLayout("cgroup2", {"": "/x"})
+    assert ("cpu.weight", "100") in limit_files(v2, Limits(pids=10))[""]
 
 
 def test_oom_kill_counts_are_read_from_either_version() -> None:

@@ -34,6 +34,11 @@ log = logging.getLogger("hearth.sandbox")
 Version = Literal["cgroup2", "cgroup1"]
 CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD = 100_000  # µs
+# Every session's cgroup gets the same CPU weight, whatever it runs (SPEC §7.1): 40 processes in
+# one session share what one process in another gets. These are the kernels' defaults, written
+# so that the cgroup is made in the cpu controller too.
+CPU_WEIGHT_V2 = "100"
+CPU_SHARES_V1 = "1024"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,8 @@ def _join(mount: str, path: str, leaf: str) -> str:
 
 
 def limit_files(layout: CgroupLayout, limits: Limits) -> dict[str, list[tuple[str, str]]]:
-    """What to write, per controller, into a session's cgroup for ``limits`` (in order)."""
+    """What to write, per controller, into a session's cgroup for ``limits`` (in order): the
+    limits set, and an equal CPU weight always."""
     writes: dict[str, list[tuple[str, str]]] = {}
     if layout.version == "cgroup2":
         files: list[tuple[str, str]] = []
@@ -105,6 +111,7 @@ def limit_files(layout: CgroupLayout, limits: Limits) -> dict[str, list[tuple[st
             files.append(("memory.oom.group", "0"))
         if limits.pids:
             files.append(("pids.max", str(limits.pids)))
+        files.append(("cpu.weight", CPU_WEIGHT_V2))
         if limits.cpu:
             files.append(("cpu.max", f"{round(limits.cpu * CPU_PERIOD)} {CPU_PERIOD}"))
         writes[""] = files
@@ -117,9 +124,11 @@ def limit_files(layout: CgroupLayout, limits: Limits) -> dict[str, list[tuple[st
         ]
     if limits.pids and "pids" in layout.bases:
         writes["pids"] = [("pids.max", str(limits.pids))]
-    if limits.cpu and "cpu" in layout.bases:
-        quota = round(limits.cpu * CPU_PERIOD)
-        writes["cpu"] = [("cpu.cfs_period_us", str(CPU_PERIOD)), ("cpu.cfs_quota_us", str(quota))]
+    if "cpu" in layout.bases:
+        writes["cpu"] = [("cpu.shares", CPU_SHARES_V1)]
+        if limits.cpu:
+            quota = round(limits.cpu * CPU_PERIOD)
+            writes["cpu"] += [("cpu.cfs_period_us", str(CPU_PERIOD)), ("cpu.cfs_quota_us", str(quota))]
     return writes
 
 

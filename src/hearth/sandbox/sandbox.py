@@ -209,7 +209,7 @@ class Sandbox:
         entered: SessionCgroup | None = None,
     ) -> Prepared:
         cgroup = entered
-        if cgroup is None and self._cgroups is not None and self.limits.any:
+        if cgroup is None and self._cgroups is not None:
             cgroup = self._cgroups.create(name, self.limits)
         rlimits = self.limits if self.limits_mode == "rlimit" else None
         launch = Launch(
@@ -235,8 +235,8 @@ class Sandbox:
     @property
     def parks(self) -> bool:
         """Terminals start faster from a process parked in its cgroup ahead (see
-        :mod:`hearth.sandbox.parked`): sandboxed, with cgroup limits."""
-        return self.bubblewrap and self._cgroups is not None and self.limits.any
+        :mod:`hearth.sandbox.parked`): sandboxed, with cgroups."""
+        return self.bubblewrap and self._cgroups is not None
 
     def spare_cgroup(self) -> SessionCgroup:
         """A session cgroup for a parked process, before anyone asks for the session."""
@@ -410,9 +410,8 @@ def open_sandbox(
     several_users = (len(set(settings.tokens.values())) if users is None else users) > 1
     if not bubblewrap and several_users and settings.sandbox != "none":
         raise SandboxUnavailable(UNSANDBOXED_USERS)
-    cgroups = None
-    if settings.session_memory_limit or settings.session_pids_limit or settings.session_cpu_limit:
-        cgroups = _open_cgroups(settings)
+    # opened even with no limit set: each session's cgroup is its equal share of the CPU
+    cgroups = _open_cgroups(settings)
     return Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
 
 
