@@ -128,7 +128,10 @@ def limit_files(layout: CgroupLayout, limits: Limits) -> dict[str, list[tuple[st
         writes["cpu"] = [("cpu.shares", CPU_SHARES_V1)]
         if limits.cpu:
             quota = round(limits.cpu * CPU_PERIOD)
-            writes["cpu"] += [("cpu.cfs_period_us", str(CPU_PERIOD)), ("cpu.cfs_quota_us", str(quota))]
+            writes["cpu"] += [
+                ("cpu.cfs_period_us", str(CPU_PERIOD)),
+                ("cpu.cfs_quota_us", str(quota)),
+            ]
     return writes
 
 
