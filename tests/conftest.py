@@ -22,7 +22,11 @@ from hearth.host.place import HostLock, HostPlace
 from hearth.host.process import running_host
 from hearth.sandbox import open_sandbox
 from hearth.server.serve import server_config
-from tests.served import serve  # noqa: F401  (a fixture: a real `hearth serve` process)
+from tests.served import (
+    DISK_LIMIT,
+    serve,  # noqa: F401  (a fixture: a real `hearth serve` process)
+    unmount_volume,
+)
 
 ALICE = "tok-alice-1"
 BOB = "tok-bob-22"
@@ -209,6 +213,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
             "tokens": TOKENS,
             "session_pool_size": 0,
             "terminal_kill_grace": 1.0,
+            "session_disk_limit": DISK_LIMIT,
         }
         values.update(overrides)
         running = start_server(Settings(**values))
@@ -218,6 +223,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     yield make
     for running in started:
         running.stop()
+        unmount_volume(running.settings.data_dir)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from hearth.host.place import HostPlace
 from hearth.host.starter import connect
 
 HEARTH = [sys.executable, "-m", "hearth"]
+DISK_LIMIT = 256 << 20  # per user, in the tests' servers
 
 
 def free_port() -> int:
@@ -81,7 +82,11 @@ def serve(tmp_path: Path) -> Iterator[object]:
     def start(*args: str, env: dict[str, str] | None = None) -> Served:
         port = free_port()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
-        full_env.update({"HEARTH_SESSION_POOL_SIZE": "0", **(env or {})})
+        # a small disk limit: the image of every data directory holds each user's, allocated
+        full_env.update(
+            {"HEARTH_SESSION_POOL_SIZE": "0", "HEARTH_SESSION_DISK_LIMIT": str(DISK_LIMIT)}
+        )
+        full_env.update(env or {})
         if "--data-dir" in args:
             data_dir = Path(args[args.index("--data-dir") + 1])
         else:
@@ -107,6 +112,13 @@ def serve(tmp_path: Path) -> Iterator[object]:
         served.stop()
     for data_dir in data_dirs:
         shutdown(data_dir)
+        unmount_volume(data_dir)
+
+
+def unmount_volume(data_dir: Path) -> None:
+    """A session host killed (not shut down) leaves its disk image mounted."""
+    if os.path.ismount(data_dir / "volume"):
+        subprocess.run(["umount", "--lazy", str(data_dir / "volume")], check=False)
 
 
 def shutdown(data_dir: Path) -> None:

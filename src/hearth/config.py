@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     session_memory_limit: int = Field(2_147_483_648, ge=0)
     session_pids_limit: int = Field(512, ge=0)
     session_cpu_limit: float = Field(0.0, ge=0)
+    # bytes per user, across their home and their kernels' directories (SPEC §7.1)
+    session_disk_limit: int = Field(10 * 2**30, ge=0)
 
     @field_validator("tokens")
     @classmethod

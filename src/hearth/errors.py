@@ -23,6 +23,8 @@ them back.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -40,7 +42,10 @@ __all__ = [
     "SessionClosed",
     "Unauthorized",
     "error_for_status",
+    "storage_error",
 ]
+
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL, without importing sqlite3 into every client
 
 
 class HearthError(Exception):
@@ -124,6 +129,21 @@ class InsufficientStorage(ServiceError):
     """The server's disk is full (or the data directory's quota)."""
 
     status_code = 507
+
+
+def storage_error(exc: BaseException) -> InsufficientStorage | None:
+    """``exc`` as a 507 when it says the disk (or a quota) is full: an OSError's ENOSPC or
+    EDQUOT, SQLite's SQLITE_FULL."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the server's disk is full"
+    elif getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+        what = "the server's disk is full: its store can't be written"
+    else:
+        return None
+    return InsufficientStorage(
+        f"Not done: {what}. Nothing was kept of it; free space in the data directory (or ask "
+        "the administrator to), then try again."
+    )
 
 
 _BY_STATUS: dict[int, type[HearthError]] = {

@@ -27,6 +27,7 @@ def kernel_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "session_pool_size": 1,
         "max_kernels": 4,
         "download_timeout": 5,
+        "session_disk_limit": 256 << 20,  # each user's room in the disk image (allocated)
     }
     values.update(overrides)
     return Settings(**values)

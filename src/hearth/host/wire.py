@@ -93,6 +93,7 @@ _ERRORS: dict[str, type[errors.HearthError]] = {
 
 
 def error_to_wire(exc: BaseException) -> dict[str, str]:
+    exc = errors.storage_error(exc) or exc
     if isinstance(exc, errors.HearthError) and type(exc).__name__ in _ERRORS:
         return {"type": type(exc).__name__, "message": exc.message}
     return {"type": "HostError", "message": f"{type(exc).__name__}: {exc}"}

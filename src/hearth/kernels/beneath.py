@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -250,10 +251,30 @@ def move_in(src: Path, root: Path, rel: PurePosixPath, *, replace: bool = True) 
             with contextlib.suppress(FileNotFoundError):
                 os.stat(name, dir_fd=parent, follow_symlinks=False)
                 return False
-        os.replace(src, name, dst_dir_fd=parent)
+        try:
+            os.replace(src, name, dst_dir_fd=parent)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            _copy_in(src, name, parent)  # into a subvolume of its own (a disk-limited one)
         owner = os.fstat(parent)
         if os.geteuid() == 0:
             os.chown(name, owner.st_uid, owner.st_gid, dir_fd=parent, follow_symlinks=False)
         return True
     finally:
         os.close(parent)
+
+
+def _copy_in(src: Path, name: str, parent: int) -> None:
+    """``src`` copied to ``name`` in ``parent`` (a temporary file, then a rename), then removed."""
+    temp = f".{name.encode()[:100].decode(errors='ignore')}{PART}{secrets.token_hex(4)}"
+    try:
+        with open(src, "rb") as source:
+            fd = os.open(temp, _NEW, 0o644, dir_fd=parent)
+            with open(fd, "wb") as target:
+                shutil.copyfileobj(source, target, CHUNK)
+        os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=parent)
+    os.unlink(src)

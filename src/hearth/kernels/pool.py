@@ -66,6 +66,7 @@ class KernelPool:
         self.sandbox = sandbox
         self._slots: dict[str, int] = {}  # session uid -> its slot (a kernel uid of its own)
         self._started_in: dict[str, Path] = {}  # session uid -> the cwd its kernel was bound at
+        self._runtimes: dict[str, Path] = {}  # session uid -> its kernel's runtime directory
         self.policy = PoolPolicy(config.target, config.max_kernels)
         self.dirs = dirs
         self._env = env
@@ -196,13 +197,16 @@ class KernelPool:
                 self._started_in[session.uid] = session.working_dir
             else:
                 self._started_in.pop(session.uid, None)
+        runtime = self._runtimes[session.uid] = self.dirs.new_runtime_dir()
+        if session.owner is not None:  # a user's kernel restarted
+            self.dirs.give(session.owner, session.working_dir, runtime)
         return KernelSpec(
             sandbox=self.sandbox,
             key=session.uid,
             uid=self.sandbox.kernel_uid(slot) if self.sandbox is not None else 0,
             name=session.kernel_name,
             cwd=session.working_dir,
-            runtime_dir=self.dirs.new_runtime_dir(),
+            runtime_dir=runtime,
             env=self._env,
             start_timeout=self.config.start_timeout,
             context=self._zmq,
@@ -219,6 +223,7 @@ class KernelPool:
             self._tasks.pop(session.uid, None)
             self._slots.pop(session.uid, None)
             self._started_in.pop(session.uid, None)
+            self._runtimes.pop(session.uid, None)
             self.dirs.drop_view(session.uid)
             # A user's session ended by the server stopping keeps its record and its files: the
             # next start lists it lost (SPEC §8); any other end forgets both.
@@ -360,6 +365,7 @@ class KernelPool:
         # the spawn); its cwd follows the rename.
         session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
         self._show(session, user, sid)
+        self._give(session, user)
         return session, "cold" if decision is Acquire.COLD else "claim"
 
     def _assign(
@@ -368,10 +374,16 @@ class KernelPool:
         if move:
             session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
             self._show(session, user, sid)
+            self._give(session, user)
         session.owner, session.session_id, session.from_pool = user, sid, from_pool
         session.created_at = session.last_activity = self._clock()
         self._by_key[(user, sid)] = session
         self._on_event(session, "status")
+
+    def _give(self, session: KernelSession, user: str) -> None:
+        """The kernel's directories count towards ``user``'s disk limit from now on."""
+        runtime = self._runtimes.get(session.uid)
+        self.dirs.give(user, session.working_dir, *([runtime] if runtime else []))
 
     def _show(self, session: KernelSession, user: str, sid: str) -> None:
         """A sandboxed kernel started in the pool finds its new working dir at the API's path."""

@@ -18,7 +18,7 @@ import httpx
 from jupyter_client.kernelspec import KernelSpecManager
 
 from hearth.config import Settings
-from hearth.errors import BadRequest, NotFound, SessionClosed
+from hearth.errors import BadRequest, NotFound, SessionClosed, storage_error
 from hearth.kernels import files as fileops
 from hearth.kernels.beneath import FileStream
 from hearth.kernels.channels import KEEP_FOR, ChannelRelay
@@ -31,6 +31,7 @@ from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
 from hearth.sandbox import Sandbox
 from hearth.store import SessionStore
+from hearth.users import UserNumbers
 
 __all__ = ["KernelService"]
 
@@ -50,7 +51,13 @@ class KernelService:
         sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
-        self.dirs = WorkDirs(settings.data_dir.expanduser())
+        sandbox = sandbox or Sandbox.unconfined(settings)
+        numbers = UserNumbers(store)
+        self.dirs = WorkDirs(
+            settings.data_dir.expanduser(),
+            volume=sandbox.volume,
+            group_of=lambda user: sandbox.terminal_uid(numbers(user)),  # as its terminals' home
+        )
         self._store = store
         config = PoolConfig(
             target=settings.session_pool_size,
@@ -68,7 +75,7 @@ class KernelService:
             self.dirs,
             env,
             forget=self._forget,
-            sandbox=sandbox or Sandbox.unconfined(settings),
+            sandbox=sandbox,
             **extra,
         )
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
@@ -368,7 +375,15 @@ class KernelService:
             else:
                 await self._download_missing(session, requests)
                 session.touch()
-            self._save(session)
+            try:
+                self._save(session)
+            except Exception as exc:
+                full = storage_error(exc)
+                if full is None:
+                    raise
+                if created and lost is None:  # no kernel is left running without its record
+                    self.pool.release(session)
+                raise full from None
             return self.info(session), created
 
     @contextlib.asynccontextmanager

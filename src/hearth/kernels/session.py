@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import KernelDied, NotFound
+from hearth.errors import KernelDied, NotFound, storage_error
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.outputs import Event
@@ -169,7 +169,8 @@ class KernelSession:
         while True:
             if self.status is S.CLOSED:
                 if self.start_error is not None:
-                    raise KernelDied(f"The kernel could not start: {self.start_error}")
+                    full = storage_error(self.start_error)
+                    raise full or KernelDied(f"The kernel could not start: {self.start_error}")
                 raise NotFound(f"Kernel session {self.session_id!r} was closed meanwhile.")
             if self._kernel is not None and self.status not in (S.STARTING, S.DEAD):
                 return self._kernel

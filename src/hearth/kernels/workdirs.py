@@ -25,15 +25,26 @@ import contextlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from hearth.kernels.beneath import move_in
+from hearth.sandbox.disk import Volume
 
 __all__ = ["WorkDirs"]
 
 
 class WorkDirs:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        volume: Volume | None = None,
+        group_of: Callable[[str], int] | None = None,
+    ) -> None:
+        # With a disk limit, each kernel's working and runtime directories are subvolumes of
+        # the volume, given to their user's quota group (``group_of``) when the user is known.
+        self._volume = volume
+        self._group_of = group_of
         self.sessions = data_dir / "sessions"
         base = data_dir / "kernels"
         self.pool = base / "pool"
@@ -52,13 +63,29 @@ class WorkDirs:
     def of(self, user: str, session_id: str) -> Path:
         return self.sessions / user / session_id
 
+    def _make(self, path: Path) -> None:
+        if self._volume is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._volume.make_dir(path)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+
+    def give(self, user: str, *paths: Path) -> None:
+        """What ``paths`` hold counts towards ``user``'s disk limit from now on."""
+        if self._volume is not None and self._group_of is not None:
+            self._volume.give(self._group_of(user), *paths)
+
     def new_pool_dir(self, uid: str) -> Path:
         path = self.pool / uid
-        path.mkdir(parents=True, exist_ok=True)
+        self._make(path)
         return path
 
     def new_runtime_dir(self) -> Path:
-        return self.runtime / secrets.token_hex(6)
+        path = self.runtime / secrets.token_hex(6)
+        self._make(path)
+        # as jupyter_client names it to the kernel (a real path), where the disk image's link
+        # would lead elsewhere inside the sandbox
+        return path.resolve()
 
     def fresh_view(self, uid: str) -> Path:
         """An empty view of ``sessions/`` for the pooled kernel ``uid`` (bound read-only)."""
@@ -96,7 +123,7 @@ class WorkDirs:
         if current.exists():
             os.rename(current, dest)
         else:
-            dest.mkdir()
+            self._make(dest)
         return dest
 
     def throw_away(self, path: Path) -> Path:

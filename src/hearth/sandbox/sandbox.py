@@ -25,6 +25,7 @@ from hearth.errors import HearthError
 from hearth.fds import session_open_files
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
+from hearth.sandbox.disk import Volume, open_volume
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
 
 __all__ = ["UNSANDBOXED_USERS", "Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
@@ -138,6 +139,7 @@ class Sandbox:
         bubblewrap: bool,
         cgroups: Cgroups | None,
         secret_files: Sequence[Path] = (),
+        volume: Volume | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.expanduser().resolve()
@@ -147,6 +149,7 @@ class Sandbox:
             settings.session_memory_limit, settings.session_pids_limit, settings.session_cpu_limit
         )
         self._cgroups = cgroups
+        self.volume = volume  # where sessions write, with each user's disk limit
         self.limits_mode: LimitsMode = (
             "none"
             if not self.limits.any
@@ -176,13 +179,21 @@ class Sandbox:
         """At shutdown, once every session has ended: the cgroups left empty go."""
         if self._cgroups is not None:
             self._cgroups.close()
+        if self.volume is not None:
+            self.volume.close()
 
     @property
     def kind(self) -> str:
         return "bubblewrap" if self.bubblewrap else "none"
 
+    @property
+    def disk_limit(self) -> str:
+        """How ``session_disk_limit`` is enforced: ``"qgroup"`` (btrfs quota groups) or
+        ``"none"``."""
+        return "qgroup" if self.volume is not None else "none"
+
     def status(self) -> dict[str, Any]:
-        return {"sandbox": self.kind, "limits": self.limits_mode}
+        return {"sandbox": self.kind, "limits": self.limits_mode, "disk_limit": self.disk_limit}
 
     def describe(self) -> dict[str, Any]:
         """What the start-up log says."""
@@ -192,6 +203,7 @@ class Sandbox:
             "memory_limit": self.limits.memory,
             "pids_limit": self.limits.pids,
             "cpu_limit": self.limits.cpu,
+            "disk_limit_bytes": self.settings.session_disk_limit if self.volume else 0,
             "uids": f"from {self.settings.sandbox_uid_base}" if self.root else "the server's",
         }
 
@@ -242,6 +254,15 @@ class Sandbox:
         """A session cgroup for a parked process, before anyone asks for the session."""
         assert self._cgroups is not None
         return self._cgroups.create(f"t-spare-{secrets.token_hex(4)}", self.limits)
+
+    def make_home(self, home: Path, uid: int) -> None:
+        """The home of the user whose terminals run as ``uid``: a subvolume in their disk quota
+        group where the limit is enforced (``uid`` names the group: one per user)."""
+        if self.volume is not None:
+            home.parent.mkdir(parents=True, exist_ok=True)
+            self.volume.make_dir(home, mode=0o700)
+            self.volume.give(uid, home)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def terminal_uid(self, index: int) -> int:
         return self.settings.sandbox_uid_base + 1 + index
@@ -407,12 +428,23 @@ def open_sandbox(
         if why:
             log.warning("no sandbox", extra={"reason": why})
         bubblewrap = not why
-    several_users = (len(set(settings.tokens.values())) if users is None else users) > 1
-    if not bubblewrap and several_users and settings.sandbox != "none":
+    served = len(set(settings.tokens.values())) if users is None else users
+    if not bubblewrap and served > 1 and settings.sandbox != "none":
         raise SandboxUnavailable(UNSANDBOXED_USERS)
     # opened even with no limit set: each session's cgroup is its equal share of the CPU
     cgroups = _open_cgroups(settings)
-    return Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
+    volume, why = open_volume(
+        settings.data_dir.expanduser().resolve(), settings.session_disk_limit, served
+    )
+    if volume is None and settings.session_disk_limit:
+        log.warning("no disk limit", extra={"reason": why})
+    return Sandbox(
+        settings,
+        bubblewrap=bubblewrap,
+        cgroups=cgroups,
+        secret_files=secret_files,
+        volume=volume,
+    )
 
 
 def _open_cgroups(settings: Settings) -> Cgroups | None:

@@ -18,6 +18,7 @@ from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.host.client import HostClient
 from hearth.host.starter import HostStarter
+from hearth.sandbox.disk import data_dir_state
 from hearth.server import (
     routes_jupyter,
     routes_jupyter_sessions,
@@ -135,7 +136,8 @@ def _install_public_routes(app: FastAPI) -> None:
         if not host.connected:  # being reconnected (or a new host started) in the background
             detail = "The session host is unavailable; Hearth is reconnecting to it."
             return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
-        return JSONResponse({"status": "ok", **host.hello.get("sandbox", {})})
+        disk = data_dir_state(request.app.state.settings.data_dir.expanduser())
+        return JSONResponse({"status": "ok", **host.hello.get("sandbox", {}), "disk": disk})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> PlainTextResponse:

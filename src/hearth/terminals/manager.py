@@ -29,6 +29,7 @@ from hearth.errors import (
     NotFound,
     ScreenUnavailable,
     SessionClosed,
+    storage_error,
 )
 from hearth.sandbox import Prepared, Sandbox
 from hearth.store import SessionStore
@@ -41,6 +42,7 @@ from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
 from hearth.terminals.screen import Screen, ScreenModels, snapshot_at, start_models
 from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
+from hearth.users import UserNumbers
 
 __all__ = ["TerminalManager", "TerminalSpec", "valid_session_id"]
 
@@ -94,7 +96,7 @@ class TerminalManager:
         self._total_bytes = 0
         self._store = store
         self._task_group: asyncio.TaskGroup | None = None
-        self._uids: dict[str, int] = {}
+        self._numbers = UserNumbers(store)
         self._spare: ParkedPty | None = None  # the next terminal's process, in its cgroup
         self._spare_due: asyncio.TimerHandle | None = None
         self._closing = False
@@ -267,9 +269,15 @@ class TerminalManager:
             on_buffer_change=self._on_buffer_change,
             log=self._open_log(user, id),
         )
+        try:
+            self._record(session)
+        except Exception as exc:  # a full disk, say: no process is left without its record
+            if session.log is not None:
+                session.log.remove()
+            await session.aclose(self.settings.terminal_kill_grace)
+            raise storage_error(exc) or exc from None
         self._open_screen(session)
         self._sessions[(user, id)] = session
-        self._record(session)
         log.info("created", extra={"user": user, "session": id, "pid": process.pid})
         return session.info()
 
@@ -319,9 +327,13 @@ class TerminalManager:
 
     def rename(self, user: str, id: str, name: str) -> TerminalInfo:
         session = self._session(user, id)
-        session.name = name
+        old, session.name = session.name, name
+        try:
+            self._record(session)
+        except Exception:
+            session.name = old  # not renamed, as the error says
+            raise
         session.touch()
-        self._record(session)
         return session.info()
 
     def touch(self, user: str, id: str) -> TerminalInfo:
@@ -521,8 +533,9 @@ class TerminalManager:
     ) -> Prepared:
         sandboxed = self.sandbox.bubblewrap
         home = self._homes / user
+        uid = self._uid_of(user)
         if sandboxed:
-            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.sandbox.make_home(home, uid)
             cwd = self._inside(home, spec.cwd)
         else:
             cwd = Path(spec.cwd).expanduser() if spec.cwd else Path.home()
@@ -533,7 +546,7 @@ class TerminalManager:
         return self.sandbox.terminal(
             user=user,
             session_id=id,
-            uid=self._uid_of(user),
+            uid=uid,
             home=home,
             cwd=cwd,
             shell=shell,
@@ -546,24 +559,17 @@ class TerminalManager:
         """``cwd`` resolved inside the user's home (relative to it, or absolute under it)."""
         if not cwd:
             return home
+        real_home = home.resolve()  # the data dir's homes/ may lead into its disk image
         path = (home / cwd).resolve()
-        if not path.is_relative_to(home):
+        if not path.is_relative_to(real_home):
             raise BadRequest(
                 f"Working directory {cwd!r} is outside your home {str(home)!r}; sessions see only "
                 "their home: give a path inside it."
             )
         if not path.is_dir():
             raise BadRequest(f"Working directory {cwd!r} does not exist in your home; create it.")
-        return path
+        return home / path.relative_to(real_home)
 
     def _uid_of(self, user: str) -> int:
-        """The user's own sandbox uid: a number kept in the store, stable across restarts."""
-        if self._store is None:
-            known = self._uids.setdefault(user, len(self._uids))
-            return self.sandbox.terminal_uid(known)
-        record = self._store.get("account", user, "uid")
-        if record is None:
-            taken = [r["index"] for r in self._store.list("account")]
-            record = {"index": max(taken, default=-1) + 1}
-            self._store.put("account", user, "uid", record)
-        return self.sandbox.terminal_uid(int(record["index"]))
+        """The user's own sandbox uid (see :mod:`hearth.users`)."""
+        return self.sandbox.terminal_uid(self._numbers(user))

@@ -1,0 +1,237 @@
+"""Per-user disk limits (SPEC §7.1): what sessions write lives in btrfs subvolumes, and a
+user's subvolumes (their home, their kernels' working and runtime directories) share one quota
+group limited to ``session_disk_limit``. A write past it fails with EDQUOT in that user's
+sessions only; the server's own files (store, logs, terminal output) are elsewhere.
+
+Where the data directory is on a btrfs with quotas on, that is used as it is. Otherwise, as
+root, the places sessions write are moved into a btrfs image of the data directory's own
+(``volume.img``, sparse, mounted at ``volume/``; ``homes``, ``sessions`` and ``kernels`` are
+relative links into it, so every path keeps its name and a rename between them stays on one
+file system). The image is made no larger than the free space less a reserve, so however much
+every user writes, the server's own writes still find room. A server that is not root and has
+no such btrfs can't enforce a limit, and says so.
+
+Quota groups rather than an image per user: a pooled kernel is started before it has a user,
+and its working directory becomes a user's by a rename, which can't cross file systems.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hearth.sandbox import btrfs
+
+__all__ = ["PLACES", "Volume", "data_dir_state", "disk_state", "image_size", "open_volume"]
+
+log = logging.getLogger("hearth.sandbox")
+
+PLACES = ("homes", "sessions", "kernels")  # the data directory's places that sessions write
+IMAGE = "volume.img"
+MOUNT = "volume"
+MIN_IMAGE = 256 << 20  # btrfs wants ~110 MiB for itself
+MIN_RESERVE = 256 << 20
+FULL = 16 << 20  # below this, a write of the server's may fail any moment
+_HELPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+def image_size(users: int, limit: int, free: int, total: int, now: int = 0) -> int:
+    """The image's size for ``users`` of ``limit`` bytes each, on a file system with ``free`` of
+    ``total`` bytes left and the image at ``now`` bytes already: room for every user, but never
+    what the server keeps for itself (5% of the file system, 256 MiB at least); 0 if that leaves
+    too little for an image (pure)."""
+    room = now + free - max(MIN_RESERVE, total // 20)
+    if room < MIN_IMAGE:
+        return 0
+    return max(MIN_IMAGE, min(max(1, users) * limit, room), now)
+
+
+def disk_state(free: int, total: int) -> str:
+    """``/healthz``'s ``disk``: ``"full"`` (the server's own writes may fail), ``"low"`` (less
+    left than half the reserve an image keeps) or ``"ok"`` (pure)."""
+    if free < FULL:
+        return "full"
+    return "low" if free < max(MIN_RESERVE, total // 20) // 2 else "ok"
+
+
+def data_dir_state(data_dir: Path) -> str:
+    """:func:`disk_state` of the file system ``data_dir`` is on."""
+    try:
+        stat = os.statvfs(data_dir)
+    except OSError:
+        return "full"  # gone, or unreadable: nothing can be written there either
+    return disk_state(stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize)
+
+
+@dataclass
+class Volume:
+    """The btrfs file system where sessions write, mounted at ``mount``."""
+
+    mount: Path
+    limit: int
+    mounted_by_us: bool = False
+    _groups: set[int] = field(default_factory=set)
+
+    def make_dir(self, path: Path, mode: int = 0o755) -> None:
+        """``path`` as a subvolume of its own (a directory already there is left as it is)."""
+        try:
+            btrfs.make_subvolume(path)
+        except FileExistsError:
+            return
+        path.chmod(mode)
+
+    def give(self, user_number: int, *paths: Path) -> None:
+        """What ``paths`` hold counts towards the user's limit from now on."""
+        group = btrfs.qgroup(1, user_number)
+        if user_number not in self._groups:
+            btrfs.create_qgroup(self.mount, group)
+            btrfs.limit_qgroup(self.mount, group, self.limit)
+            self._groups.add(user_number)
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino != btrfs.SUBVOLUME_ROOT:
+                    continue  # a plain directory: the whole volume's group is not a user's
+                btrfs.assign(self.mount, btrfs.qgroup(0, btrfs.subvolume_id(path)), group)
+
+    def close(self) -> None:
+        """Unmount what we mounted (sessions have ended); lazily, so a straggler can't block."""
+        if self.mounted_by_us:
+            subprocess.run(
+                ["umount", "--lazy", str(self.mount)], env=_HELPER_ENV, capture_output=True
+            )
+
+
+def open_volume(data_dir: Path, limit: int, users: int) -> tuple[Volume | None, str]:
+    """The volume for ``data_dir`` (``users``: how many it serves), or None and why no limit
+    can be enforced."""
+    if limit == 0:
+        return None, "session_disk_limit is 0"
+    if _has_quotas(data_dir):
+        for place in PLACES:
+            (data_dir / place).mkdir(exist_ok=True)
+        return Volume(data_dir, limit), ""
+    if os.geteuid() != 0:
+        return None, (
+            "the data directory is not on a btrfs with quotas, and only root can mount one: "
+            "run as root, or put the data directory on a btrfs with 'btrfs quota enable'"
+        )
+    mount = data_dir / MOUNT
+    try:
+        mounted_by_us = False
+        if not os.path.ismount(mount):
+            _mount_image(data_dir, mount, users, limit)
+            mounted_by_us = True
+        _link_places(data_dir, mount)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return None, f"no btrfs image could be made in the data directory: {_why(exc)}"
+    return Volume(mount, limit, mounted_by_us=mounted_by_us), ""
+
+
+def _has_quotas(path: Path) -> bool:
+    """``path`` is on a btrfs whose quotas are on (a quota group can be looked at)."""
+    try:
+        return bool(btrfs.subvolume_id(path)) and _quotas_on(path)
+    except OSError:
+        return False
+
+
+def _quotas_on(path: Path) -> bool:
+    done = subprocess.run(
+        ["btrfs", "qgroup", "show", str(path)], env=_HELPER_ENV, capture_output=True
+    )
+    return done.returncode == 0
+
+
+def _mount_image(data_dir: Path, mount: Path, users: int, limit: int) -> None:
+    """Make (or grow) the image, then mount it. Its blocks are allocated ahead, not sparse: a
+    btrfs whose device fails a write (the disk filled up under a sparse image) turns read-only,
+    every session's writes with it. So btrfs is made and mounted without discard, which would
+    hand freed blocks back to the file system."""
+    image = data_dir / IMAGE
+    new = not image.exists()
+    now = 0 if new else image.stat().st_size
+    stat = os.statvfs(data_dir)
+    free, total = stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+    size = image_size(users, limit, free, total, now)
+    if not size:
+        raise OSError(f"too little free space ({free >> 20} MiB) for one")
+    if size > now:
+        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    if size < users * limit:
+        log.warning(
+            "the disk image holds less than every user's limit",
+            extra={"image_mib": size >> 20, "users": users, "limit_mib": limit >> 20},
+        )
+    if new:
+        try:
+            _run("mkfs.btrfs", "--quiet", "--force", "--nodiscard", str(image))
+        except BaseException:
+            image.unlink()
+            raise
+    mount.mkdir(mode=0o755, exist_ok=True)
+    _run("mount", "-o", "loop,noatime,nodiscard", str(image), str(mount))
+    try:
+        if size > now and not new:
+            _run("btrfs", "filesystem", "resize", "max", str(mount))
+        _run("btrfs", "quota", "enable", str(mount))
+    except BaseException:
+        _run("umount", str(mount))
+        raise
+
+
+def _link_places(data_dir: Path, mount: Path) -> None:
+    """``data_dir/<place>`` leads into the image (relative links: bwrap resolves a source from
+    its old root). A place already there as a directory (a data directory from before the
+    limit) is moved in."""
+    for place in PLACES:
+        inside, outside = mount / place, data_dir / place
+        inside.mkdir(mode=0o755, exist_ok=True)
+        if outside.is_symlink():
+            continue
+        if outside.is_dir():
+            _move_in(outside, inside)
+        outside.symlink_to(Path(MOUNT) / place)
+
+
+def _move_in(old: Path, new: Path) -> None:
+    """Copy a place of an older data directory into the image, keeping owners and modes, then
+    drop the old one: each home (``homes/<user>``) and each kept working directory
+    (``sessions/<user>/<id>``) as a subvolume, so that it counts towards its user's limit.
+    What ``kernels/`` held is stale at a start anyway."""
+    log.warning("moving into the disk image", extra={"place": str(old)})
+    depth = {"homes": 1, "sessions": 2}.get(old.name, 0)
+    for child in _at_depth(old, depth) if depth else ():
+        target = new / child.relative_to(old)
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        btrfs.make_subvolume(target)
+        _run("cp", "-a", f"{child}/.", str(target))
+        shutil.copystat(child, target)
+        os.chown(target, child.stat().st_uid, child.stat().st_gid)
+    shutil.rmtree(old)
+
+
+def _at_depth(top: Path, depth: int) -> list[Path]:
+    found = [top]
+    for _ in range(depth):
+        found = [c for d in found for c in d.iterdir() if c.is_dir() and not c.is_symlink()]
+    return found
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, env=_HELPER_ENV, capture_output=True, check=True, timeout=120)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        said = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        return f"{Path(str(exc.cmd[0])).name}: {said[-1] if said else f'exit {exc.returncode}'}"
+    return str(exc)
