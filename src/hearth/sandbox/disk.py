@@ -18,6 +18,7 @@ and its working directory becomes a user's by a rename, which can't cross file s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ MOUNT = "volume"
 MIN_IMAGE = 256 << 20  # btrfs wants ~110 MiB for itself
 MIN_RESERVE = 256 << 20
 FULL = 16 << 20  # below this, a write of the server's may fail any moment
+_MNT_DETACH = 2
 _HELPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
@@ -74,8 +76,8 @@ class Volume:
 
     mount: Path
     limit: int
-    mounted_by_us: bool = False
     _groups: set[int] = field(default_factory=set)
+    _root: int | None = None  # a descriptor of the mount, when we mounted it
 
     def make_dir(self, path: Path, mode: int = 0o755) -> None:
         """``path`` as a subvolume of its own (a directory already there is left as it is)."""
@@ -99,11 +101,23 @@ class Volume:
                 btrfs.assign(self.mount, btrfs.qgroup(0, btrfs.subvolume_id(path)), group)
 
     def close(self) -> None:
-        """Unmount what we mounted (sessions have ended); lazily, so a straggler can't block."""
-        if self.mounted_by_us:
-            subprocess.run(
-                ["umount", "--lazy", str(self.mount)], env=_HELPER_ENV, capture_output=True
-            )
+        """Unmount what we mounted (sessions have ended); lazily, so a straggler can't block.
+        Through a descriptor of the mount taken at the start: the data directory may have been
+        moved or removed meanwhile."""
+        if self._root is None:
+            return
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.umount2(f"/proc/self/fd/{self._root}".encode(), _MNT_DETACH) != 0:
+                error = ctypes.get_errno()
+                log.warning("disk image not unmounted", extra={"error": os.strerror(error)})
+        finally:
+            os.close(self._root)
+            self._root = None
+
+    def hold(self) -> None:
+        """Keep a descriptor of the mount we made, to unmount it at :meth:`close`."""
+        self._root = os.open(self.mount, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def open_volume(data_dir: Path, limit: int, users: int) -> tuple[Volume | None, str]:
@@ -121,15 +135,16 @@ def open_volume(data_dir: Path, limit: int, users: int) -> tuple[Volume | None, 
             "run as root, or put the data directory on a btrfs with 'btrfs quota enable'"
         )
     mount = data_dir / MOUNT
+    volume = Volume(mount, limit)
     try:
-        mounted_by_us = False
-        if not os.path.ismount(mount):
+        if not os.path.ismount(mount):  # else left by a host that was killed: ours now
             _mount_image(data_dir, mount, users, limit)
-            mounted_by_us = True
+        volume.hold()
         _link_places(data_dir, mount)
     except (OSError, subprocess.CalledProcessError) as exc:
+        volume.close()
         return None, f"no btrfs image could be made in the data directory: {_why(exc)}"
-    return Volume(mount, limit, mounted_by_us=mounted_by_us), ""
+    return volume, ""
 
 
 def _has_quotas(path: Path) -> bool:
