@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     session_memory_limit: int = Field(2_147_483_648, ge=0)
     session_pids_limit: int = Field(512, ge=0)
     session_cpu_limit: float = Field(0.0, ge=0)
+    # "rlimit": accept per-process rlimits where several users have no cgroup to hold the limits
+    session_limits: Literal["auto", "rlimit"] = "auto"
+    session_nofile_limit: int = Field(4096, ge=0)  # open files per session; 0: the server's
 
     @field_validator("tokens")
     @classmethod

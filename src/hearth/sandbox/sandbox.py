@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from hearth.config import Settings
 from hearth.errors import HearthError
-from hearth.fds import session_open_files
+from hearth.fds import session_nofile
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
@@ -147,6 +147,7 @@ class Sandbox:
             settings.session_memory_limit, settings.session_pids_limit, settings.session_cpu_limit
         )
         self._cgroups = cgroups
+        self._open_files = session_nofile(settings.session_nofile_limit)
         self.limits_mode: LimitsMode = (
             "none"
             if not self.limits.any
@@ -178,6 +179,12 @@ class Sandbox:
             self._cgroups.close()
 
     @property
+    def rlimits_only(self) -> bool:
+        """A plain user's sandboxes with limits and no cgroup to hold them: the sessions of
+        every user share the server's uid, and its per-uid kernel limits (SPEC §7.1)."""
+        return self.bubblewrap and not self.root and self.limits_mode == "rlimit"
+
+    @property
     def kind(self) -> str:
         return "bubblewrap" if self.bubblewrap else "none"
 
@@ -192,6 +199,7 @@ class Sandbox:
             "memory_limit": self.limits.memory,
             "pids_limit": self.limits.pids,
             "cpu_limit": self.limits.cpu,
+            "nofile_limit": self._open_files[1] or "the server's",
             "uids": f"from {self.settings.sandbox_uid_base}" if self.root else "the server's",
         }
 
@@ -227,7 +235,8 @@ class Sandbox:
             terminal=terminal,
             cgroup_procs=cgroup.procs if cgroup is not None and entered is None else (),
             rlimits=rlimits,
-            open_files=session_open_files(),
+            open_files=self._open_files[0],
+            open_files_hard=self._open_files[1],
             bubblewrap=self.bubblewrap,
         )
         return Prepared(launch, cgroup, self.limits.memory)
@@ -388,6 +397,15 @@ UNSANDBOXED_USERS = (
     "(HEARTH_SANDBOX=none) to accept that."
 )
 
+RLIMITS_ONLY = (
+    "Several users are configured but this server runs as a plain user with no delegated cgroup, "
+    "so session limits would be per-process rlimits: memory is limited per process, not per "
+    "session, and every user's sessions share the per-uid limits of the kernel (inotify, "
+    "message queues, pending signals). Run it in a delegated cgroup v2 (e.g. systemd-run --user "
+    '-p Delegate=yes hearth serve), or as root, or set session_limits = "rlimit" '
+    "(HEARTH_SESSION_LIMITS=rlimit) to accept that."
+)
+
 
 def open_sandbox(
     settings: Settings, secret_files: Sequence[Path] = (), users: int | None = None
@@ -413,7 +431,10 @@ def open_sandbox(
     cgroups = None
     if settings.session_memory_limit or settings.session_pids_limit or settings.session_cpu_limit:
         cgroups = _open_cgroups(settings)
-    return Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
+    sandbox = Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
+    if several_users and sandbox.rlimits_only and settings.session_limits != "rlimit":
+        raise SandboxUnavailable(RLIMITS_ONLY)
+    return sandbox
 
 
 def _open_cgroups(settings: Settings) -> Cgroups | None:
