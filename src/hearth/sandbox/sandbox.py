@@ -169,7 +169,12 @@ class Sandbox:
     def unconfined(cls, settings: Settings) -> Sandbox:
         """No sandbox and no limits (for a manager built without one, in tests)."""
         plain = settings.model_copy(
-            update={"session_memory_limit": 0, "session_pids_limit": 0, "session_cpu_limit": 0}
+            update={
+                "session_memory_limit": 0,
+                "session_pids_limit": 0,
+                "session_cpu_limit": 0,
+                "session_nofile_limit": 0,
+            }
         )
         return cls(plain, bubblewrap=False, cgroups=None)
 
