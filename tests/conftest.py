@@ -190,6 +190,19 @@ def no_host_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def rlimits_accepted() -> Iterator[None]:
+    """Run as a plain user with no delegated cgroup, a server for alice and bob refuses to start
+    unless told to accept per-process rlimits (SPEC §7.1; tested in test_unprivileged): the
+    servers of the other tests are told. As root it changes nothing."""
+    if os.geteuid() == 0:
+        yield
+        return
+    os.environ["HEARTH_SESSION_LIMITS"] = "rlimit"
+    yield
+    del os.environ["HEARTH_SESSION_LIMITS"]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def quiet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Shells started by the tests read no rc files of the machine (a slow or broken ~/.bashrc
     would make them flaky): HOME is an empty directory for the whole run."""

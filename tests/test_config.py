@@ -41,6 +41,7 @@ def test_defaults_are_the_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     assert s.default_kernel_name == "python3"
     assert (s.max_download_bytes, s.download_timeout) == (104_857_600, 60)
+    assert (s.session_limits, s.session_nofile_limit) == ("auto", 4096)
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -152,6 +153,8 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
         ("HEARTH_TOKENS", '{"tok-alice-123":"al ice"}'),
         ("HEARTH_TOKENS", '{"tok-alice-123":""}'),
         ("HEARTH_ALLOWED_ORIGINS", '"https://a.example"'),
+        ("HEARTH_SESSION_LIMITS", "cgroup2"),
+        ("HEARTH_SESSION_NOFILE_LIMIT", "-1"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -1,6 +1,7 @@
 """A server started under the usual soft limit of open files (1024) raises it to the hard one,
 in the web server and in the session host it starts: a thousand terminals need more. Its
-sessions get the limit it had: the raise must not multiply what one session may hold."""
+sessions get ``session_nofile_limit`` (or, with 0, the limit it had): the raise must not
+multiply what one session may hold."""
 
 from __future__ import annotations
 
@@ -45,13 +46,21 @@ def test_the_server_and_its_host_raise_their_open_files_limit(
     assert _soft_limit(served.host_pid()) == low_limit
 
 
-def test_a_session_keeps_the_limit_the_server_had(
-    serve: Callable[..., Served], low_limit: int
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({}, "limit=4096:4096"),  # session_nofile_limit, soft and hard
+        ({"HEARTH_SESSION_NOFILE_LIMIT": "0"}, "limit=512:"),  # the server's, before its raise
+    ],
+)
+def test_a_sessions_limit_is_its_own_not_the_raised_one(
+    serve: Callable[..., Served], low_limit: int, env: dict[str, str], said: str
 ) -> None:
-    served = serve()
+    served = serve(env=env)
     match = re.search(r"\?token=(\S+)", served.url_line)
     assert match is not None, served.url_line
-    body = {"id": "lim", "command": ["/bin/sh", "-c", "echo limit=$(ulimit -Sn); sleep 60"]}
+    script = "echo limit=$(ulimit -Sn):$(ulimit -Hn); sleep 60"
+    body = {"id": "lim", "command": ["/bin/sh", "-c", script]}
     auth = {"Authorization": f"Bearer {match.group(1)}"}
     with httpx.Client(base_url=served.base, headers=auth, timeout=30) as http:
         assert http.post("/api/v1/terminal/sessions", json=body).status_code == 201
@@ -59,7 +68,7 @@ def test_a_session_keeps_the_limit_the_server_had(
         while "limit=" not in (text := _output(http)):
             assert time.monotonic() < deadline, f"the session said nothing: {text!r}"
             time.sleep(0.05)
-    assert "limit=512" in text
+    assert said in text, text
     assert _soft_limit(served.host_pid()) == low_limit
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     session_cpu_limit: float = Field(0.0, ge=0)
     # bytes per user, across their home and their kernels' directories (SPEC §7.1)
     session_disk_limit: int = Field(10 * 2**30, ge=0)
+    # "rlimit": accept per-process rlimits where several users have no cgroup to hold the limits
+    session_limits: Literal["auto", "rlimit"] = "auto"
+    session_nofile_limit: int = Field(4096, ge=0)  # open files per session; 0: the server's
 
     @field_validator("tokens")
     @classmethod

@@ -92,6 +92,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        self.server.hosts.append(self.headers["Host"])  # type: ignore[attr-defined]
+        if self.path.startswith("/moved?to="):  # a redirect to what follows
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/moved?to="))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/slow"):
             self.server.release.wait(10)  # type: ignore[attr-defined]
         body = self.files.get(self.path.split("?")[0])
@@ -114,6 +121,7 @@ class FileServer:
     def __init__(self) -> None:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.hits = []  # type: ignore[attr-defined]
+        self.httpd.hosts = []  # type: ignore[attr-defined]
         self.httpd.release = threading.Event()  # type: ignore[attr-defined]
         self.httpd.daemon_threads = True
         _Handler.files = {
@@ -131,6 +139,11 @@ class FileServer:
     @property
     def hits(self) -> list[str]:
         return self.httpd.hits  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host header of each request, in order."""
+        return self.httpd.hosts  # type: ignore[attr-defined, no-any-return]
 
 
 @pytest.fixture

@@ -320,3 +320,50 @@ async def test_downloads_reuse_and_failures(
     await until(lambda: not any((data_dir / "kernels" / "incoming").iterdir()))
     files = (await client.get("/api/v1/sessions/d/files", headers=ALICE)).json()
     assert [f["path"] for f in files] == ["data.csv", "in/o.txt"]
+
+
+async def test_downloads_without_network_reach_nothing_of_this_machine(
+    make_client: Callable[..., Any], files_server: FileServer
+) -> None:
+    """SPEC §7.1: under ``session_network = "none"`` a download is refused when its host is, or
+    resolves to, this machine's own network; the create is a 400 naming why, and leaves no
+    session, no file and no request behind."""
+    client, app = await make_client(session_network="none")
+    port = files_server.httpd.server_address[1]
+    for url, named in [
+        (f"{files_server.url}/data.csv", "127.0.0.1 is on this machine's loopback"),
+        (f"http://localhost:{port}/data.csv", "localhost ("),
+        (f"http://[::1]:{port}/data.csv", "::1 is on this machine's loopback"),
+        (f"http://0.0.0.0:{port}/data.csv", "the unspecified address"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.1.2.3/x", "private network"),
+    ]:
+        r = await client.post(
+            "/api/v1/sessions",
+            headers=ALICE,
+            json={"session_id": "n", "files": [{"url": url}]},
+        )
+        assert r.status_code == 400, r.text
+        detail = r.json()["detail"]
+        assert named in detail and 'session_network = "none"' in detail, detail
+        assert detail.startswith(f"Cannot download {url}: "), detail
+    assert files_server.hits == []
+    assert (await client.get("/api/v1/sessions/n", headers=ALICE)).status_code == 404
+    assert (await client.get("/api/v1/sessions", headers=ALICE)).json() == []
+    assert (await client.get("/api/v1/pool", headers=ALICE)).json()["active"] == 0
+    incoming = app.state.settings.data_dir / "kernels" / "incoming"
+    await until(lambda: not any(incoming.iterdir()))
+
+
+async def test_downloads_with_the_hosts_network_reach_what_the_machine_reaches(
+    make_client: Callable[..., Any], files_server: FileServer
+) -> None:
+    client, _ = await make_client(session_network="host")
+    port = files_server.httpd.server_address[1]
+    r = await client.post(
+        "/api/v1/sessions",
+        headers=ALICE,
+        json={"session_id": "h", "files": [{"url": f"http://localhost:{port}/data.csv"}]},
+    )
+    assert r.status_code == 201, r.text
+    assert [f["path"] for f in r.json()["files"]] == ["data.csv"]

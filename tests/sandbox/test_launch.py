@@ -119,6 +119,13 @@ def test_a_session_gets_back_the_open_files_limit_the_server_raised() -> None:
     ]
 
 
+def test_session_nofile_limit_is_both_the_soft_and_the_hard_limit() -> None:
+    """A hard limit set inside the sandbox can't be raised again from inside it."""
+    argv = command(launch(open_files=4096, open_files_hard=4096))
+    inside = argv[argv.index("--") + 1 :]
+    assert inside[:3] == ["prlimit", "--nofile=4096:4096", "--"]
+
+
 def test_without_bubblewrap_only_the_limits_wrap_the_program() -> None:
     argv = command(launch(bubblewrap=False, rlimits=Limits(pids=10)))
     assert argv == ["prlimit", "--nproc=10", "--", "/bin/bash", "-l"]

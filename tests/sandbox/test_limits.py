@@ -184,3 +184,47 @@ def test_a_stopped_server_leaves_no_cgroup_behind(
     assert all(any(base.iterdir()) for base in bases)  # the session's cgroup, and the spare's
     server.stop()
     assert [b for b in bases if b.exists()] == []
+
+
+def test_a_session_holds_at_most_session_nofile_limit_open_files_and_cant_raise_it(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    """SPEC §7.1: the limit is the soft and the hard one, set inside the sandbox, so neither a
+    terminal nor a kernel can raise it again."""
+    server = make_server(session_nofile_limit=300)
+    script = (
+        "echo NOFILE $(ulimit -Sn) $(ulimit -Hn); "
+        "if (ulimit -Hn 400) 2>/dev/null; then echo RAISED; else echo REFUSED; fi; exec cat"
+    )
+    r = httpx.post(
+        f"{server.url}/api/v1/terminal/sessions",
+        json={"id": "nofile", "command": ["/bin/sh", "-c", script]},
+        headers=H_ALICE,
+    )
+    assert r.status_code == 201, r.text
+    entries = poll(
+        lambda: (h := _history(server, "nofile")) and "ED\r\n" in _text(h) and h,
+        30,
+        what="the shell's limits",
+    )
+    assert "NOFILE 300 300\r\nREFUSED" in _text(entries), _text(entries)
+
+    httpx.post(
+        f"{server.url}/api/v1/sessions", json={"session_id": "nf"}, headers=H_ALICE, timeout=60
+    ).raise_for_status()
+    code = (
+        "import resource\n"
+        "print(*resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+        "try:\n"
+        "    resource.setrlimit(resource.RLIMIT_NOFILE, (300, 400))\n"
+        "    print('RAISED')\n"
+        "except (ValueError, OSError) as exc:\n"
+        "    print('REFUSED', exc)\n"
+    )
+    answer = execute(server, H_ALICE, "nf", code)
+    text = "".join(o.get("text", "") for o in answer["outputs"])
+    assert text.startswith("300 300\nREFUSED"), answer
+
+
+def _text(entries: list[dict]) -> str:  # type: ignore[type-arg]
+    return "".join(e["data"] for e in entries if e["type"] == "output")

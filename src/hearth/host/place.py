@@ -2,10 +2,13 @@
 
 A Unix socket's path must fit in 108 bytes; a deeper data directory is reached through a
 descriptor of it (``/proc/self/fd/N/host.sock``), which ``bind`` and ``connect`` both accept.
+A data directory removed or replaced under a running host takes its socket along: nobody can
+reach that host again, so it ends (:meth:`HostPlace.gone` tells it when).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -23,6 +26,29 @@ class HostPlace:
         self.socket = self.data_dir / "host.sock"
         self.lock = self.data_dir / "host.lock"
         self.log = self.data_dir / "host.log"
+
+    def identity(self) -> tuple[int, int] | None:
+        """The data directory's (st_dev, st_ino); None once nothing is at its path."""
+        try:
+            st = os.stat(self.data_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_dev, st.st_ino
+
+    async def gone(self, interval: float) -> str:
+        """Returns once the data directory found now is ``"removed"`` from its path or
+        ``"replaced"`` there by another (looked at every ``interval`` seconds)."""
+        first = self.identity()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now = self.identity()
+            except OSError:  # unreadable for now (a parent's mode?): that is not gone
+                continue
+            if now is None:
+                return "removed"
+            if now != first:
+                return "replaced"
 
     @contextlib.contextmanager
     def socket_address(self) -> Iterator[str]:

@@ -24,6 +24,9 @@ __all__ = ["host_main", "running_host"]
 
 log = logging.getLogger("hearth.host")
 
+DATA_DIR_CHECK_INTERVAL = 2.0  # seconds between looks at the data directory
+DATA_DIR_GONE_GRACE = 30.0  # seconds for its sessions to end before the host stops anyway
+
 
 @contextlib.asynccontextmanager
 async def running_host(
@@ -82,8 +85,28 @@ async def _serve(settings: Settings, sandbox: Sandbox, said: _Warnings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, host.stopped.set)
-        await host.stopped.wait()
+        async with asyncio.TaskGroup() as tasks:
+            watch = tasks.create_task(_end_when_gone(host))
+            await host.stopped.wait()
+            watch.cancel()
         log.info("stopping")
+
+
+async def _end_when_gone(host: HostServer, interval: float = DATA_DIR_CHECK_INTERVAL) -> None:
+    """Once the data directory is removed or replaced, the host's socket went with it: nobody
+    can reach it or its sessions again. Every session ends, as ``hearth shutdown`` does, then
+    the host (a session that can't be ended in time is killed as the host stops)."""
+    why = await host.place.gone(interval)
+    log.error(
+        "the data directory is gone: ending every session and the host",
+        extra={"data_dir": str(host.place.data_dir), "reason": why},
+    )
+    try:
+        async with asyncio.timeout(DATA_DIR_GONE_GRACE):
+            await host.core.end_all()
+    except Exception as exc:  # its files are gone: the stop below ends what is left
+        log.warning("sessions did not end cleanly", extra={"error": repr(exc)})
+    host.stopped.set()
 
 
 class _Warnings(logging.Handler):

@@ -30,7 +30,7 @@ from hearth.fds import session_open_files
 from hearth.host import wire
 from hearth.host.client import Link
 from hearth.host.place import HostPlace, lock_free
-from hearth.sandbox.sandbox import UNSANDBOXED_USERS, SandboxUnavailable
+from hearth.sandbox.sandbox import RLIMITS_ONLY, UNSANDBOXED_USERS, SandboxUnavailable
 
 __all__ = ["ALREADY_RUNNING", "HostStarter", "connect", "stop_host"]
 
@@ -103,11 +103,22 @@ class HostStarter:
                 "session) and serve again to apply these",
                 extra={"settings": differ},
             )
-        unconfined = hello.get("sandbox", {}).get("sandbox") == "none"
-        if unconfined and self.users > 1 and self.settings.sandbox != "none":
+        sandbox = hello.get("sandbox", {})
+        if self.users > 1 and sandbox.get("sandbox") == "none" and self.settings.sandbox != "none":
             raise SandboxUnavailable(
                 f"{UNSANDBOXED_USERS} (The session host running for {self.place.data_dir} "
                 "was started without one: 'hearth shutdown' ends it.)"
+            )
+        rlimits_only = (sandbox.get("sandbox"), sandbox.get("limits")) == ("bubblewrap", "rlimit")
+        if (
+            self.users > 1
+            and rlimits_only
+            and os.geteuid() != 0  # the host is ours: its socket is its user's only
+            and self.settings.session_limits != "rlimit"
+        ):
+            raise SandboxUnavailable(
+                f"{RLIMITS_ONLY} (The session host running for {self.place.data_dir} was "
+                "accepted rlimits when it started: 'hearth shutdown' ends it.)"
             )
 
     def params(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import httpx
 
 from hearth.errors import BadRequest, DownloadFailed
 from hearth.kernels.beneath import PART, FileStream, read_stream, walk_files, write_stream
+from hearth.kernels.egress import Unreachable
 from hearth.kernels.paths import file_name_from_url, safe_relative_path
 
 __all__ = [
@@ -91,6 +92,11 @@ async def download(
         if "larger than" in exc.message:
             raise DownloadFailed(_too_big(url, max_bytes)) from exc
         raise
+    except Unreachable as exc:  # session_network = "none" (see egress)
+        raise BadRequest(
+            f"Cannot download {url}: {exc}. Give a URL on the public internet, or upload the "
+            "file (PUT /api/v1/sessions/{id}/files/{path})."
+        ) from exc
     except httpx.HTTPError as exc:
         raise DownloadFailed(f"Could not download {url}: {exc or type(exc).__name__}.") from exc
     return {"url": url, **entry}

@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
-import httpx
 from jupyter_client.kernelspec import KernelSpecManager
 
 from hearth.config import Settings
@@ -22,6 +21,7 @@ from hearth.errors import BadRequest, NotFound, SessionClosed, storage_error
 from hearth.kernels import files as fileops
 from hearth.kernels.beneath import FileStream
 from hearth.kernels.channels import KEEP_FOR, ChannelRelay
+from hearth.kernels.egress import download_client
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.outputs import Event
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
@@ -98,9 +98,8 @@ class KernelService:
         self.dirs.reset()
         self._restore_lost_records()
         async with contextlib.AsyncExitStack() as stack:
-            self.http = await stack.enter_async_context(
-                httpx.AsyncClient(follow_redirects=True, timeout=self.settings.download_timeout)
-            )
+            client = download_client(self.settings.session_network, self.settings.download_timeout)
+            self.http = await stack.enter_async_context(client)
             await stack.enter_async_context(self.pool)
             self._stack = stack.pop_all()
         return self

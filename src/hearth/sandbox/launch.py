@@ -13,7 +13,8 @@ cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY,
 - ``prlimit`` inside the namespaces: the limits where no cgroup can be written (the rlimit
   fallback; a user namespace's process count is checked against the limit its creator had, and
   every sandbox of a plain server's uid counts there; set inside, the limit counts this sandbox
-  only), and the open-files limit the server had before it raised its own (``hearth.fds``);
+  only), and the open-files limit, soft and hard (``session_nofile_limit``, see ``hearth.fds``:
+  a session can't raise it again);
 - ``bwrap`` builds the mount, PID, IPC and UTS namespaces (and user/network ones as asked) with
   an empty root; it never forwards signals, so nobody signals it: see :mod:`hearth.sandbox.procs`;
 - ``setsid --ctty`` inside, for terminals: the session's shell, not bwrap, owns the PTY, so a
@@ -90,6 +91,7 @@ class Launch:
     cgroup_procs: Sequence[str] = ()  # ``cgroup.procs`` files to enter before anything runs
     rlimits: Limits | None = None  # only where no cgroup holds the limits
     open_files: int = 0  # the session's soft RLIMIT_NOFILE (the server raised its own); 0: its
+    open_files_hard: int = 0  # and its hard one (``session_nofile_limit``); 0: the spawner's
     bubblewrap: bool = True  # False: only the limits (setting ``sandbox = "none"``)
     unset_env: Sequence[str] = ()  # what the spawner adds to ``env`` that must not go in
 
@@ -172,14 +174,14 @@ def _inside(launch: Launch, setsid: str, setpriv: str, env: str) -> list[str]:
     return [*args, env, "-i", *pairs, *launch.argv]
 
 
-def _prlimit(limits: Limits | None, open_files: int, prlimit: str) -> list[str]:
+def _prlimit(limits: Limits | None, open_files: tuple[int, int], prlimit: str) -> list[str]:
     args = [prlimit]
     if limits is not None and limits.memory:
         args.append(f"--as={limits.memory}")
     if limits is not None and limits.pids:
         args.append(f"--nproc={limits.pids}")
-    if open_files:
-        args.append(f"--nofile={open_files}:")
+    if any(open_files):
+        args.append("--nofile={}:{}".format(*(n or "" for n in open_files)))
     return [*args, "--"] if len(args) > 1 else []
 
 
@@ -199,7 +201,7 @@ def command(
     argv: list[str] = []
     if launch.cgroup_procs:
         argv += [sh, "-c", _ENTER_CGROUPS, "sh", *launch.cgroup_procs, "--"]
-    rlimits = _prlimit(launch.rlimits, launch.open_files, prlimit)
+    rlimits = _prlimit(launch.rlimits, (launch.open_files, launch.open_files_hard), prlimit)
     if not launch.bubblewrap:
         return argv + rlimits + list(launch.argv)
     if launch.argv and "=" in launch.argv[0]:

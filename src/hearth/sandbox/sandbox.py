@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from hearth.config import Settings
 from hearth.errors import HearthError
-from hearth.fds import session_open_files
+from hearth.fds import session_nofile
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
 from hearth.sandbox.disk import Volume, open_volume
@@ -150,6 +150,7 @@ class Sandbox:
         )
         self._cgroups = cgroups
         self.volume = volume  # where sessions write, with each user's disk limit
+        self._open_files = session_nofile(settings.session_nofile_limit)
         self.limits_mode: LimitsMode = (
             "none"
             if not self.limits.any
@@ -171,7 +172,12 @@ class Sandbox:
     def unconfined(cls, settings: Settings) -> Sandbox:
         """No sandbox and no limits (for a manager built without one, in tests)."""
         plain = settings.model_copy(
-            update={"session_memory_limit": 0, "session_pids_limit": 0, "session_cpu_limit": 0}
+            update={
+                "session_memory_limit": 0,
+                "session_pids_limit": 0,
+                "session_cpu_limit": 0,
+                "session_nofile_limit": 0,
+            }
         )
         return cls(plain, bubblewrap=False, cgroups=None)
 
@@ -181,6 +187,12 @@ class Sandbox:
             self._cgroups.close()
         if self.volume is not None:
             self.volume.close()
+
+    @property
+    def rlimits_only(self) -> bool:
+        """A plain user's sandboxes with limits and no cgroup to hold them: the sessions of
+        every user share the server's uid, and its per-uid kernel limits (SPEC §7.1)."""
+        return self.bubblewrap and not self.root and self.limits_mode == "rlimit"
 
     @property
     def kind(self) -> str:
@@ -204,6 +216,7 @@ class Sandbox:
             "pids_limit": self.limits.pids,
             "cpu_limit": self.limits.cpu,
             "disk_limit_bytes": self.settings.session_disk_limit if self.volume else 0,
+            "nofile_limit": self._open_files[1] or "the server's",
             "uids": f"from {self.settings.sandbox_uid_base}" if self.root else "the server's",
         }
 
@@ -239,7 +252,8 @@ class Sandbox:
             terminal=terminal,
             cgroup_procs=cgroup.procs if cgroup is not None and entered is None else (),
             rlimits=rlimits,
-            open_files=session_open_files(),
+            open_files=self._open_files[0],
+            open_files_hard=self._open_files[1],
             bubblewrap=self.bubblewrap,
         )
         return Prepared(launch, cgroup, self.limits.memory)
@@ -409,6 +423,15 @@ UNSANDBOXED_USERS = (
     "(HEARTH_SANDBOX=none) to accept that."
 )
 
+RLIMITS_ONLY = (
+    "Several users are configured but this server runs as a plain user with no delegated cgroup, "
+    "so session limits would be per-process rlimits: memory is limited per process, not per "
+    "session, and every user's sessions share the per-uid limits of the kernel (inotify, "
+    "message queues, pending signals). Run it in a delegated cgroup v2 (e.g. systemd-run --user "
+    '-p Delegate=yes hearth serve), or as root, or set session_limits = "rlimit" '
+    "(HEARTH_SESSION_LIMITS=rlimit) to accept that."
+)
+
 
 def open_sandbox(
     settings: Settings, secret_files: Sequence[Path] = (), users: int | None = None
@@ -433,18 +456,15 @@ def open_sandbox(
         raise SandboxUnavailable(UNSANDBOXED_USERS)
     # opened even with no limit set: each session's cgroup is its equal share of the CPU
     cgroups = _open_cgroups(settings)
-    volume, why = open_volume(
+    sandbox = Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
+    if served > 1 and sandbox.rlimits_only and settings.session_limits != "rlimit":
+        raise SandboxUnavailable(RLIMITS_ONLY)
+    sandbox.volume, why = open_volume(
         settings.data_dir.expanduser().resolve(), settings.session_disk_limit, served
     )
-    if volume is None and settings.session_disk_limit:
+    if sandbox.volume is None and settings.session_disk_limit:
         log.warning("no disk limit", extra={"reason": why})
-    return Sandbox(
-        settings,
-        bubblewrap=bubblewrap,
-        cgroups=cgroups,
-        secret_files=secret_files,
-        volume=volume,
-    )
+    return sandbox
 
 
 def _open_cgroups(settings: Settings) -> Cgroups | None:
