@@ -41,6 +41,19 @@ async def test_the_place_says_when_its_data_directory_is_replaced(tmp_path: Path
     assert await asyncio.wait_for(watching, 5) == "replaced"
 
 
+async def test_the_place_says_when_its_socket_is_removed(tmp_path: Path) -> None:
+    """``rm -r`` of a data directory that holds a mount point (the disk image) removes all but
+    the directories on the way to it: the socket goes, the directory stays."""
+    place = HostPlace(tmp_path / "data")
+    place.data_dir.mkdir()
+    place.socket.write_bytes(b"")
+    watching = asyncio.create_task(place.gone(0.01))
+    await asyncio.sleep(0.05)
+    assert not watching.done()
+    place.socket.unlink()
+    assert await asyncio.wait_for(watching, 5) == "its socket removed"
+
+
 def _processes() -> dict[int, tuple[int, str, bytes]]:
     """Every process: pid → (parent, start time, command line)."""
     found = {}

@@ -27,28 +27,33 @@ class HostPlace:
         self.lock = self.data_dir / "host.lock"
         self.log = self.data_dir / "host.log"
 
-    def identity(self) -> tuple[int, int] | None:
-        """The data directory's (st_dev, st_ino); None once nothing is at its path."""
+    def identity(self, path: Path | None = None) -> tuple[int, int] | None:
+        """The data directory's (or ``path``'s) (st_dev, st_ino); None once nothing is there."""
         try:
-            st = os.stat(self.data_dir)
+            st = os.stat(path or self.data_dir, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
         return st.st_dev, st.st_ino
 
     async def gone(self, interval: float) -> str:
         """Returns once the data directory found now is ``"removed"`` from its path or
-        ``"replaced"`` there by another (looked at every ``interval`` seconds)."""
-        first = self.identity()
+        ``"replaced"`` there by another, or its socket is (``rm -r`` of a data directory that
+        holds a mount point removes the socket, not the directory); looked at every
+        ``interval`` seconds."""
+        first, socket = self.identity(), self.identity(self.socket)
         while True:
             await asyncio.sleep(interval)
             try:
                 now = self.identity()
+                socket_now = self.identity(self.socket)
             except OSError:  # unreadable for now (a parent's mode?): that is not gone
                 continue
             if now is None:
                 return "removed"
             if now != first:
                 return "replaced"
+            if socket is not None and socket_now != socket:
+                return "its socket removed" if socket_now is None else "its socket replaced"
 
     @contextlib.contextmanager
     def socket_address(self) -> Iterator[str]:
