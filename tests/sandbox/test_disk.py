@@ -172,3 +172,21 @@ def test_a_full_disk_is_a_507_that_leaves_nothing_half_made(
     r = httpx.post(f"{server.url}/api/v1/sessions", json={"session_id": "bk"}, headers=H_BOB)
     assert r.status_code == 201, r.text
     assert execute(server, H_ALICE, "ak", "print(6 * 7)").strip() == "42"
+
+
+def test_a_subvolume_of_ones_own_does_not_escape_the_limit(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    """A new btrfs subvolume would count in no user's quota group: sessions can't make one
+    (nor a snapshot: every btrfs ioctl is refused by the seccomp filter)."""
+    server = make_server(session_disk_limit=32 * MiB)
+    said = shell(
+        server,
+        H_ALICE,
+        "esc",
+        "btrfs subvolume create ~/esc; echo made=$?;"
+        " head -c 48M /dev/zero > ~/esc/f 2>/dev/null || head -c 48M /dev/zero > ~/f2;"
+        " echo rc=$?",
+    )
+    assert "made=0" not in said, said
+    assert "rc=0" not in said, said

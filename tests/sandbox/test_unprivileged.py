@@ -202,6 +202,9 @@ def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: 
     health = httpx.get(plain.url + "/healthz").json()
     assert (health["sandbox"], health["limits"]) == ("bubblewrap", "rlimit")
     assert "rlimit" in plain.log.read_text()  # said at start-up, with the reason
+    # no btrfs with quotas, and only root may mount one: no disk limit, and it says why
+    assert health["disk_limit"] == "none"
+    assert "no disk limit" in plain.log.read_text()
 
     r = plain.post(
         "/api/v1/terminal/sessions",
