@@ -44,6 +44,14 @@ def test_system_paths_are_read_only_and_only_the_own_directory_is_writable() -> 
     assert ("1777",) in pairs(argv, "--perms")  # /tmp: private, writable by the session
 
 
+def test_dev_shm_is_the_sandboxs_own_and_open_to_its_uid() -> None:
+    # POSIX semaphores (multiprocessing's locks) live there: bwrap's --dev makes it root's, 0755
+    argv = command(launch(uid=200001))
+    shm = argv.index("/dev/shm")
+    assert argv[shm - 3 : shm] == ["--perms", "1777", "--tmpfs"]
+    assert argv.index("--dev") < shm
+
+
 def test_missing_parents_are_made_traversable_but_not_inside_system_paths() -> None:
     argv = command(launch(binds=[Bind("/tmp/x/data/homes/alice", writable=True)]))
     made = [d for (d,) in pairs(argv, "--dir")]
