@@ -49,6 +49,12 @@ write-etc         touch /etc/pwned
 write-data-dir    touch {data}/pwned
 see-server-env    env | grep -q HEARTH_
 is-root           test "$(id -u)" = 0
+unshare-user      unshare -U true
+unshare-user-root unshare -Ur true
+userns-mount      unshare -Urm mount -t tmpfs none /tmp
+mount-tmpfs       mount -t tmpfs none /tmp
+tiocsti           python3 -c "import fcntl, termios; fcntl.ioctl(0, termios.TIOCSTI, b'x')"
+unfiltered        ! grep -q '^Seccomp:[[:space:]]*2' /proc/self/status
 """
 
 

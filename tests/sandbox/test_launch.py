@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
+from hearth.sandbox.launch import HELPER_ENV, SECCOMP_FD, Bind, Launch, Limits, command
 
 
 def launch(**changes: object) -> Launch:
@@ -42,6 +45,14 @@ def test_system_paths_are_read_only_and_only_the_own_directory_is_writable() -> 
     assert pairs(argv, "--bind") == [("/data/homes/alice", "/data/homes/alice")]
     assert pairs(argv, "--symlink") == [("usr/bin", "/bin")]
     assert ("1777",) in pairs(argv, "--perms")  # /tmp: private, writable by the session
+
+
+def test_dev_shm_is_the_sandboxs_own_and_open_to_its_uid() -> None:
+    # POSIX semaphores (multiprocessing's locks) live there: bwrap's --dev makes it root's, 0755
+    argv = command(launch(uid=200001))
+    shm = argv.index("/dev/shm")
+    assert argv[shm - 3 : shm] == ["--perms", "1777", "--tmpfs"]
+    assert argv.index("--dev") < shm
 
 
 def test_missing_parents_are_made_traversable_but_not_inside_system_paths() -> None:
@@ -89,6 +100,37 @@ def test_the_cgroups_are_entered_before_bwrap_starts_anything() -> None:
     assert argv[:2] == ["/bin/sh", "-c"]
     assert argv[4:7] == [*procs, "--"]
     assert argv[7] == "bwrap"
+
+
+FILTER = "/data/sandbox/seccomp.bpf"
+
+
+def test_the_seccomp_filter_is_opened_for_bwrap_before_it_starts() -> None:
+    argv = command(launch(seccomp=FILTER))
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert argv[2].startswith(f'exec {SECCOMP_FD}<"$1" ')
+    assert argv[3:7] == ["sh", FILTER, "--", "bwrap"]
+    assert pairs(argv, "--seccomp") == [(str(SECCOMP_FD),)]
+    assert argv.index("--seccomp") < argv.index("--chdir")
+    # with cgroups, the same sh opens the filter and enters them
+    procs = ["/cg/memory/hearth-x/t-a/cgroup.procs", "/cg/pids/hearth-x/t-a/cgroup.procs"]
+    argv = command(launch(seccomp=FILTER, cgroup_procs=procs))
+    assert argv[3:9] == ["sh", FILTER, *procs, "--", "bwrap"]
+    # without bwrap nothing would load it
+    assert command(launch(seccomp=FILTER, bubblewrap=False)) == ["/bin/bash", "-l"]
+
+
+def test_bwrap_gets_the_filters_file_on_its_descriptor(tmp_path: Path) -> None:
+    bpf = tmp_path / "seccomp.bpf"
+    bpf.write_bytes(b"\0" * 8)
+    fake = tmp_path / "bwrap"  # says what it was given, and where descriptor 9 leads
+    fake.write_text(f'#!/bin/sh\nreadlink /proc/self/fd/{SECCOMP_FD}\necho "$@"\n')
+    fake.chmod(0o755)
+    argv = command(launch(seccomp=str(bpf)), bwrap=str(fake))
+    done = subprocess.run(argv, env=HELPER_ENV, capture_output=True, text=True, check=True)
+    where, args = done.stdout.splitlines()
+    assert where == str(bpf)
+    assert args.startswith("--die-with-parent --unshare-pid") and f"--seccomp {SECCOMP_FD}" in args
 
 
 @pytest.mark.parametrize(

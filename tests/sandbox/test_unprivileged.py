@@ -49,6 +49,8 @@ server-environ    cat /proc/{server}/environ
 signal-server     kill -0 {server}
 write-system      touch /usr/pwned
 see-server-env    env | grep -q HEARTH_
+nested-userns     unshare -Ur true
+unfiltered        ! grep -q '^Seccomp:[[:space:]]*2' /proc/self/status
 """
 # Writing at the data dir's path succeeds in a user namespace: bwrap made that directory in the
 # sandbox's own root (owned by the session's mapped uid); the real data dir is checked instead.
@@ -200,7 +202,7 @@ def test_several_users_with_only_rlimits_refuse_to_start_naming_the_fixes(place:
 
 def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: Plain) -> None:
     health = httpx.get(plain.url + "/healthz").json()
-    assert (health["sandbox"], health["limits"]) == ("bubblewrap", "rlimit")
+    assert health == {"status": "ok", "sandbox": "bubblewrap", "limits": "rlimit", "seccomp": "on"}
     assert "rlimit" in plain.log.read_text()  # said at start-up, with the reason
     # no btrfs with quotas, and only root may mount one: no disk limit, and it says why
     assert health["disk_limit"] == "none"

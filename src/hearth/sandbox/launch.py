@@ -5,11 +5,15 @@ directory, the paths it sees (read-only or writable), the uid it runs as, its ne
 cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY, jupyter_client's
 ``Popen``, later the session host)::
 
-    sh -c 'enter the cgroup'  bwrap <namespaces, mounts>  [prlimit …]  [setsid --ctty]
-        [setpriv …]  argv
+    sh -c 'open the filter, enter the cgroup'  bwrap <namespaces, mounts, filter>  [prlimit …]
+        [setsid --ctty]  [setpriv …]  argv
 
-- ``sh`` writes ``0`` into each ``cgroup.procs`` ("move me") before it execs the rest, so no
-  process of the session runs outside its cgroup, even for a moment;
+- ``sh`` opens the seccomp filter's file (:mod:`hearth.sandbox.seccomp`) on descriptor 9 for
+  bwrap's ``--seccomp 9`` (the spawners pass only 0-2, and dash names no descriptor above 9):
+  bwrap reads and closes it, and loads the filter last, so that it holds for every process of
+  the session and for nothing of bwrap's own setup. ``sh`` also writes ``0``
+  into each ``cgroup.procs`` ("move me") before it execs the rest, so no process of the session
+  runs outside its cgroup, even for a moment;
 - ``prlimit`` inside the namespaces: the limits where no cgroup can be written (the rlimit
   fallback; a user namespace's process count is checked against the limit its creator had, and
   every sandbox of a plain server's uid counts there; set inside, the limit counts this sandbox
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
-__all__ = ["HELPER_ENV", "Bind", "Launch", "Limits", "command"]
+__all__ = ["HELPER_ENV", "SECCOMP_FD", "Bind", "Launch", "Limits", "command"]
 
 Network = Literal["host", "none"]
 
@@ -45,6 +49,9 @@ HELPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 _ENTER_CGROUPS = (
     'for f do case $f in --) shift; break;; esac; echo 0 > "$f" || exit 126; shift; done; exec "$@"'
 )
+# bwrap reads the seccomp filter from this descriptor; the first argument names its file.
+SECCOMP_FD = 9
+_OPEN_FILTER = f'exec {SECCOMP_FD}<"$1" || exit 126; shift; '
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,7 @@ class Launch:
     open_files: int = 0  # the session's soft RLIMIT_NOFILE (the server raised its own); 0: its
     open_files_hard: int = 0  # and its hard one (``session_nofile_limit``); 0: the spawner's
     bubblewrap: bool = True  # False: only the limits (setting ``sandbox = "none"``)
+    seccomp: str = ""  # the seccomp filter's file (a BPF program) for bwrap; "": none
     unset_env: Sequence[str] = ()  # what the spawner adds to ``env`` that must not go in
 
 
@@ -127,6 +135,8 @@ def _bwrap(launch: Launch, bwrap: str) -> list[str]:
     args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     args += ["--clearenv", "--setenv", "PATH", HELPER_ENV["PATH"]]
     args += ["--unshare-cgroup-try"]
+    if launch.seccomp:
+        args += ["--seccomp", str(SECCOMP_FD)]
     if launch.user_namespace:
         args.append("--unshare-user")
     if launch.network == "none":
@@ -134,8 +144,11 @@ def _bwrap(launch: Launch, bwrap: str) -> list[str]:
     args += ["--hostname", "hearth"]
     for name in launch.unset_env:
         args += ["--unsetenv", name]
+    # /dev/shm: POSIX shared memory and semaphores (multiprocessing's locks), the sandbox's own
+    # and open to its uid (bwrap's --dev makes it root's, 0755)
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
     # /tmp first: a system path under it (a venv in a clone under /tmp) is bound into the tmpfs
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--tmpfs", "/tmp"]
     made: set[str] = {"/proc", "/dev", "/tmp"}
     filled: list[str] = []  # system paths: their whole tree exists
     for bind in launch.system:
@@ -199,7 +212,10 @@ def command(
     :data:`HELPER_ENV` and the session's environment is set last, by ``env -i``; unsandboxed
     (``sandbox = "none"``), the spawner gives it ``launch.env``."""
     argv: list[str] = []
-    if launch.cgroup_procs:
+    if launch.bubblewrap and launch.seccomp:
+        script = _OPEN_FILTER + _ENTER_CGROUPS
+        argv += [sh, "-c", script, "sh", launch.seccomp, *launch.cgroup_procs, "--"]
+    elif launch.cgroup_procs:
         argv += [sh, "-c", _ENTER_CGROUPS, "sh", *launch.cgroup_procs, "--"]
     rlimits = _prlimit(launch.rlimits, (launch.open_files, launch.open_files_hard), prlimit)
     if not launch.bubblewrap:

@@ -1,7 +1,8 @@
 """The sandbox in force: what every session process is started in (SPEC §7).
 
-Built once at start-up from the settings and what the machine offers (bwrap, cgroups, root or
-not), then asked for a :class:`Prepared` launch per process: a terminal's shell or a kernel.
+Built once at start-up from the settings and what the machine offers (bwrap, cgroups, libseccomp,
+root or not), then asked for a :class:`Prepared` launch per process: a terminal's shell or a
+kernel.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
 from hearth.sandbox.disk import Volume, open_volume
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
+from hearth.sandbox.seccomp import SeccompUnavailable, compile_filter, rules, write_filter
 
 __all__ = ["UNSANDBOXED_USERS", "Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
 
@@ -130,7 +132,8 @@ def _probe(path: str) -> str | None:
 
 
 class Sandbox:
-    """Kind (bubblewrap or none) and limits (cgroup2, cgroup1, rlimit or none) in force."""
+    """Kind (bubblewrap or none), limits (cgroup2, cgroup1, rlimit or none) and seccomp filter
+    (on or off) in force. ``seccomp``: the filter's BPF program, for bwrap to load."""
 
     def __init__(
         self,
@@ -140,6 +143,7 @@ class Sandbox:
         cgroups: Cgroups | None,
         secret_files: Sequence[Path] = (),
         volume: Volume | None = None,
+        seccomp: bytes | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.expanduser().resolve()
@@ -167,6 +171,11 @@ class Sandbox:
         self._hide = [h for h in hidden if Path(h) == self.data_dir or Path(h).is_dir()]
         self._mask = [h for h in hidden if h not in self._hide]
         self._accounts = AccountFiles(self.data_dir / "sandbox" / "etc")
+        self._seccomp = ""  # the filter's file, under the data dir: no session sees it
+        if bubblewrap and seccomp is not None:
+            path = self.data_dir / "sandbox" / "seccomp.bpf"
+            write_filter(seccomp, path)
+            self._seccomp = str(path)
 
     @classmethod
     def unconfined(cls, settings: Settings) -> Sandbox:
@@ -204,8 +213,17 @@ class Sandbox:
         ``"none"``."""
         return "qgroup" if self.volume is not None else "none"
 
+    @property
+    def seccomp(self) -> bool:
+        return bool(self._seccomp)
+
     def status(self) -> dict[str, Any]:
-        return {"sandbox": self.kind, "limits": self.limits_mode, "disk_limit": self.disk_limit}
+        return {
+            "sandbox": self.kind,
+            "limits": self.limits_mode,
+            "seccomp": "on" if self.seccomp else "off",
+            "disk_limit": self.disk_limit,
+        }
 
     def describe(self) -> dict[str, Any]:
         """What the start-up log says."""
@@ -255,6 +273,7 @@ class Sandbox:
             open_files=self._open_files[0],
             open_files_hard=self._open_files[1],
             bubblewrap=self.bubblewrap,
+            seccomp=self._seccomp,
         )
         return Prepared(launch, cgroup, self.limits.memory)
 
@@ -334,6 +353,7 @@ class Sandbox:
             user_namespace=not self.root,
             network="none",
             bubblewrap=self.bubblewrap,
+            seccomp=self._seccomp,
         )
         return Prepared(launch, None, 0)
 
@@ -456,7 +476,14 @@ def open_sandbox(
         raise SandboxUnavailable(UNSANDBOXED_USERS)
     # opened even with no limit set: each session's cgroup is its equal share of the CPU
     cgroups = _open_cgroups(settings)
-    sandbox = Sandbox(settings, bubblewrap=bubblewrap, cgroups=cgroups, secret_files=secret_files)
+    seccomp = _seccomp_filter() if bubblewrap else None
+    sandbox = Sandbox(
+        settings,
+        bubblewrap=bubblewrap,
+        cgroups=cgroups,
+        secret_files=secret_files,
+        seccomp=seccomp,
+    )
     if served > 1 and sandbox.rlimits_only and settings.session_limits != "rlimit":
         raise SandboxUnavailable(RLIMITS_ONLY)
     sandbox.volume, why = open_volume(
@@ -465,6 +492,16 @@ def open_sandbox(
     if sandbox.volume is None and settings.session_disk_limit:
         log.warning("no disk limit", extra={"reason": why})
     return sandbox
+
+
+def _seccomp_filter() -> bytes | None:
+    """The sessions' seccomp filter (built once per process: at start-up), or None and a
+    warning: sessions then run without one, and ``/healthz`` says ``"seccomp": "off"``."""
+    try:
+        return compile_filter(rules())
+    except SeccompUnavailable as exc:
+        log.warning("no seccomp filter", extra={"reason": str(exc)})
+        return None
 
 
 def _open_cgroups(settings: Settings) -> Cgroups | None:
