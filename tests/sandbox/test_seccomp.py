@@ -107,7 +107,7 @@ def test_the_filter_compiles_to_a_bpf_program() -> None:
 
 
 def settings(tmp_path: Path) -> Settings:
-    no_limits = {"session_memory_limit": 0, "session_pids_limit": 0}  # no cgroup to clean up
+    no_limits = {"session_memory_limit": 0, "session_pids_limit": 0, "session_disk_limit": 0}
     return Settings(data_dir=tmp_path / "data", tokens={ALICE: "alice"}, **no_limits)
 
 
@@ -151,6 +151,7 @@ def test_without_libseccomp_sessions_run_unfiltered_and_say_so(
     assert [r.getMessage() for r in said] == ["no seccomp filter"]
     assert "libseccomp" in said[0].reason  # type: ignore[attr-defined]
     argv = sandbox.screen_model(Path("/usr/bin/node"), tmp_path).command(["true"])
+    sandbox.close()
     assert "--seccomp" not in argv and argv[0] != "/bin/sh"
 
 
