@@ -150,6 +150,14 @@ def test_rlimits_where_no_cgroup_holds_the_limits(limits: Limits, expected: list
     assert inside[len(expected)] in ("setsid", "env")
 
 
+def test_with_rlimits_a_sessions_tmpfs_is_no_bigger_than_its_memory_limit() -> None:
+    """No cgroup charges what is written to ``/tmp`` or ``/dev/shm`` to the session's memory."""
+    argv = command(launch(rlimits=Limits(memory=1 << 30)))
+    sized = [argv[i + 1 : i + 4] for i, a in enumerate(argv) if a == "--size"]
+    assert sized == [[str(1 << 30), "--tmpfs", "/dev/shm"], [str(1 << 30), "--tmpfs", "/tmp"]]
+    assert "--size" not in command(launch())  # a cgroup charges them
+
+
 def test_a_session_gets_back_the_open_files_limit_the_server_raised() -> None:
     argv = command(launch(open_files=1024, rlimits=Limits(pids=64)))
     inside = argv[argv.index("--") + 1 :]

@@ -146,9 +146,13 @@ def _bwrap(launch: Launch, bwrap: str) -> list[str]:
         args += ["--unsetenv", name]
     # /dev/shm: POSIX shared memory and semaphores (multiprocessing's locks), the sandbox's own
     # and open to its uid (bwrap's --dev makes it root's, 0755)
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+    # Where no cgroup charges a tmpfs's pages to the session's memory, each is as big as that.
+    size = (
+        ["--size", str(launch.rlimits.memory)] if launch.rlimits and launch.rlimits.memory else []
+    )
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", *size, "--tmpfs", "/dev/shm"]
     # /tmp first: a system path under it (a venv in a clone under /tmp) is bound into the tmpfs
-    args += ["--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", *size, "--tmpfs", "/tmp"]
     made: set[str] = {"/proc", "/dev", "/tmp"}
     filled: list[str] = []  # system paths: their whole tree exists
     for bind in launch.system:
