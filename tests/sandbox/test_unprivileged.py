@@ -8,6 +8,7 @@ so this needs root to start it; as a plain user the whole suite already runs thi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -89,6 +90,12 @@ def _nobody_can_run_hearth(hearth: Path) -> bool:
 
 @pytest.fixture
 def plain() -> Iterator[Plain]:
+    with plain_server(pool=0) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def plain_server(pool: int) -> Iterator[Plain]:
     hearth = Path(sys.executable).with_name("hearth")
     if not _nobody_can_run_hearth(hearth):
         why = (
@@ -110,7 +117,7 @@ def plain() -> Iterator[Plain]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(root / "data"),
         "HEARTH_TOKENS": json.dumps(TOKENS),
-        "HEARTH_SESSION_POOL_SIZE": "0",
+        "HEARTH_SESSION_POOL_SIZE": str(pool),
         "HEARTH_SESSION_PIDS_LIMIT": "64",
     }
     argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -274,3 +281,34 @@ def test_a_jupyter_client_of_a_plain_users_server_runs_sandboxed(plain: Plain) -
     output = "".join(text)
     assert "NPROC 64" in output, output  # the session's rlimit, inside the kernel
     assert output.count("blocked") == 2 and "worked" not in output, output
+
+
+def test_a_pooled_kernel_of_a_plain_users_server_works_in_its_working_dir() -> None:
+    """As a plain user, a kernel's sandbox is in user namespaces: its working dir is moved to
+    the session's path in there too (the capabilities of the namespace that owns its mounts),
+    and its channels are Unix sockets that another session can't reach."""
+    with plain_server(pool=1) as server:
+        poll(
+            lambda: (
+                httpx.get(
+                    f"{server.url}/api/v1/pool", headers={"Authorization": f"Bearer {ALICE}"}
+                ).json()["ready"]
+                >= 1
+            ),
+            timeout=60,
+            what="a pooled kernel",
+        )
+        info = server.post("/api/v1/sessions", ALICE, {"session_id": "pk"}).json()
+        assert info["from_pool"] is True, info
+        r = server.post(
+            "/api/v1/sessions/pk/execute",
+            ALICE,
+            {"code": "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())"},
+        )
+        assert r.json()["status"] == "ok", r.text
+        assert r.json()["outputs"][0]["text"].strip() == info["working_dir"]
+        files = httpx.get(
+            f"{server.url}/api/v1/sessions/pk/files", headers={"Authorization": f"Bearer {ALICE}"}
+        ).json()
+        assert [f["path"] for f in files] == ["mine.txt"]
+        assert "restarting the kernel" not in server.log.read_text()  # moved, not restarted

@@ -34,6 +34,7 @@ from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
 from hearth.sandbox import Prepared, Sandbox
 from hearth.sandbox.launch import Bind
+from hearth.sandbox.mounts import move_mount
 from hearth.sandbox.procs import kill_sandbox, signal_sandbox
 from hearth.sandbox.sandbox import KERNEL_RUNTIME
 
@@ -382,6 +383,12 @@ class Kernel:
             await asyncio.to_thread(signal_sandbox, self.pid, signal.SIGINT)
         else:
             await self._km.interrupt_kernel()
+
+    async def move_cwd(self, to: Path) -> None:
+        """The sandboxed kernel's working directory, bound at ``spec.cwd`` inside, is at ``to``
+        from now on, its cwd included (see :mod:`hearth.sandbox.mounts`); raises ``MoveFailed``."""
+        assert self.launch is not None and self.launch.sandboxed
+        await move_mount(self.pid, str(self.spec.cwd), str(to))
 
     # -- Jupyter clients (SPEC §10) --------------------------------------------------------------
 
