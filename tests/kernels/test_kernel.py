@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hearth.kernels.kernel import Kernel, KernelSpec, kernel_environment
 from hearth.kernels.outputs import Outputs
 from hearth.kernels.procs import is_gone
+from hearth.sandbox import open_sandbox
 
-from .conftest import until
+from .conftest import kernel_settings, until
 
 
 def spec(tmp_path: Path, **kw: Any) -> KernelSpec:
@@ -104,3 +107,29 @@ async def test_stopping_kills_children_even_those_that_left_the_group(tmp_path: 
     assert is_gone(kernel_pid)
     await until(lambda: all(is_gone(p) for p in pids), 5)
     assert not (tmp_path / "rt").exists()
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/bwrap").exists() and os.environ.get("CI") != "true",
+    reason="needs bubblewrap (apt-get install bubblewrap)",
+)
+async def test_a_sandboxed_kernels_channels_are_unix_sockets_even_under_a_long_path(
+    tmp_path: Path,
+) -> None:
+    """No loopback port that another session shares (SPEC §7.1); a runtime directory too deep
+    for a socket's 107 bytes is reached through a descriptor of it."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    settings = kernel_settings(deep)
+    sandbox = open_sandbox(settings)
+    try:
+        given = spec(deep, sandbox=sandbox, key="deep", uid=sandbox.kernel_uid(0))
+        assert len(str(given.runtime_dir / "ipc-1").encode()) > 107
+        async with Kernel(given) as kernel:
+            km = kernel._km
+            assert km is not None
+            assert (km.transport, km.ip.startswith("/proc/self/fd/")) == ("ipc", True)
+            result = await run(kernel, "6 * 7")
+            assert result["outputs"][0]["data"]["text/plain"] == "42"
+    finally:
+        sandbox.close()

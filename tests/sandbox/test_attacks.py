@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +254,71 @@ def test_a_sessions_env_reaches_no_helper_that_runs_as_root(server: RunningServe
     )
     assert f"PATH={home}/bin:/usr/bin:/bin" in output  # the session has its PATH
     assert sorted(p.name for p in data.glob("pwned-*")) == []
+
+
+EAVESDROP = """
+import json, time, zmq
+loopback = {"/proc/net/tcp": "0100007F", "/proc/net/tcp6": "00000000000000000000000001000000"}
+ports = []
+for table, address in loopback.items():
+    for line in open(table).read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and local.split(":")[0] == address:  # listening
+            host = "[::1]" if table.endswith("6") else "127.0.0.1"
+            ports.append(f"tcp://{host}:{int(local.split(':')[1], 16)}")
+context = zmq.Context()
+poller = zmq.Poller()
+for address in ports:
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.IPV6, 1)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(address)
+    poller.register(sub, zmq.POLLIN)
+heard = 0
+end = time.monotonic() + 4
+while time.monotonic() < end:
+    for sub, _ in poller.poll(100):
+        heard += b"".join(sub.recv_multipart()).count(marker)
+context.destroy(linger=0)
+print(json.dumps({"ports": len(ports), "heard": heard}))
+"""
+
+
+def test_a_kernel_hears_nothing_of_another_kernels_channels(server: RunningServer) -> None:
+    """SPEC §7.1: alice's kernel subscribes to every loopback TCP port while bob's kernel prints;
+    a kernel's channels are Unix sockets in its own runtime directory, so she hears nothing."""
+    marker = f"BOB-MARKER-{secrets.token_hex(4)}"
+    for headers, sid in ((H_BOB, "bk"), (H_ALICE, "ak")):
+        r = httpx.post(
+            f"{server.url}/api/v1/sessions", json={"session_id": sid}, headers=headers, timeout=60
+        )
+        assert r.status_code == 201, r.text
+    talking = threading.Thread(
+        target=execute,
+        args=(
+            server,
+            H_BOB,
+            "bk",
+            f"import time\nfor i in range(300):\n"
+            f"    print({marker!r}, i, flush=True); time.sleep(0.03)",
+        ),
+    )
+    talking.start()
+    try:
+        poll(
+            lambda: (
+                httpx.get(f"{server.url}/api/v1/sessions/bk", headers=H_BOB).json()[
+                    "execution_state"
+                ]
+                == "busy"
+            ),
+            what="bob's kernel to talk",
+        )
+        got = json.loads(
+            execute(server, H_ALICE, "ak", f"marker = {marker.encode()!r}\n" + EAVESDROP)
+        )
+    finally:
+        talking.join(timeout=60)
+    assert got["ports"] >= 1  # the server's own port at least: the probe ran
+    assert got["heard"] == 0, got

@@ -8,6 +8,7 @@ so this needs root to start it; as a plain user the whole suite already runs thi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -142,11 +143,17 @@ def place() -> Iterator[Place]:
 
 @pytest.fixture
 def plain(place: Place) -> Iterator[Plain]:
+    with plain_server(place, pool=0) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def plain_server(place: Place, pool: int) -> Iterator[Plain]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # several users and only rlimits here (no delegated cgroup): accepted, as it must be said
-    env = place.env(HEARTH_SESSION_LIMITS="rlimit")
+    env = place.env(HEARTH_SESSION_LIMITS="rlimit", HEARTH_SESSION_POOL_SIZE=str(pool))
     serve = place.argv("serve", "--host", "127.0.0.1", "--port", str(port))
     serve += ["--data-dir", str(place.data)]
     # under a desktop's usual soft limit of open files, which the server raises for itself
@@ -202,10 +209,17 @@ def test_several_users_with_only_rlimits_refuse_to_start_naming_the_fixes(place:
 
 def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: Plain) -> None:
     health = httpx.get(plain.url + "/healthz").json()
-    assert health == {"status": "ok", "sandbox": "bubblewrap", "limits": "rlimit", "seccomp": "on"}
+    assert health.pop("disk") in ("ok", "low", "full")  # the machine's, not the server's
+    assert health == {
+        "status": "ok",
+        "sandbox": "bubblewrap",
+        "limits": "rlimit",
+        "seccomp": "on",
+        # no btrfs with quotas, and only root may mount one: no disk limit (said in the log)
+        "disk_limit": "none",
+        "disk": "ok",
+    }
     assert "rlimit" in plain.log.read_text()  # said at start-up, with the reason
-    # no btrfs with quotas, and only root may mount one: no disk limit, and it says why
-    assert health["disk_limit"] == "none"
     assert "no disk limit" in plain.log.read_text()
 
     r = plain.post(
@@ -364,3 +378,34 @@ def test_a_plain_users_sessions_share_its_uids_inotify_instances(plain: Plain) -
     assert "BOB Too many open files" in said, said  # alice's session took bob's share too
     headers = {"Authorization": f"Bearer {ALICE}"}
     httpx.delete(f"{plain.url}/api/v1/terminal/sessions/takes", headers=headers).raise_for_status()
+
+
+def test_a_pooled_kernel_of_a_plain_users_server_works_in_its_working_dir(place: Place) -> None:
+    """As a plain user, a kernel's sandbox is in user namespaces: its working dir is moved to
+    the session's path in there too (the capabilities of the namespace that owns its mounts),
+    and its channels are Unix sockets that another session can't reach."""
+    with plain_server(place, pool=1) as server:
+        poll(
+            lambda: (
+                httpx.get(
+                    f"{server.url}/api/v1/pool", headers={"Authorization": f"Bearer {ALICE}"}
+                ).json()["ready"]
+                >= 1
+            ),
+            timeout=60,
+            what="a pooled kernel",
+        )
+        info = server.post("/api/v1/sessions", ALICE, {"session_id": "pk"}).json()
+        assert info["from_pool"] is True, info
+        r = server.post(
+            "/api/v1/sessions/pk/execute",
+            ALICE,
+            {"code": "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())"},
+        )
+        assert r.json()["status"] == "ok", r.text
+        assert r.json()["outputs"][0]["text"].strip() == info["working_dir"]
+        files = httpx.get(
+            f"{server.url}/api/v1/sessions/pk/files", headers={"Authorization": f"Bearer {ALICE}"}
+        ).json()
+        assert [f["path"] for f in files] == ["mine.txt"]
+        assert "restarting the kernel" not in server.log.read_text()  # moved, not restarted

@@ -34,7 +34,9 @@ from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
 from hearth.sandbox import Prepared, Sandbox
 from hearth.sandbox.launch import Bind
+from hearth.sandbox.mounts import move_mount
 from hearth.sandbox.procs import kill_sandbox, signal_sandbox
+from hearth.sandbox.sandbox import KERNEL_RUNTIME
 
 __all__ = ["MARKER_VARIABLE", "Kernel", "KernelSpec", "kernel_environment"]
 
@@ -44,6 +46,7 @@ PUMP_POLL_MS = 500  # a pump's longest wait before it looks again
 
 MARKER_VARIABLE = "HEARTH_KERNEL_ID"
 _DIED = object()
+_SUN_PATH_MAX = 107  # bytes of a Unix socket's path
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,23 @@ class _LaunchingKernelManager(AsyncKernelManager):
     """Starts the kernel's command inside its sandbox launch."""
 
     launch: Prepared | None = None
+    kernel_ip: str = ""  # the kernel's own name of its sockets, when it is not the host's
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         argv: list[str] = super().format_kernel_cmd(extra_arguments)
         if self.launch is None:
             return argv
         # jupyter_client has just written the connection file (as the server's user)
-        self.launch.hand_over(Path(self.connection_file))
+        given = Path(self.connection_file)
+        if self.kernel_ip:  # the kernel reads a copy that names its sockets its own way
+            info = {**json.loads(given.read_text()), "ip": self.kernel_ip}
+            own = given.with_name("kernel-inside.json")
+            fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "w") as f:
+                json.dump(info, f, indent=2)
+            argv = [arg.replace(str(given), str(own)) for arg in argv]
+            given = own
+        self.launch.hand_over(given)
         return self.launch.command(argv)
 
 
@@ -92,6 +105,7 @@ class Kernel:
         self._waiters: dict[str, asyncio.Queue[Any]] = {}
         self._pumps: list[_Pump] = []
         self._recheck: asyncio.TimerHandle | None = None
+        self._runtime_fd = -1  # the runtime dir's, when its path is too long for a socket's
         self.launch: Prepared | None = None
         self.execution_state = "starting"  # as its IOPub last said (Jupyter's kernel model)
         self.execution_count = 0
@@ -133,16 +147,20 @@ class Kernel:
                 env=own,
                 views=self.spec.views,
             )
+        kernel_ip = ""
         if self.launch is not None and self.launch.sandboxed:
             env = self.launch.spawn_env  # the kernel's own is set inside, by the command
-            if self.launch.launch.network == "none":  # no loopback shared with the server
-                options.update(transport="ipc", ip=str(rt / "ipc"))
+            # Its channels are Unix sockets in its runtime directory, which no other session
+            # sees: on a loopback TCP port, any session could subscribe to its IOPub (SPEC
+            # §7.1), whatever the network setting. The kernel names them by its own short path.
+            options.update(transport="ipc", ip=self._socket_prefix(rt))
+            kernel_ip = f"{KERNEL_RUNTIME}/ipc"
         else:  # the marker finds the kernel's strays; a sandbox's PID namespace holds them
             env = {**self.spec.env, **own, MARKER_VARIABLE: self.id}
         km = self._km = _LaunchingKernelManager(
             kernel_name=self.spec.name, connection_file=str(rt / "kernel.json"), **options
         )
-        km.launch = self.launch
+        km.launch, km.kernel_ip = self.launch, kernel_ip
         argv = km.kernel_spec.argv if km.kernel_spec is not None else []
         # A kernel's history must not outlive it: the next user of the pool could read it.
         extra = ["--HistoryManager.enabled=False"] if "ipykernel" in " ".join(argv) else []
@@ -185,6 +203,16 @@ class Kernel:
         if km.kernel_spec is not None and km.kernel_spec.language.lower() == "python":
             await self._warm_up()
             self.execution_count = 0  # its execute_input came before its idle: not a user's
+
+    def _socket_prefix(self, rt: Path) -> str:
+        """How the host names the kernel's sockets (``<prefix>-<n>``): by their path, or, when
+        that would not fit in a socket address, through a descriptor of ``rt`` (which
+        ``connect`` accepts, as the session host's own socket does)."""
+        prefix = str(rt / "ipc")
+        if len(f"{prefix}-99999".encode()) <= _SUN_PATH_MAX:
+            return prefix
+        self._runtime_fd = os.open(rt, os.O_PATH | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self._runtime_fd}/ipc"
 
     async def _warm_up(self) -> None:
         """Run one throwaway cell: a fresh kernel's first execute costs ~2x a later one (lazy
@@ -356,6 +384,12 @@ class Kernel:
         else:
             await self._km.interrupt_kernel()
 
+    async def move_cwd(self, to: Path) -> None:
+        """The sandboxed kernel's working directory, bound at ``spec.cwd`` inside, is at ``to``
+        from now on, its cwd included (see :mod:`hearth.sandbox.mounts`); raises ``MoveFailed``."""
+        assert self.launch is not None and self.launch.sandboxed
+        await move_mount(self.pid, str(self.spec.cwd), str(to))
+
     # -- Jupyter clients (SPEC §10) --------------------------------------------------------------
 
     def connect(self, channel: str, identity: bytes | None = None) -> zmq.asyncio.Socket:
@@ -408,6 +442,9 @@ class Kernel:
                     await km.provisioner.wait()
             with contextlib.suppress(Exception):
                 await km.cleanup_resources()
+        if self._runtime_fd >= 0:
+            os.close(self._runtime_fd)
+            self._runtime_fd = -1
         if self._watch is not None:
             self._watch.close()
         if self.launch is not None:

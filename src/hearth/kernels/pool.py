@@ -335,6 +335,12 @@ class KernelPool:
                 session = next(s for s in self._sessions.values() if s.status is S.POOLED)
                 self._assign(session, user, sid, from_pool=True)
                 session.hand_out()
+                try:
+                    await self._arrive(session, user, sid)
+                except BaseException:
+                    if session.owner is not None:
+                        self.release(session)
+                    raise
                 return session, "pool"
             if decision is Acquire.COLD:
                 workdir = self.dirs.move_in(self.dirs.new_pool_dir("new-" + sid), user, sid)
@@ -357,15 +363,14 @@ class KernelPool:
         self._assign(session, user, sid, from_pool=False, move=False)
         try:
             await session.wait_ready()
+            # The kernel runs now (a directory renamed while a process is spawned in it would
+            # fail the spawn); its cwd follows the rename.
+            session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
+            await self._arrive(session, user, sid)
         except BaseException:
             if session.owner is not None:
                 self.release(session)
             raise
-        # The kernel runs now (a directory renamed while a process is spawned in it would fail
-        # the spawn); its cwd follows the rename.
-        session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
-        self._show(session, user, sid)
-        self._give(session, user)
         return session, "cold" if decision is Acquire.COLD else "claim"
 
     def _assign(
@@ -373,23 +378,22 @@ class KernelPool:
     ) -> None:
         if move:
             session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
-            self._show(session, user, sid)
-            self._give(session, user)
         session.owner, session.session_id, session.from_pool = user, sid, from_pool
         session.created_at = session.last_activity = self._clock()
         self._by_key[(user, sid)] = session
         self._on_event(session, "status")
 
-    def _give(self, session: KernelSession, user: str) -> None:
-        """The kernel's directories count towards ``user``'s disk limit from now on."""
+    async def _arrive(self, session: KernelSession, user: str, sid: str) -> None:
+        """A sandboxed kernel started in the pool: its working dir was renamed outside, and its
+        bind mount is moved to the same path inside (a directory made for it in its view of
+        ``sessions/``), so that its cwd is the working dir the API reports."""
         runtime = self._runtimes.get(session.uid)
+        # from now on, what it writes counts towards its user's disk limit
         self.dirs.give(user, session.working_dir, *([runtime] if runtime else []))
-
-    def _show(self, session: KernelSession, user: str, sid: str) -> None:
-        """A sandboxed kernel started in the pool finds its new working dir at the API's path."""
-        inside = self._started_in.get(session.uid)
+        inside = self._started_in.pop(session.uid, None)
         if inside is not None:
-            self.dirs.show(session.uid, user, sid, inside)
+            self.dirs.show(session.uid, user, sid)
+            await session.follow(inside)
 
     def _unregister(self, session: KernelSession) -> None:
         assert session.owner is not None and session.session_id is not None

@@ -22,6 +22,7 @@ from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.outputs import Event
 from hearth.kernels.procs import is_gone
 from hearth.kernels.status import KernelStatus, Lifecycle
+from hearth.sandbox.mounts import MoveFailed
 
 __all__ = ["KernelSession", "Want"]
 
@@ -227,6 +228,23 @@ class KernelSession:
         if self.status in (S.ACTIVE, S.EXECUTING, S.IDLE):
             self._move(S.STARTING, "restart")  # so that nobody is handed the old kernel
         await self.wait_ready()
+
+    async def follow(self, inside: Path) -> None:
+        """Its kernel, started in its sandbox with its cwd bound at ``inside`` (the pool's path),
+        finds its cwd at the working dir from now on. Should the move fail, the kernel is
+        restarted, in the working dir (it holds nothing yet: it was just handed out)."""
+        kernel = self._kernel
+        if kernel is None or kernel.spec.cwd != inside:
+            return  # restarted meanwhile: its new kernel started in the working dir
+        try:
+            await kernel.move_cwd(self.working_dir)
+        except MoveFailed as exc:
+            if kernel is not self._kernel or kernel.died.is_set():
+                return  # replaced meanwhile, or dead and restarting: in the working dir
+            log.warning(
+                "restarting the kernel of session %s in its working dir: %s", self.name, exc
+            )
+            await self.restart()
 
     # -- the task -----------------------------------------------------------------------------
 

@@ -6,16 +6,19 @@
     <data_dir>/kernels/pool/<uid>/       a pooled kernel's cwd, renamed into sessions/ when taken
     <data_dir>/kernels/incoming/<rand>/  files downloaded for a session not yet handed out
     <data_dir>/kernels/trash/<rand>/     a released session's directory, deleted in the background
-    <data_dir>/kernels/runtime/<rand>/   one kernel's connection file, IPython dir and log
-    <data_dir>/kernels/views/<uid>/      a sandboxed pooled kernel's view of sessions/: one link
+    <data_dir>/kernels/runtime/<rand>/   one kernel's connection file, sockets, IPython dir, log
+    <data_dir>/kernels/views/<uid>/      a sandboxed pooled kernel's view of sessions/
 
 A pooled kernel is handed out by renaming its directory: the kernel's cwd follows the rename
 (it is the same directory), so the kernel is in its user's directory at once, with no message
-sent to it. A sandboxed kernel sees its cwd where it was bound at start (the pool path), so it
-also gets a view of ``sessions/`` with one link, ``<user>/<id>`` → that path: the working dir the
-API reports opens inside the kernel too. A released directory is renamed away before it is
-deleted, so the same id can be created again at once without the deletion touching the new
-directory.
+sent to it. A sandboxed kernel has its directory bound at the pool's path, its cwd the root of
+that mount, and ``sessions/`` is its view: read-only, empty. At hand-out its view gets an empty
+``<user>/<id>`` and the mount is moved there inside the kernel's mount namespace (see
+:mod:`hearth.sandbox.mounts`): its cwd is then the working dir the API reports, by the same path
+(``getcwd`` names a directory from its mount's place). Paths are used as given, never resolved:
+``pool/`` and ``sessions/`` must stay on one file system (renames), whatever links lead there. A
+released directory is renamed away before it is deleted, so the same id can be created again at
+once without the deletion touching the new directory.
 """
 
 from __future__ import annotations
@@ -94,15 +97,14 @@ class WorkDirs:
         path.mkdir(mode=0o755)
         return path
 
-    def show(self, uid: str, user: str, session_id: str, inside: Path) -> None:
-        """In ``uid``'s view, ``<user>/<session_id>`` leads to ``inside`` (its cwd's bind)."""
+    def show(self, uid: str, user: str, session_id: str) -> None:
+        """In ``uid``'s view, an empty ``<user>/<session_id>``: where its kernel's working dir is
+        moved inside its sandbox when it is handed out."""
         view = self.views / uid
         if not view.is_dir():
             return
         (view / user).mkdir(mode=0o755, exist_ok=True)
-        link = view / user / session_id
-        link.unlink(missing_ok=True)
-        link.symlink_to(inside)
+        (view / user / session_id).mkdir(mode=0o755, exist_ok=True)
 
     def drop_view(self, uid: str) -> None:
         shutil.rmtree(self.views / uid, ignore_errors=True)

@@ -30,7 +30,14 @@ from hearth.sandbox.disk import Volume, open_volume
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
 from hearth.sandbox.seccomp import SeccompUnavailable, compile_filter, rules, write_filter
 
-__all__ = ["UNSANDBOXED_USERS", "Prepared", "Sandbox", "SandboxUnavailable", "system_view"]
+__all__ = [
+    "KERNEL_RUNTIME",
+    "UNSANDBOXED_USERS",
+    "Prepared",
+    "Sandbox",
+    "SandboxUnavailable",
+    "system_view",
+]
 
 log = logging.getLogger("hearth.sandbox")
 
@@ -38,6 +45,9 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 SEARCH_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 KERNEL_UID_OFFSET = 100_000  # terminal users: base+1 …; kernels: base+100000 …
 SCREEN_MODEL_UID_OFFSET = 0  # the screen model: base itself
+# A kernel's runtime directory is also seen here, inside its sandbox: its channels' Unix sockets
+# get a short path there, whatever the data directory's (a socket's path fits in 107 bytes).
+KERNEL_RUNTIME = "/run/hearth-kernel"
 
 LimitsMode = Literal["cgroup2", "cgroup1", "rlimit", "none"]
 
@@ -367,12 +377,18 @@ class Sandbox:
         env: Mapping[str, str],
         views: Sequence[Bind] = (),
     ) -> Prepared:
-        """A kernel: its working directory and runtime directory (connection file) only."""
+        """A kernel: its working directory and runtime directory (connection file, and its
+        channels' sockets: also at :data:`KERNEL_RUNTIME`) only."""
         self._own(cwd, uid)
         self._own(runtime_dir, uid, recursive=True)
         clean = self._environment(home=Path("/tmp"), user="kernel", shell="/bin/sh", extra={})
         clean.update(env)
-        binds = [Bind(str(cwd), writable=True), Bind(str(runtime_dir), writable=True), *views]
+        binds = [
+            Bind(str(cwd), writable=True),
+            Bind(str(runtime_dir), writable=True),
+            Bind(str(runtime_dir), KERNEL_RUNTIME, writable=True),
+            *views,
+        ]
         binds += self._account(Account("kernel", uid, "/tmp", "/bin/sh"))
         prepared = self._prepare(
             f"k-{key}", env=clean, cwd=cwd, binds=binds, uid=uid, terminal=False
