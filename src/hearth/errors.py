@@ -42,7 +42,6 @@ __all__ = [
     "SessionClosed",
     "Unauthorized",
     "error_for_status",
-    "storage_error",
 ]
 
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL, without importing sqlite3 into every client
