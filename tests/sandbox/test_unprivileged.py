@@ -217,7 +217,6 @@ def test_a_plain_users_server_sandboxes_in_a_user_namespace_with_rlimits(plain: 
         "seccomp": "on",
         # no btrfs with quotas, and only root may mount one: no disk limit (said in the log)
         "disk_limit": "none",
-        "disk": "ok",
     }
     assert "rlimit" in plain.log.read_text()  # said at start-up, with the reason
     assert "no disk limit" in plain.log.read_text()
