@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ACQUIRE_BUCKETS", "PoolStats"]
+__all__ = ["ACQUIRE_BUCKETS", "EVENTS", "OUTCOMES", "SOURCES", "PoolStats"]
 
 # seconds: upper bounds of the hand-out latency histogram
 ACQUIRE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -27,11 +27,19 @@ class _Latency:
         self.count += 1
 
 
+EVENTS = ("start", "recycle", "destroy", "death")
+OUTCOMES = ("hit", "miss")
+SOURCES = ("pool", "claim", "cold")  # where a handed-out kernel came from
+
+
 class PoolStats:
+    """Every series is there from the start, at zero: a scrape of a fresh server shows each
+    metric, not only those something has happened to."""
+
     def __init__(self) -> None:
-        self.events: Counter[str] = Counter()  # start, recycle, destroy, death
-        self.requests: Counter[str] = Counter()  # hit, miss
-        self._acquire: dict[str, _Latency] = {}
+        self.events: Counter[str] = Counter(dict.fromkeys(EVENTS, 0))
+        self.requests: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
+        self._acquire: dict[str, _Latency] = {source: _Latency() for source in SOURCES}
 
     def kernel_event(self, event: str) -> None:
         self.events[event] += 1

@@ -17,6 +17,9 @@ from prometheus_client.registry import Collector
 __all__ = ["Metrics"]
 
 
+WEBSOCKET_KINDS = ("terminal", "kernel", "jupyter")
+
+
 class _Snapshot:
     """What the session host said at the last scrape (``host.metrics``): plain data, pulled."""
 
@@ -113,6 +116,9 @@ class Metrics:
         self.bytes_streamed = Counter(
             "hearth_bytes_streamed", "Bytes sent to clients over websockets", ["kind"], registry=r
         )
+        for kind in WEBSOCKET_KINDS:  # each series from the first scrape, at zero
+            self.websockets_open.labels(kind)
+            self.bytes_streamed.labels(kind)
 
     def render(self, host_snapshot: dict[str, Any]) -> bytes:
         """The metrics, with the sessions' and the pool's from ``host_snapshot``."""
