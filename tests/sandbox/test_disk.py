@@ -190,3 +190,20 @@ def test_a_subvolume_of_ones_own_does_not_escape_the_limit(
     )
     assert "made=0" not in said, said
     assert "rc=0" not in said, said
+
+
+def test_a_limit_lifted_keeps_every_users_files_and_lifts_it(
+    make_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    data = tmp_path / "kept"
+    server = make_server(data_dir=data, session_disk_limit=32 * MiB)
+    said = shell(server, H_ALICE, "w", "head -c 24M /dev/zero > ~/kept; echo rc=$?")
+    assert "rc=0" in said, said
+    said = shell(server, H_ALICE, "x", "head -c 24M /dev/zero > ~/over; echo rc=$?")
+    assert "rc=0" not in said, said
+    server.stop()
+
+    server = make_server(data_dir=data, session_disk_limit=0)
+    assert httpx.get(f"{server.url}/healthz").json()["disk_limit"] == "none"
+    said = shell(server, H_ALICE, "y", "ls -l ~/kept; head -c 48M /dev/zero > ~/more; echo rc=$?")
+    assert "rc=0" in said and "25165824" in said, said

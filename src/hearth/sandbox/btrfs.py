@@ -14,6 +14,7 @@ import os
 import struct
 
 __all__ = [
+    "NO_LIMIT",
     "SUBVOLUME_ROOT",
     "assign",
     "create_qgroup",
@@ -78,8 +79,12 @@ def create_qgroup(mount: str | os.PathLike[str], group: int) -> None:
             raise
 
 
+NO_LIMIT = 2**64 - 1  # as a limit: clears it
+
+
 def limit_qgroup(mount: str | os.PathLike[str], group: int, max_bytes: int) -> None:
-    """Everything in ``group`` together refers to at most ``max_bytes``."""
+    """Everything in ``group`` together refers to at most ``max_bytes`` (:data:`NO_LIMIT`:
+    as much as it likes)."""
     limit = struct.pack("QQQQQQ", group, _LIMIT_MAX_RFER, max_bytes, 0, 0, 0)
     _ioctl(mount, _QGROUP_LIMIT, bytearray(limit))
 

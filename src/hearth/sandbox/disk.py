@@ -75,7 +75,7 @@ class Volume:
     """The btrfs file system where sessions write, mounted at ``mount``."""
 
     mount: Path
-    limit: int
+    limit: int  # 0: none (an image made under a limit stays in use when it is lifted)
     _groups: set[int] = field(default_factory=set)
     _root: int | None = None  # a descriptor of the mount, when we mounted it
 
@@ -92,7 +92,7 @@ class Volume:
         group = btrfs.qgroup(1, user_number)
         if user_number not in self._groups:
             btrfs.create_qgroup(self.mount, group)
-            btrfs.limit_qgroup(self.mount, group, self.limit)
+            btrfs.limit_qgroup(self.mount, group, self.limit or btrfs.NO_LIMIT)
             self._groups.add(user_number)
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
@@ -123,9 +123,10 @@ class Volume:
 def open_volume(data_dir: Path, limit: int, users: int) -> tuple[Volume | None, str]:
     """The volume for ``data_dir`` (``users``: how many it serves), or None and why no limit
     can be enforced."""
-    if limit == 0:
+    kept = (data_dir / IMAGE).exists()  # users' files are in it, limit or not
+    if limit == 0 and not kept:
         return None, "session_disk_limit is 0"
-    if _has_quotas(data_dir):
+    if limit and _has_quotas(data_dir):
         for place in PLACES:
             (data_dir / place).mkdir(exist_ok=True)
         return Volume(data_dir, limit), ""

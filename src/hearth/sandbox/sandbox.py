@@ -221,7 +221,7 @@ class Sandbox:
     def disk_limit(self) -> str:
         """How ``session_disk_limit`` is enforced: ``"qgroup"`` (btrfs quota groups) or
         ``"none"``."""
-        return "qgroup" if self.volume is not None else "none"
+        return "qgroup" if self.volume is not None and self.volume.limit else "none"
 
     @property
     def seccomp(self) -> bool:
@@ -243,7 +243,7 @@ class Sandbox:
             "memory_limit": self.limits.memory,
             "pids_limit": self.limits.pids,
             "cpu_limit": self.limits.cpu,
-            "disk_limit_bytes": self.settings.session_disk_limit if self.volume else 0,
+            "disk_limit_bytes": self.volume.limit if self.volume else 0,
             "nofile_limit": self._open_files[1] or "the server's",
             "uids": f"from {self.settings.sandbox_uid_base}" if self.root else "the server's",
         }
