@@ -6,8 +6,9 @@ from __future__ import annotations
 import errno
 import sqlite3
 
+from hearth.diskspace import disk_state
 from hearth.errors import InsufficientStorage, storage_error
-from hearth.sandbox.disk import MIN_IMAGE, disk_state, image_size
+from hearth.sandbox.disk import MIN_IMAGE, image_size
 
 GiB = 1 << 30
 

@@ -26,9 +26,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hearth.diskspace import reserve
 from hearth.sandbox import btrfs
 
-__all__ = ["PLACES", "Volume", "data_dir_state", "disk_state", "image_size", "open_volume"]
+__all__ = ["PLACES", "Volume", "image_size", "open_volume"]
 
 log = logging.getLogger("hearth.sandbox")
 
@@ -36,8 +37,6 @@ PLACES = ("homes", "sessions", "kernels")  # the data directory's places that se
 IMAGE = "volume.img"
 MOUNT = "volume"
 MIN_IMAGE = 256 << 20  # btrfs wants ~110 MiB for itself
-MIN_RESERVE = 256 << 20
-FULL = 16 << 20  # below this, a write of the server's may fail any moment
 _MNT_DETACH = 2
 _HELPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
@@ -47,27 +46,10 @@ def image_size(users: int, limit: int, free: int, total: int, now: int = 0) -> i
     ``total`` bytes left and the image at ``now`` bytes already: room for every user, but never
     what the server keeps for itself (5% of the file system, 256 MiB at least); 0 if that leaves
     too little for an image (pure)."""
-    room = now + free - max(MIN_RESERVE, total // 20)
+    room = now + free - reserve(total)
     if room < MIN_IMAGE:
         return 0
     return max(MIN_IMAGE, min(max(1, users) * limit, room), now)
-
-
-def disk_state(free: int, total: int) -> str:
-    """``/healthz``'s ``disk``: ``"full"`` (the server's own writes may fail), ``"low"`` (less
-    left than half the reserve an image keeps) or ``"ok"`` (pure)."""
-    if free < FULL:
-        return "full"
-    return "low" if free < max(MIN_RESERVE, total // 20) // 2 else "ok"
-
-
-def data_dir_state(data_dir: Path) -> str:
-    """:func:`disk_state` of the file system ``data_dir`` is on."""
-    try:
-        stat = os.statvfs(data_dir)
-    except OSError:
-        return "full"  # gone, or unreadable: nothing can be written there either
-    return disk_state(stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize)
 
 
 @dataclass

@@ -15,10 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth import __version__
 from hearth.config import Settings
+from hearth.diskspace import data_dir_state
 from hearth.errors import HearthError
 from hearth.host.client import HostClient
 from hearth.host.starter import HostStarter
-from hearth.sandbox.disk import data_dir_state
 from hearth.server import (
     routes_jupyter,
     routes_jupyter_sessions,
