@@ -10,7 +10,8 @@ need a nudge of several milliseconds before the first request, to be sure it is 
 It follows the session across kernels: when the kernel dies or is restarted, the client gets
 ``status: restarting`` and its messages wait for the next kernel. It ends when the session is
 closed or released. A client too slow for IOPub loses IOPub messages (as ZeroMQ drops them for a
-slow subscriber), and is told how many on stderr; replies are never dropped.
+slow subscriber), and is told how many on stderr; replies are never dropped (the overflow policy
+of all of a kernel's output, ``hearth.kernels.backlog``, in Jupyter's way).
 
 A connection whose client named its Jupyter session (``?session_id=``) outlives its websocket
 for ``KEEP_FOR`` seconds: it goes on taking the kernel's messages, and the client's next
@@ -37,6 +38,7 @@ import zmq
 import zmq.asyncio
 
 from hearth.errors import HearthError
+from hearth.kernels.backlog import LIMIT
 from hearth.kernels.kernel import Kernel
 from hearth.kernels.session import KernelSession
 from hearth.protocol.jupyter import encode_v1, own_message
@@ -47,7 +49,7 @@ log = logging.getLogger("hearth.kernels.channels")
 
 DELIMITER = b"<IDS|MSG>"
 OWN_SOCKETS = ("shell", "control", "stdin")
-MAX_QUEUED = 32 * 1024 * 1024  # bytes for the client; beyond, IOPub drops and replies wait
+MAX_QUEUED = LIMIT  # bytes for the client (``backlog``); beyond, IOPub drops, replies wait
 POLL_MS = 500  # a reader's longest wait before it looks again (a missed wake-up costs this)
 MAX_PENDING = 1000  # client messages held while there is no kernel
 KEEP_FOR = 120.0  # seconds a named connection waits for its client to come back

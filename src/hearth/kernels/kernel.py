@@ -29,6 +29,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from hearth.errors import KernelDied
+from hearth.kernels.backlog import MESSAGE_OVERHEAD, Backlog, droppable, size_of
 from hearth.kernels.outputs import Event, dead_kernel_error, done_event, event_from_message
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
@@ -102,7 +103,7 @@ class Kernel:
         self._km: AsyncKernelManager | None = None
         self._client: Any = None
         self._watch: ExitWatch | None = None
-        self._waiters: dict[str, asyncio.Queue[Any]] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._pumps: list[_Pump] = []
         self._recheck: asyncio.TimerHandle | None = None
         self._runtime_fd = -1  # the runtime dir's, when its path is too long for a socket's
@@ -218,7 +219,7 @@ class Kernel:
         """Run one throwaway cell: a fresh kernel's first execute costs ~2x a later one (lazy
         imports, first compile); paying it here keeps it out of the first user answer. Not
         stored in history, nothing printed."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue = _Waiter()
         msg_id = self._send(lambda: self._client.execute("1+1", silent=False, store_history=False))
         self._waiters[msg_id] = queue
         try:
@@ -237,7 +238,7 @@ class Kernel:
         while True:
             if self.died.is_set():
                 raise KernelDied(self._failure("exited during start-up"))
-            queue: asyncio.Queue[Any] = asyncio.Queue()
+            queue = _Waiter()
             msg_id = self._send(self._client.kernel_info)
             self._waiters[msg_id] = queue
             replied = published = False
@@ -293,9 +294,9 @@ class Kernel:
             self.execution_count = msg["content"]["execution_count"]  # whoever asked
         waiter = self._waiters.get(msg["parent_header"].get("msg_id", ""))
         if waiter is not None:
-            waiter.put_nowait(msg)
+            waiter.put(msg)
 
-    async def _next(self, queue: asyncio.Queue[Any]) -> Any:
+    async def _next(self, queue: _Waiter) -> Any:
         """The next message for a waiter. While waiting, the sockets are re-checked every
         KICK_INTERVAL: a zmq socket's FD wakes on an edge, and a wake-up missed (pyzmq's
         asyncio one was seen to miss a reply that sat readable, which stalled an execute
@@ -316,7 +317,7 @@ class Kernel:
         self.why_dead = why
         self.died.set()
         for waiter in self._waiters.values():
-            waiter.put_nowait(_DIED)
+            waiter.put(_DIED)
         if self._on_death is not None:
             self._on_death(self)
 
@@ -334,7 +335,7 @@ class Kernel:
             yield dead_kernel_error(f"The kernel died: {self.why_dead}.")
             yield done_event("error", None, 0.0, True)
             return
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue = _Waiter()
         msg_id = self._send(
             lambda: self._client.execute(code, allow_stdin=False, stop_on_error=True)
         )
@@ -462,6 +463,42 @@ def kernel_environment(base: Mapping[str, str]) -> dict[str, str]:
     and the server's working directory variables."""
     return {
         k: v for k, v in base.items() if not k.startswith("HEARTH_") and k not in ("PWD", "OLDPWD")
+    }
+
+
+class _Waiter:
+    """The messages of one request, for the task that awaits them, within a ``Backlog`` (its
+    overflow policy: output beyond the bound is dropped, the reply and status never are)."""
+
+    def __init__(self) -> None:
+        self._backlog: Backlog[Any] = Backlog(_notice)
+        self._more = asyncio.Event()
+
+    def put(self, msg: Any) -> None:
+        if msg is _DIED:
+            self._backlog.put(msg, 0, False)
+        else:
+            size = size_of(msg["content"]) + MESSAGE_OVERHEAD
+            self._backlog.put(msg, size, droppable(msg["msg_type"]))
+        self._more.set()
+
+    async def get(self) -> Any:
+        while not self._backlog:
+            self._more.clear()
+            await self._more.wait()
+        return self._backlog.take()
+
+
+def _notice(text: str) -> dict[str, Any]:
+    """A stream message of the kernel's, as ``unpack`` reads one."""
+    return {
+        "header": {},
+        "msg_id": "",
+        "msg_type": "stream",
+        "parent_header": {},
+        "metadata": {},
+        "content": {"name": "stderr", "text": text},
+        "buffers": [],
     }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import KernelDied, NotFound, storage_error
+from hearth.kernels.backlog import Backlog, droppable, size_of
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.outputs import Event
@@ -38,31 +39,46 @@ class Want(enum.Enum):
 
 
 class _Sink:
-    """The events of one run, for its reader; dropped once the reader is gone."""
+    """The events of one run, for its reader, within a ``Backlog`` (its overflow policy);
+    dropped once the reader is gone."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        self._backlog: Backlog[Event | BaseException | None] = Backlog(_notice)
+        self._more = asyncio.Event()
         self._reading = True
 
     def put(self, event: Event) -> None:
         if self._reading:
-            self._queue.put_nowait(event)
+            self._backlog.put(event, size_of(event), droppable(event["type"]))
+            self._more.set()
 
     def fail(self, exc: BaseException) -> None:
         if self._reading:
-            self._queue.put_nowait(exc)
+            self._backlog.put(exc, 0, False)
+            self._more.set()
 
     def end(self) -> None:
-        self._queue.put_nowait(None)
+        self._backlog.put(None, 0, False)
+        self._more.set()
 
     async def events(self) -> AsyncGenerator[Event, None]:
         try:
-            while (item := await self._queue.get()) is not None:
+            while True:
+                while not self._backlog:
+                    self._more.clear()
+                    await self._more.wait()
+                item = self._backlog.take()
+                if item is None:
+                    return
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
             self._reading = False
+
+
+def _notice(text: str) -> Event:
+    return {"type": "stream", "name": "stderr", "text": text}
 
 
 class KernelSession:
