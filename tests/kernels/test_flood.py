@@ -14,7 +14,9 @@ TOKEN = "tok-fay-51"
 H = {"Authorization": f"Bearer {TOKEN}"}
 ENV = {"HEARTH_TOKENS": json.dumps({TOKEN: "fay"})}
 FLOOD = 300 << 20  # bytes the cell prints
-LINE = 100_000
+# Lines of 20 kB: besides the backlog, the host's ZeroMQ socket queues up to 1000 messages it
+# has not read yet (its receive high-water mark), 20 MB of these when the host is slowed down
+LINE = 20_000
 CODE = f"""
 line = 'x' * {LINE - 1}
 for _ in range({FLOOD // LINE}):
