@@ -54,3 +54,17 @@ def test_sizes_count_the_strings_of_a_message() -> None:
     assert size_of({"data": {"image/png": "y" * 5000}, "metadata": {}}) > 5000
     assert "3 output messages (12 bytes)" in notice_text(3, 12)
     assert "(1.5 MiB)" in notice_text(1, 3 << 19)
+
+
+def test_only_as_many_results_and_replies_as_a_request_has_are_kept_past_the_bound() -> None:
+    """Code in the kernel can publish execute_result or error messages (or statuses) of its own
+    in a loop: beyond what a request has, they are output, and the backlog stays bounded."""
+    backlog: Backlog[str] = Backlog(notice, limit=10)
+    for i in range(1000):
+        backlog.put_message(f"result{i}", 4, "execute_result")
+    assert backlog.held <= 10 + 4
+    for kind in ("status", "status", "execute_reply", "done"):  # what the request itself ends with
+        assert backlog.put_message(kind, 4, kind)
+    assert not backlog.put_message("status", 4, "status")  # a third: not the request's
+    taken = drain(backlog)
+    assert taken[0] == "result0" and taken[-4:] == ["status", "status", "execute_reply", "done"]

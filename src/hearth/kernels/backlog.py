@@ -6,7 +6,9 @@ host more than ``LIMIT`` bytes. So each reader's backlog holds at most ``LIMIT``
   the backlog is full is dropped and counted, until the reader has taken it down to half;
 - what answers or ends a request (its replies, status, ``execute_input``, ``execute_result``,
   ``error``, the ``done`` event) is never dropped: there are a few per request, whatever the
-  kernel prints, so the caller always gets its status and execution count;
+  kernel prints, so the caller always gets its status and execution count. Only as many as a
+  request has are kept so (two statuses, one of each other kind): code in the kernel can send
+  these too, and more of them are output like any other;
 - where output was dropped the reader gets one stderr stream notice of how much, and what to do.
 
 The HTTP execute and the kernel websocket read through a session's run (``session._Sink``) and the
@@ -17,7 +19,7 @@ kernel's waiter of the request (``kernel._Waiter``), each a ``Backlog``. A Jupyt
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -29,6 +31,7 @@ MESSAGE_OVERHEAD = 256  # bytes of a message beyond its content (header, parent,
 T = TypeVar("T")
 
 _KEPT = frozenset({"status", "execute_input", "execute_result", "error", "done"})
+_KEPT_PER_REQUEST = {"status": 2}  # busy, then idle; one of each other kept kind
 
 
 def droppable(kind: str) -> bool:
@@ -73,6 +76,7 @@ class Backlog(Generic[T]):
         self.dropping = False
         self.dropped = 0  # messages since the last notice
         self.dropped_bytes = 0
+        self._kept: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -92,6 +96,15 @@ class Backlog(Generic[T]):
             self._append(self._notice(text), len(text))
         self._append(item, size)
         return True
+
+    def put_message(self, item: T, size: int, kind: str) -> bool:
+        """:meth:`put` of a kernel's message or event of type ``kind``: droppable beyond the
+        few of its kind that a request has (see the policy)."""
+        can_drop = droppable(kind)
+        if not can_drop:
+            self._kept[kind] += 1
+            can_drop = self._kept[kind] > _KEPT_PER_REQUEST.get(kind, 1)
+        return self.put(item, size, can_drop)
 
     def take(self) -> T:
         """The first item (``IndexError`` when there is none)."""

@@ -29,7 +29,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from hearth.errors import KernelDied
-from hearth.kernels.backlog import MESSAGE_OVERHEAD, Backlog, droppable, size_of
+from hearth.kernels.backlog import MESSAGE_OVERHEAD, Backlog, size_of
 from hearth.kernels.outputs import Event, dead_kernel_error, done_event, event_from_message
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
@@ -479,7 +479,7 @@ class _Waiter:
             self._backlog.put(msg, 0, False)
         else:
             size = size_of(msg["content"]) + MESSAGE_OVERHEAD
-            self._backlog.put(msg, size, droppable(msg["msg_type"]))
+            self._backlog.put_message(msg, size, msg["msg_type"])
         self._more.set()
 
     async def get(self) -> Any:

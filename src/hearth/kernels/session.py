@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import KernelDied, NotFound, storage_error
-from hearth.kernels.backlog import Backlog, droppable, size_of
+from hearth.kernels.backlog import Backlog, size_of
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.outputs import Event
@@ -49,7 +49,7 @@ class _Sink:
 
     def put(self, event: Event) -> None:
         if self._reading:
-            self._backlog.put(event, size_of(event), droppable(event["type"]))
+            self._backlog.put_message(event, size_of(event), event["type"])
             self._more.set()
 
     def fail(self, exc: BaseException) -> None:
