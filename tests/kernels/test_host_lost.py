@@ -62,3 +62,38 @@ def test_a_kernel_session_of_a_killed_host_keeps_its_files_and_comes_back(
 
         assert c.delete("/api/v1/sessions/k1").status_code == 204
         assert c.get("/api/v1/sessions/k1").status_code == 404
+
+
+def test_a_revived_session_takes_only_its_own_regular_files(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Its kept files are moved into the new kernel's directory by the host, as root: a symlink
+    there must not lead the host to a file the session can't read, nor a FIFO make it wait."""
+    secret = tmp_path / "root-only.txt"
+    secret.write_text("root's secret")
+    secret.chmod(0o600)
+    data = tmp_path / "data"
+    served = serve("--data-dir", str(data), env=ENV)
+    with httpx.Client(base_url=served.base, headers=H, timeout=60) as c:
+        assert c.post("/api/v1/sessions", json={"session_id": "k1"}).status_code == 201
+        code = (
+            f"import os; os.symlink({str(secret)!r}, 'link'); os.mkfifo('fifo');"
+            " open('run.sh', 'w').write('echo hi'); os.chmod('run.sh', 0o755)"
+        )
+        assert run(c, code)["status"] == "ok"
+    served.kill_all()
+
+    again = serve("--data-dir", str(data), env=ENV)
+    with httpx.Client(base_url=again.base, headers=H, timeout=60) as c:
+        r = c.post("/api/v1/sessions", json={"session_id": "k1"})
+        assert r.status_code == 201, r.text
+        answer = run(
+            c,
+            "import os, stat\n"
+            "print(sorted(os.listdir('.')))\n"
+            "print(oct(os.stat('run.sh').st_mode & 0o777))\n"
+            "print(os.path.islink('link') or not os.path.exists('link') or open('link').read())",
+        )
+        assert answer["status"] == "ok", answer
+        lines = "".join(o.get("text", "") for o in answer["outputs"]).split("\n")
+        assert "root's secret" not in "".join(lines)
+        assert "run.sh" in lines[0] and lines[1] == "0o755", lines
+        assert lines[2] == "True", lines

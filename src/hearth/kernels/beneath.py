@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -265,16 +266,33 @@ def move_in(src: Path, root: Path, rel: PurePosixPath, *, replace: bool = True) 
         os.close(parent)
 
 
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, XFS), no copy
+
+
 def _copy_in(src: Path, name: str, parent: int) -> None:
-    """``src`` copied to ``name`` in ``parent`` (a temporary file, then a rename), then removed."""
+    """``src`` copied to ``name`` in ``parent`` (a temporary file, then a rename), then removed.
+    ``src`` may be a session's own file (a lost session's kept directory): only a regular file
+    is taken, never through a symlink and never a FIFO (the host would read what it leads to,
+    as root, or wait for a writer forever). Its blocks are shared where the file system can
+    (within one btrfs, they then count once in the user's quota group), else copied."""
+    source = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     temp = f".{name.encode()[:100].decode(errors='ignore')}{PART}{secrets.token_hex(4)}"
     try:
-        with open(src, "rb") as source:
-            fd = os.open(temp, _NEW, 0o644, dir_fd=parent)
-            with open(fd, "wb") as target:
-                shutil.copyfileobj(source, target, CHUNK)
+        st = os.fstat(source)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file: {src}")
+        target = os.open(temp, _NEW, st.st_mode & 0o777, dir_fd=parent)
+        try:
+            try:
+                fcntl.ioctl(target, _FICLONE, source)
+            except OSError:
+                with open(source, "rb", closefd=False) as r, open(target, "wb", closefd=False) as w:
+                    shutil.copyfileobj(r, w, CHUNK)
+        finally:
+            os.close(target)
         os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
     finally:
+        os.close(source)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=parent)
     os.unlink(src)

@@ -433,7 +433,7 @@ class KernelService:
             os.rename(kept, self.dirs.of(user, sid))
             self._lost[(user, sid)] = lost
             raise
-        self.dirs.merge(kept, session.working_dir, replace=False)
+        await asyncio.to_thread(self.dirs.merge, kept, session.working_dir, False)
         kept.parent.rmdir()
         fresh = {f["path"] for f in session.files}
         session.files = [f for f in lost.get("files", []) if f["path"] not in fresh] + session.files
@@ -454,7 +454,7 @@ class KernelService:
                     entries = [e for e in entries if e["path"] != entry["path"]] + [entry]
             session = await self.pool.hand_out(user, sid, name)
             if staged is not None:
-                self.dirs.merge(staged, session.working_dir)
+                await asyncio.to_thread(self.dirs.merge, staged, session.working_dir)
         finally:
             if staged is not None:
                 await self.dirs.delete(staged)

@@ -24,7 +24,7 @@ once without the deletion touching the new directory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -35,6 +35,8 @@ from hearth.kernels.beneath import move_in
 from hearth.sandbox.disk import Volume
 
 __all__ = ["WorkDirs"]
+
+log = logging.getLogger("hearth.kernels")
 
 
 class WorkDirs:
@@ -144,12 +146,15 @@ class WorkDirs:
         """Move every file of ``staged`` into ``dest`` (same file system; ``replace=False``: not
         over a file ``dest`` has), then drop ``staged``. ``dest`` is a session's: no symlink in
         it is followed (see :mod:`hearth.kernels.beneath`)."""
+        left = 0
         for folder, _, names in os.walk(staged):
             for name in names:
                 src = Path(folder, name)
                 rel = PurePosixPath(src.relative_to(staged).as_posix())
-                with contextlib.suppress(
-                    OSError
-                ):  # a way the session barred: that file is not moved
+                try:
                     move_in(src, dest, rel, replace=replace)
+                except OSError:  # a way the session barred, no room, not a regular file
+                    left += 1
+        if left:
+            log.warning("files not moved in", extra={"into": str(dest), "files": left})
         shutil.rmtree(staged, ignore_errors=True)
