@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hearth.config import Settings
+from hearth.sandbox import SandboxUnavailable, open_sandbox
 from tests.client.helpers import poll
-from tests.conftest import RunningServer, pids_of
+from tests.conftest import ALICE, RunningServer, pids_of
 from tests.sandbox.test_attacks import H_ALICE, H_BOB, execute, terminal_output
 
 pytestmark = pytest.mark.skipif(
@@ -207,3 +209,38 @@ def test_a_limit_lifted_keeps_every_users_files_and_lifts_it(
     assert httpx.get(f"{server.url}/healthz").json()["disk_limit"] == "none"
     said = shell(server, H_ALICE, "y", "ls -l ~/kept; head -c 48M /dev/zero > ~/more; echo rc=$?")
     assert "rc=0" in said and "25165824" in said, said
+
+
+def test_a_data_directory_from_before_the_limit_is_moved_into_the_image(tmp_path: Path) -> None:
+    """Homes of a data directory made without a limit are copied into the image as subvolumes
+    (so the limit holds for them), owners and modes kept; the old places become links."""
+    data = tmp_path / "data"
+    home = data / "homes" / "alice"
+    home.mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    os.chown(home / "notes.txt", 200001, 200001)
+    settings = Settings(data_dir=data, tokens={ALICE: "alice"}, session_disk_limit=64 * MiB)
+    sandbox = open_sandbox(settings)
+    try:
+        assert sandbox.status()["disk_limit"] == "qgroup"
+        assert (data / "homes").is_symlink()
+        assert (home / "notes.txt").read_text() == "mine"
+        assert (home / "notes.txt").stat().st_uid == 200001
+        assert home.stat().st_ino == 256  # the root of a subvolume: in a quota group when used
+        assert not list(data.glob(".homes*")) and not list((data / "volume").glob(".homes*"))
+    finally:
+        sandbox.close()
+
+
+def test_an_image_that_cant_be_mounted_stops_the_start_saying_why(tmp_path: Path) -> None:
+    """Its users' files are in it: running on without it would lose sight of them."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, tokens={ALICE: "alice"}, session_disk_limit=64 * MiB)
+    data.mkdir()
+    open_sandbox(settings).close()
+    with open(data / "volume.img", "r+b") as image:  # its superblock, gone
+        image.seek(64 << 10)
+        image.write(bytes(4096))
+    with pytest.raises(SandboxUnavailable, match="disk image"):
+        open_sandbox(settings)
+    assert not os.path.ismount(data / "volume")

@@ -40,7 +40,12 @@ class HostPlace:
         ``"replaced"`` there by another, or its socket is (``rm -r`` of a data directory that
         holds a mount point removes the socket, not the directory); looked at every
         ``interval`` seconds."""
-        first, socket = self.identity(), self.identity(self.socket)
+        while True:
+            try:
+                first, socket = self.identity(), self.identity(self.socket)
+                break
+            except OSError:  # unreadable for now (a parent's mode?): look again later
+                await asyncio.sleep(interval)
         while True:
             await asyncio.sleep(interval)
             try:

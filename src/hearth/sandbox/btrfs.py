@@ -20,6 +20,7 @@ __all__ = [
     "create_qgroup",
     "limit_qgroup",
     "make_subvolume",
+    "no_copy_on_write",
     "qgroup",
     "subvolume_id",
 ]
@@ -53,6 +54,23 @@ def _ioctl(path: str | os.PathLike[str], request: int, arg: bytearray) -> bytear
     finally:
         os.close(fd)
     return arg
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_NOCOW_FL = 0x00800000
+
+
+def no_copy_on_write(fd: int) -> None:
+    """The empty file ``fd`` is rewritten in place (btrfs's ``chattr +C``); elsewhere (a file
+    system that rewrites in place anyway, or can't say) nothing happens."""
+    try:
+        flags = bytearray(struct.pack("l", 0))
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
+        value = struct.unpack("l", flags)[0] | _FS_NOCOW_FL
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, bytearray(struct.pack("l", value)))
+    except OSError:
+        pass
 
 
 def make_subvolume(path: str | os.PathLike[str]) -> None:

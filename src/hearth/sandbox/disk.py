@@ -29,7 +29,7 @@ from pathlib import Path
 from hearth.diskspace import reserve
 from hearth.sandbox import btrfs
 
-__all__ = ["PLACES", "Volume", "image_size", "open_volume"]
+__all__ = ["PLACES", "Volume", "VolumeUnavailable", "image_size", "open_volume"]
 
 log = logging.getLogger("hearth.sandbox")
 
@@ -126,8 +126,19 @@ def open_volume(data_dir: Path, limit: int, users: int) -> tuple[Volume | None, 
         _link_places(data_dir, mount)
     except (OSError, subprocess.CalledProcessError) as exc:
         volume.close()
+        if kept or any((data_dir / place).is_symlink() for place in PLACES):
+            # users' files are in the image: running without it would lose sight of them
+            raise VolumeUnavailable(
+                f"The data directory's disk image ({data_dir / IMAGE}) holds the sessions' "
+                f"files but could not be used: {_why(exc)}. Free what it names (a loop device, "
+                "disk space) and start again; Hearth does not start without it."
+            ) from exc
         return None, f"no btrfs image could be made in the data directory: {_why(exc)}"
     return volume, ""
+
+
+class VolumeUnavailable(Exception):
+    """The disk image that holds the sessions' files can't be mounted (the message says why)."""
 
 
 def _has_quotas(path: Path) -> bool:
@@ -161,6 +172,8 @@ def _mount_image(data_dir: Path, mount: Path, users: int, limit: int) -> None:
     if size > now:
         fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
+            if new:  # on a copy-on-write file system, a rewrite would need new room again
+                btrfs.no_copy_on_write(fd)
             os.posix_fallocate(fd, 0, size)
         finally:
             os.close(fd)
@@ -176,35 +189,50 @@ def _mount_image(data_dir: Path, mount: Path, users: int, limit: int) -> None:
             image.unlink()
             raise
     mount.mkdir(mode=0o755, exist_ok=True)
-    _run("mount", "-o", "loop,noatime,nodiscard", str(image), str(mount))
+    try:
+        _run("mount", "-o", "loop,noatime,nodiscard", str(image), str(mount))
+    except BaseException:
+        if new:  # nothing in it yet: the next start makes it again
+            image.unlink()
+        raise
     try:
         if size > now and not new:
             _run("btrfs", "filesystem", "resize", "max", str(mount))
         _run("btrfs", "quota", "enable", str(mount))
     except BaseException:
         _run("umount", str(mount))
+        if new:
+            image.unlink()
         raise
 
 
 def _link_places(data_dir: Path, mount: Path) -> None:
     """``data_dir/<place>`` leads into the image (relative links: bwrap resolves a source from
     its old root). A place already there as a directory (a data directory from before the
-    limit) is moved in."""
+    limit) is copied in under a staging name first, renamed into place once whole, and only
+    then replaced by its link: a start stopped half-way starts over at the next one."""
     for place in PLACES:
         inside, outside = mount / place, data_dir / place
+        old = data_dir / f".{place}.old"
+        if outside.is_dir() and not outside.is_symlink():
+            staging = mount / f".{place}.moving"
+            shutil.rmtree(staging, ignore_errors=True)  # what a stopped start left
+            staging.mkdir(mode=0o755)
+            _move_in(outside, staging)
+            shutil.rmtree(inside, ignore_errors=True)  # not in use: no link led to it
+            os.rename(staging, inside)
+            os.rename(outside, old)
         inside.mkdir(mode=0o755, exist_ok=True)
-        if outside.is_symlink():
-            continue
-        if outside.is_dir():
-            _move_in(outside, inside)
-        outside.symlink_to(Path(MOUNT) / place)
+        if not outside.is_symlink():
+            outside.symlink_to(Path(MOUNT) / place)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _move_in(old: Path, new: Path) -> None:
-    """Copy a place of an older data directory into the image, keeping owners and modes, then
-    drop the old one: each home (``homes/<user>``) and each kept working directory
-    (``sessions/<user>/<id>``) as a subvolume, so that it counts towards its user's limit.
-    What ``kernels/`` held is stale at a start anyway."""
+    """Copy a place of an older data directory into the image, keeping owners and modes: each
+    home (``homes/<user>``) and each kept working directory (``sessions/<user>/<id>``) as a
+    subvolume, so that it counts towards its user's limit. What ``kernels/`` held is stale at a
+    start anyway."""
     log.warning("moving into the disk image", extra={"place": str(old)})
     depth = {"homes": 1, "sessions": 2}.get(old.name, 0)
     for child in _at_depth(old, depth) if depth else ():
@@ -214,7 +242,6 @@ def _move_in(old: Path, new: Path) -> None:
         _run("cp", "-a", f"{child}/.", str(target))
         shutil.copystat(child, target)
         os.chown(target, child.stat().st_uid, child.stat().st_gid)
-    shutil.rmtree(old)
 
 
 def _at_depth(top: Path, depth: int) -> list[Path]:

@@ -26,7 +26,7 @@ from hearth.errors import HearthError
 from hearth.fds import session_nofile
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
-from hearth.sandbox.disk import Volume, open_volume
+from hearth.sandbox.disk import Volume, VolumeUnavailable, open_volume
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
 from hearth.sandbox.seccomp import SeccompUnavailable, compile_filter, rules, write_filter
 
@@ -502,9 +502,13 @@ def open_sandbox(
     )
     if served > 1 and sandbox.rlimits_only and settings.session_limits != "rlimit":
         raise SandboxUnavailable(RLIMITS_ONLY)
-    sandbox.volume, why = open_volume(
-        settings.data_dir.expanduser().resolve(), settings.session_disk_limit, served
-    )
+    try:
+        sandbox.volume, why = open_volume(
+            settings.data_dir.expanduser().resolve(), settings.session_disk_limit, served
+        )
+    except VolumeUnavailable as exc:
+        sandbox.close()
+        raise SandboxUnavailable(str(exc)) from exc
     if sandbox.volume is None and settings.session_disk_limit:
         log.warning("no disk limit", extra={"reason": why})
     return sandbox

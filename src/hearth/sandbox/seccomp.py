@@ -70,10 +70,11 @@ NAMESPACES = (
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 FS_IOC_FSSETXATTR = 0x401C_5820
-# btrfs's ioctls (type 0x94) that make or drop a subvolume or a snapshot, by number: a new
-# subvolume would be in no user's quota group (see hearth.sandbox.disk). Reflinks (FICLONE…)
-# stay: what they share counts where it is referenced.
-BTRFS_SUBVOLUME_IOCTLS = (1, 14, 15, 23, 24, 63)
+# btrfs's ioctls (type 0x94) that make, drop or freeze a subvolume or a snapshot, by number: a
+# new subvolume would be in no user's quota group (see hearth.sandbox.disk), and one made
+# read-only (26, SUBVOL_SETFLAGS) could no longer be handed over or deleted by the host.
+# Reflinks (FICLONE…) stay: what they share counts where it is referenced.
+BTRFS_SUBVOLUME_IOCTLS = (1, 14, 15, 23, 24, 26, 63)
 LOW16 = 0xFFFF
 AF_NETLINK = 16
 NETLINK_AUDIT = 9
