@@ -244,3 +244,15 @@ def test_an_image_that_cant_be_mounted_stops_the_start_saying_why(tmp_path: Path
     with pytest.raises(SandboxUnavailable, match="disk image"):
         open_sandbox(settings)
     assert not os.path.ismount(data / "volume")
+
+
+def test_a_home_made_as_a_plain_directory_still_gets_the_limit(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(session_disk_limit=32 * MiB)
+    home = server.settings.data_dir / "homes" / "alice"
+    home.mkdir()  # by hand, or by a start before the limit: not a subvolume
+    (home / "kept.txt").write_text("mine")
+    said = shell(server, H_ALICE, "fill", "cat ~/kept.txt; head -c 48M /dev/zero > ~/f; echo rc=$?")
+    assert "mine" in said and "rc=0" not in said, said
+    assert home.stat().st_ino == 256

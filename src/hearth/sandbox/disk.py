@@ -62,10 +62,13 @@ class Volume:
     _root: int | None = None  # a descriptor of the mount, when we mounted it
 
     def make_dir(self, path: Path, mode: int = 0o755) -> None:
-        """``path`` as a subvolume of its own (a directory already there is left as it is)."""
+        """``path`` as a subvolume of its own; a plain directory already there (made before
+        the limit, or by hand) becomes one, its files shared (reflinks, no copy)."""
         try:
             btrfs.make_subvolume(path)
         except FileExistsError:
+            if path.is_dir() and path.stat().st_ino != btrfs.SUBVOLUME_ROOT:
+                _to_subvolume(path)
             return
         path.chmod(mode)
 
@@ -226,6 +229,20 @@ def _link_places(data_dir: Path, mount: Path) -> None:
         if not outside.is_symlink():
             outside.symlink_to(Path(MOUNT) / place)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _to_subvolume(path: Path) -> None:
+    """The plain directory ``path`` replaced by a subvolume holding the same files."""
+    log.warning("a directory becomes a subvolume", extra={"path": str(path)})
+    staging, old = path.with_name(f".{path.name}.subvolume"), path.with_name(f".{path.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
+    btrfs.make_subvolume(staging)
+    _run("cp", "-a", "--reflink=auto", f"{path}/.", str(staging))
+    shutil.copystat(path, staging)
+    os.chown(staging, path.stat().st_uid, path.stat().st_gid)
+    os.rename(path, old)
+    os.rename(staging, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _move_in(old: Path, new: Path) -> None:
