@@ -3,10 +3,16 @@ client → session — where the first to finish cancels the other."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from hearth.config import Settings
 from hearth.errors import BadRequest, HearthError, HostUnavailable, NotFound, ScreenUnavailable
 from hearth.host.client import RemoteAttachment, RemoteTerminals
 from hearth.protocol import (
@@ -17,9 +23,9 @@ from hearth.protocol import (
     decode_client_text,
     encode_output,
 )
+from hearth.server.auth import check_origin, current_user
 from hearth.server.metrics import Metrics
 from hearth.server.routes_terminals import state_of
-from hearth.server.ws_socket import Socket
 from hearth.terminals.events import Exited, Missed, Output, ReplayDone, Resized, ViewerCount
 from hearth.terminals.manager import TerminalSpec, valid_session_id
 
@@ -63,11 +69,13 @@ def _int(value: str | None, name: str, lo: int, hi: int) -> int | None:
 @router.websocket("/api/v1/terminal/ws/{id}")
 @router.websocket("/ws/terminal/{id}")
 async def terminal_ws(ws: WebSocket, id: str) -> None:
+    settings: Settings = ws.app.state.settings
     manager: RemoteTerminals = ws.app.state.terminals
     metrics: Metrics = ws.app.state.metrics
-    socket = Socket(ws, "terminal", metrics)
+    await ws.accept()
     try:
-        user = await socket.accept()
+        check_origin(ws, settings.allowed_origins)
+        user = current_user(ws)
         if not valid_session_id(id):
             raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
         params = _Params(ws)
@@ -79,10 +87,15 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
         size = (params.rows, params.cols) if params.rows and params.cols else None
         attachment = await _attach(manager, user, id, params, size)
     except HearthError as exc:
-        await socket.refuse(exc, "session not found" if isinstance(exc, NotFound) else None)
+        reason = "session not found" if isinstance(exc, NotFound) else exc.message
+        await ws.close(exc.close_code, reason[:120])
         return
-    async with socket, attachment:
-        await _serve(socket, manager, user, id, attachment, metrics)
+    metrics.websockets_open.labels("terminal").inc()
+    try:
+        async with attachment:
+            await _serve(ws, manager, user, id, attachment, metrics)
+    finally:
+        metrics.websockets_open.labels("terminal").dec()
 
 
 async def _attach(
@@ -101,14 +114,20 @@ async def _attach(
 
 
 async def _serve(
-    socket: Socket,
+    ws: WebSocket,
     manager: RemoteTerminals,
     user: str,
     id: str,
     attachment: RemoteAttachment,
     metrics: Metrics,
 ) -> None:
-    await socket.send_json(
+    lock = asyncio.Lock()  # the two pumps share one socket
+
+    async def send_json(message: dict[str, Any]) -> None:
+        async with lock:
+            await ws.send_text(json.dumps(message))
+
+    await send_json(
         {
             "type": "hello",
             "session": state_of(attachment.session).model_dump(),
@@ -119,7 +138,7 @@ async def _serve(
     )
     if attachment.screen is not None:
         screen = attachment.screen
-        await socket.send_json(
+        await send_json(
             {
                 "type": "screen",
                 "offset": screen["offset"],
@@ -134,29 +153,31 @@ async def _serve(
     async def session_to_client() -> None:
         async for event in attachment:
             if isinstance(event, Output):
-                await socket.send_bytes(encode_output(event.offset, event.data))
+                async with lock:
+                    await ws.send_bytes(encode_output(event.offset, event.data))
                 attachment.ack(event.offset + len(event.data))
                 streamed.inc(len(event.data))
             elif isinstance(event, ReplayDone):
-                await socket.send_json({"type": "replay_done", "offset": event.offset})
+                await send_json({"type": "replay_done", "offset": event.offset})
             elif isinstance(event, Missed):
-                await socket.send_json(
+                await send_json(
                     {"type": "missed", "missed_bytes": event.missed_bytes, "offset": event.offset}
                 )
             elif isinstance(event, Resized):
-                await socket.send_json({"type": "resize", "rows": event.rows, "cols": event.cols})
+                await send_json({"type": "resize", "rows": event.rows, "cols": event.cols})
             elif isinstance(event, ViewerCount):
-                await socket.send_json({"type": "viewers", "count": event.count})
+                await send_json({"type": "viewers", "count": event.count})
             elif isinstance(event, Exited):
                 frame: dict[str, object] = {"type": "exit", "exit_code": event.exit_code}
                 if event.reason:
                     frame["reason"] = event.reason
-                await socket.send_json(frame)
-        await socket.close(1000, "session exited")
+                await send_json(frame)
+        async with lock:
+            await ws.close(1000, "session exited")
 
     async def client_to_session() -> None:
         while True:
-            message = await socket.receive()
+            message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             try:
@@ -169,12 +190,24 @@ async def _serve(
                     elif isinstance(frame, ResizeFrame):
                         await manager.resize(user, id, frame.rows, frame.cols, by=attachment.viewer)
                     elif isinstance(frame, PingFrame):
-                        await socket.send_json({"type": "pong"})
+                        await send_json({"type": "pong"})
             except FrameError as exc:
-                await socket.send_json({"type": "error", "message": str(exc)})
+                await send_json({"type": "error", "message": str(exc)})
             except HostUnavailable:
                 raise  # the connection ends (1012): the client comes back and resumes
             except HearthError as exc:
-                await socket.send_json({"type": "error", "message": exc.message})
+                await send_json({"type": "error", "message": exc.message})
 
-    await socket.run(session_to_client, client_to_session)
+    close_code, reason = 1000, ""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            pumps = [tg.create_task(session_to_client()), tg.create_task(client_to_session())]
+            for pump in pumps:
+                pump.add_done_callback(lambda _: [p.cancel() for p in pumps])
+    except* HostUnavailable as lost:
+        close_code, reason = 1012, lost.exceptions[0].args[0][:120]
+    except* (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away; the session stays
+    if ws.application_state != WebSocketState.DISCONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.close(close_code, reason)
