@@ -9,6 +9,7 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,10 +22,23 @@ from tests.client.helpers import poll
 from tests.conftest import ALICE, RunningServer, pids_of
 from tests.sandbox.test_attacks import H_ALICE, H_BOB, execute, terminal_output
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("mkfs.btrfs") or not Path("/usr/bin/bwrap").exists(),
-    reason="needs root, btrfs-progs and bubblewrap (apt-get install btrfs-progs bubblewrap)",
-)
+
+def _free_bytes() -> int:
+    stat = os.statvfs(tempfile.gettempdir())
+    return stat.f_bavail * stat.f_frsize
+
+
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("mkfs.btrfs") or not Path("/usr/bin/bwrap").exists(),
+        reason="needs root, btrfs-progs and bubblewrap (apt-get install btrfs-progs bubblewrap)",
+    ),
+    # each test's image, beside the file system's reserve: where there is no room for them, the
+    # servers rightly enforce no limit, and these tests would only say so
+    pytest.mark.skipif(
+        _free_bytes() < 4 << 30, reason="needs 4 GiB free in the temporary directory"
+    ),
+]
 
 MiB = 1 << 20
 
