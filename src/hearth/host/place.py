@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = ["HostLock", "HostPlace", "lock_free"]
 
 _SUN_PATH_MAX = 107
+_Identity = tuple[int, int] | None  # (st_dev, st_ino); None: nothing there
 
 
 class HostPlace:
@@ -35,27 +37,32 @@ class HostPlace:
             return None
         return st.st_dev, st.st_ino
 
-    async def gone(self, interval: float) -> str:
-        """Returns once the data directory found now is ``"removed"`` from its path or
-        ``"replaced"`` there by another, or its socket is (``rm -r`` of a data directory that
-        holds a mount point removes the socket, not the directory); looked at every
-        ``interval`` seconds."""
-        while True:
-            try:
-                first, socket = self.identity(), self.identity(self.socket)
-                break
-            except OSError:  # unreadable for now (a parent's mode?): look again later
-                await asyncio.sleep(interval)
+    def gone(self, interval: float) -> Coroutine[Any, Any, str]:
+        """Returns once the data directory found now (when this is called) is ``"removed"``
+        from its path or ``"replaced"`` there by another, or its socket is (``rm -r`` of a data
+        directory that holds a mount point removes the socket, not the directory); looked at
+        every ``interval`` seconds."""
+        return self._until_gone(interval, self._look())
+
+    def _look(self) -> tuple[_Identity, _Identity] | None:
+        """The directory's and the socket's identities; None while unreadable (a parent's
+        mode?), which is not gone."""
+        try:
+            return self.identity(), self.identity(self.socket)
+        except OSError:
+            return None
+
+    async def _until_gone(self, interval: float, first: tuple[_Identity, _Identity] | None) -> str:
         while True:
             await asyncio.sleep(interval)
-            try:
-                now = self.identity()
-                socket_now = self.identity(self.socket)
-            except OSError:  # unreadable for now (a parent's mode?): that is not gone
+            now = self._look()
+            if now is None or first is None:
+                first = first or now
                 continue
-            if now is None:
+            (directory, socket), (directory_now, socket_now) = first, now
+            if directory_now is None:
                 return "removed"
-            if now != first:
+            if directory_now != directory:
                 return "replaced"
             if socket is not None and socket_now != socket:
                 return "its socket removed" if socket_now is None else "its socket replaced"

@@ -19,16 +19,19 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hearth.config import Settings
 from hearth.errors import HearthError
 from hearth.fds import session_nofile
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
-from hearth.sandbox.disk import Volume, VolumeUnavailable, open_volume
 from hearth.sandbox.launch import HELPER_ENV, Bind, Launch, Limits, command
-from hearth.sandbox.seccomp import SeccompUnavailable, compile_filter, rules, write_filter
+
+# The disk and seccomp modules are the session host's alone: the web tier, which imports this
+# module for its types, loads neither.
+if TYPE_CHECKING:
+    from hearth.sandbox.disk import Volume
 
 __all__ = [
     "KERNEL_RUNTIME",
@@ -184,6 +187,8 @@ class Sandbox:
         self._seccomp = ""  # the filter's file, under the data dir: no session sees it
         if bubblewrap and seccomp is not None:
             path = self.data_dir / "sandbox" / "seccomp.bpf"
+            from hearth.sandbox.seccomp import write_filter
+
             write_filter(seccomp, path)
             self._seccomp = str(path)
 
@@ -502,6 +507,8 @@ def open_sandbox(
     )
     if served > 1 and sandbox.rlimits_only and settings.session_limits != "rlimit":
         raise SandboxUnavailable(RLIMITS_ONLY)
+    from hearth.sandbox.disk import VolumeUnavailable, open_volume
+
     try:
         sandbox.volume, why = open_volume(
             settings.data_dir.expanduser().resolve(), settings.session_disk_limit, served
@@ -517,6 +524,8 @@ def open_sandbox(
 def _seccomp_filter() -> bytes | None:
     """The sessions' seccomp filter (built once per process: at start-up), or None and a
     warning: sessions then run without one, and ``/healthz`` says ``"seccomp": "off"``."""
+    from hearth.sandbox.seccomp import SeccompUnavailable, compile_filter, rules
+
     try:
         return compile_filter(rules())
     except SeccompUnavailable as exc:
