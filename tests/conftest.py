@@ -17,8 +17,8 @@ import uvicorn
 
 from hearth import loops
 from hearth.config import Settings
+from hearth.contract.place import HostLock, HostPlace
 from hearth.core import SessionCore
-from hearth.host.place import HostLock, HostPlace
 from hearth.host.process import running_host
 from hearth.sandbox import open_sandbox
 from hearth.server.serve import server_config

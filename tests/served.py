@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hearth.host.place import HostPlace
-from hearth.host.starter import connect
+from hearth.contract.place import HostPlace
+from hearth.server.host_starter import connect
 
 HEARTH = [sys.executable, "-m", "hearth"]
 DISK_LIMIT = 256 << 20  # per user, in the tests' servers

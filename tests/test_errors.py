@@ -17,6 +17,7 @@ from hearth.errors import (
     NotFound,
     OriginRefused,
     RequestError,
+    SandboxUnavailable,
     ScreenUnavailable,
     ServiceError,
     SessionClosed,
@@ -38,6 +39,7 @@ TREE = {
     DownloadFailed: ServiceError,
     HostUnavailable: ServiceError,
     ScreenUnavailable: ServiceError,
+    SandboxUnavailable: ServiceError,
     InsufficientStorage: ServiceError,
 }
 

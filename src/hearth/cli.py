@@ -23,10 +23,10 @@ def _serve(args: argparse.Namespace) -> int:
     from hearth.config import load_settings
     from hearth.errors import HearthError
     from hearth.fds import raise_open_files
-    from hearth.host.client import HostClient
-    from hearth.host.starter import HostStarter
     from hearth.logs import configure_logging
     from hearth.server.auth import load_or_create_token
+    from hearth.server.host_client import HostClient
+    from hearth.server.host_starter import HostStarter
     from hearth.server.serve import server_config
 
     try:
@@ -90,7 +90,7 @@ def _host(args: argparse.Namespace) -> int:
 
 def _shutdown(args: argparse.Namespace) -> int:
     from hearth.config import load_settings
-    from hearth.host.starter import stop_host
+    from hearth.server.host_starter import stop_host
 
     settings = load_settings(None, data_dir=args.data_dir)
     return asyncio.run(stop_host(settings.data_dir))

@@ -14,6 +14,7 @@
           ├── DownloadFailed     502: a file of the request could not be fetched
           ├── HostUnavailable    503: the session host can't be reached (retry)
           ├── ScreenUnavailable  503: no screen model (off, or restarting): replay instead
+          ├── SandboxUnavailable the sandbox asked for can't be had on this machine
           └── InsufficientStorage 507: the server's disk is full
 
 Every message says what is wrong and what to do about it. The server turns an error into an
@@ -37,6 +38,7 @@ __all__ = [
     "NotFound",
     "OriginRefused",
     "RequestError",
+    "SandboxUnavailable",
     "ScreenUnavailable",
     "ServiceError",
     "SessionClosed",
@@ -167,3 +169,25 @@ def error_for_status(status_code: int, message: str) -> HearthError:
     if cls is None:
         cls = RequestError if 400 <= status_code < 500 else ServiceError
     return cls(message)
+
+
+class SandboxUnavailable(ServiceError):
+    """The sandbox asked for can't be had on this machine (the message says how to fix it)."""
+
+
+# Why a server refuses to serve several users where their sessions wouldn't be kept apart.
+UNSANDBOXED_USERS = (
+    "Several users are configured but sessions would run without a sandbox, so each "
+    "user's code could read the others' data and stop the server. Install bubblewrap "
+    '(Debian: apt-get install bubblewrap), or set sandbox = "none" '
+    "(HEARTH_SANDBOX=none) to accept that."
+)
+
+RLIMITS_ONLY = (
+    "Several users are configured but this server runs as a plain user with no delegated cgroup, "
+    "so session limits would be per-process rlimits: memory is limited per process, not per "
+    "session, and every user's sessions share the per-uid limits of the kernel (inotify, "
+    "message queues, pending signals). Run it in a delegated cgroup v2 (e.g. systemd-run --user "
+    '-p Delegate=yes hearth serve), or as root, or set session_limits = "rlimit" '
+    "(HEARTH_SESSION_LIMITS=rlimit) to accept that."
+)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hearth.host.place import HostPlace
+from hearth.contract.place import HostPlace
 from tests.client.helpers import poll
 from tests.served import Served
 

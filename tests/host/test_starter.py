@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from hearth.config import Settings
-from hearth.host import starter
-from hearth.host.starter import HostStarter
 from hearth.sandbox import SandboxUnavailable
+from hearth.server import host_starter as starter
+from hearth.server.host_starter import HostStarter
 from tests.conftest import TOKENS
 
 

@@ -8,9 +8,9 @@ import time
 
 import httpx
 
-from hearth.host import wire
-from hearth.host.place import HostPlace
-from hearth.host.starter import connect
+from hearth.contract import wire
+from hearth.contract.place import HostPlace
+from hearth.server.host_starter import connect
 from tests.conftest import ALICE, RunningServer
 
 H = {"Authorization": f"Bearer {ALICE}"}

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from hearth.config import Settings
+from hearth.contract import wire
+from hearth.contract.place import HostPlace
 from hearth.errors import HostUnavailable
-from hearth.host import wire
-from hearth.host.place import HostPlace
-from hearth.host.starter import HostStarter
+from hearth.server.host_starter import HostStarter
 
 
 async def test_a_host_of_another_protocol_is_reported_with_what_to_do(tmp_path: Path) -> None:

@@ -9,10 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hearth import errors
-from hearth.host import wire
-from hearth.host.streams import ACK_STEP, WINDOW, Credit, Inbox, StreamClosed
-from hearth.terminals.events import Exited, Missed, ReplayDone, Resized, ViewerCount
-from hearth.terminals.session import TerminalInfo, TerminalStatus
+from hearth.contract import wire
+from hearth.contract.streams import ACK_STEP, WINDOW, Credit, Inbox, StreamClosed
+from hearth.contract.terminals import (
+    Exited,
+    Missed,
+    ReplayDone,
+    Resized,
+    TerminalInfo,
+    TerminalStatus,
+    ViewerCount,
+)
 
 
 def split(frames: bytes) -> list[tuple[int, bytes]]:
@@ -145,7 +152,7 @@ class _Transport:
 def test_frames_cut_anywhere_arrive_whole_and_in_order(
     frames: list[tuple[int, int, bytes] | dict[str, int]], cuts: list[int]
 ) -> None:
-    from hearth.host.framing import FrameProtocol
+    from hearth.contract.framing import FrameProtocol
 
     sent = [
         wire.data_frame(*f) if isinstance(f, tuple) else wire.json_frame({"op": "x", **f})
@@ -172,7 +179,7 @@ def test_frames_cut_anywhere_arrive_whole_and_in_order(
 
 
 def test_a_frame_that_is_not_of_the_protocol_drops_the_connection() -> None:
-    from hearth.host.framing import FrameProtocol
+    from hearth.contract.framing import FrameProtocol
 
     lost: list[BaseException | None] = []
     protocol = FrameProtocol(lambda kind, body: wire.read_json(body), lost.append)
@@ -193,7 +200,7 @@ async def test_a_writer_cancelled_in_drain_leaves_the_other_writers_waiting() ->
     """Every stream's pump waits in the same drain while the socket is full; one of them ended
     (its viewer left) must not end the others. It did: they shared one future, which the first
     cancellation cancelled, and 170 of 200 streaming viewers of the scale run stopped for good."""
-    from hearth.host.framing import FrameProtocol
+    from hearth.contract.framing import FrameProtocol
 
     protocol = FrameProtocol(lambda kind, body: None, lambda exc: None)
     protocol.connection_made(_Transport())  # type: ignore[arg-type]

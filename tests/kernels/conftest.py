@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from hearth.config import Settings
-from hearth.kernels.outputs import Outputs
 from hearth.kernels.service import KernelService
+from hearth.protocol.outputs import Outputs
 
 TOKENS = {"tok-alice-1": "alice", "tok-bob-22": "bob"}
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from hearth.kernels.kernel import Kernel, KernelSpec, kernel_environment
-from hearth.kernels.outputs import Outputs
 from hearth.kernels.procs import is_gone
+from hearth.protocol.outputs import Outputs
 from hearth.sandbox import open_sandbox
 
 from .conftest import kernel_settings, until

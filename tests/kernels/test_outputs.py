@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hearth.kernels.outputs import Outputs, dead_kernel_error, done_event, event_from_message
+from hearth.protocol.outputs import Outputs, dead_kernel_error, done_event, event_from_message
 
 
 def test_output_messages_become_events_with_their_fields() -> None:

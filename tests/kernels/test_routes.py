@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hearth.host.place import HostLock, HostPlace
+from hearth.contract.place import HostLock, HostPlace
 from hearth.host.process import running_host
 from hearth.sandbox import open_sandbox
 from hearth.server.app import create_app

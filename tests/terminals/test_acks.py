@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from hearth.config import Settings
+from hearth.contract.terminals import Output, TerminalSpec
 from hearth.sandbox import Sandbox
 from hearth.terminals.attachment import FRAME_BYTES, WINDOW, Attachment
-from hearth.terminals.events import Output
-from hearth.terminals.manager import TerminalManager, TerminalSpec
+from hearth.terminals.manager import TerminalManager
 from hearth.terminals.session import TerminalSession
 
 TOTAL = 4 * WINDOW

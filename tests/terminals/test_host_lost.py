@@ -15,8 +15,9 @@ import pytest
 import websockets
 
 from hearth.config import Settings
+from hearth.contract.terminals import TerminalSpec
 from hearth.store import SqliteStore
-from hearth.terminals.manager import TerminalManager, TerminalSpec
+from hearth.terminals.manager import TerminalManager
 from hearth.terminals.outlog import FLUSH_BYTES, OutputLog, read_log
 
 TOKEN = "tok-lost-77"

@@ -1,2 +1,3 @@
-"""The session host (SPEC §8): a process per data directory that owns every session; the web
-tier reaches it over a Unix socket."""
+"""The session host (SPEC §8): the process per data directory that owns every session and serves
+the calls of :mod:`hearth.contract` to web tiers on a Unix socket. The web tier's side of that
+socket is :mod:`hearth.server.host_client`."""

@@ -14,10 +14,9 @@ from typing import Any
 
 from hearth import loops
 from hearth.config import Settings
+from hearth.contract.place import ALREADY_RUNNING, HostLock, HostPlace
 from hearth.core import SessionCore
-from hearth.host.place import HostLock, HostPlace
 from hearth.host.server import HostServer
-from hearth.host.starter import ALREADY_RUNNING
 from hearth.sandbox import Sandbox, SandboxUnavailable, open_sandbox
 
 __all__ = ["host_main", "running_host"]

@@ -18,19 +18,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from hearth import __version__
+from hearth.contract import wire
+from hearth.contract.framing import FrameProtocol
+from hearth.contract.place import HostPlace
+from hearth.contract.streams import Credit, Inbox, StreamClosed
+from hearth.contract.terminals import Output, TerminalSpec
 from hearth.core import SessionCore
 from hearth.errors import BadRequest
-from hearth.host import wire
-from hearth.host.framing import FrameProtocol
-from hearth.host.place import HostPlace
-from hearth.host.streams import Credit, Inbox, StreamClosed
 from hearth.kernels.channels import ChannelRelay
 from hearth.protocol import FrameError
 from hearth.protocol.jupyter import decode_v1
 from hearth.protocol.kernels import KernelState
 from hearth.terminals.attachment import Attachment
-from hearth.terminals.events import Output
-from hearth.terminals.manager import TerminalSpec
 
 __all__ = ["HostServer"]
 

@@ -4,7 +4,7 @@ Plain asyncio, no web framework: :class:`hearth.kernels.service.KernelService` i
 interface the session core uses (imported from its module: the web tier needs only the events).
 """
 
-from hearth.kernels.outputs import Event, Outputs
 from hearth.kernels.status import KernelStatus
+from hearth.protocol.outputs import Event, Outputs
 
 __all__ = ["Event", "KernelStatus", "Outputs"]

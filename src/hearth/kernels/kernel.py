@@ -30,9 +30,9 @@ from jupyter_client.session import Session
 
 from hearth.errors import KernelDied
 from hearth.kernels.backlog import MESSAGE_OVERHEAD, Backlog, size_of
-from hearth.kernels.outputs import Event, dead_kernel_error, done_event, event_from_message
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
+from hearth.protocol.outputs import Event, dead_kernel_error, done_event, event_from_message
 from hearth.sandbox import Prepared, Sandbox
 from hearth.sandbox.launch import Bind
 from hearth.sandbox.mounts import move_mount

@@ -23,12 +23,12 @@ from hearth.kernels.beneath import FileStream
 from hearth.kernels.channels import KEEP_FOR, ChannelRelay
 from hearth.kernels.egress import download_client
 from hearth.kernels.kernel import kernel_environment
-from hearth.kernels.outputs import Event
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
 from hearth.kernels.pool import KernelPool, PoolConfig
 from hearth.kernels.session import KernelSession
 from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
+from hearth.protocol.outputs import Event
 from hearth.sandbox import Sandbox
 from hearth.store import SessionStore
 from hearth.users import UserNumbers

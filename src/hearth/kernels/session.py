@@ -20,9 +20,9 @@ from hearth.errors import KernelDied, NotFound, storage_error
 from hearth.kernels.backlog import Backlog, size_of
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
-from hearth.kernels.outputs import Event
 from hearth.kernels.procs import is_gone
 from hearth.kernels.status import KernelStatus, Lifecycle
+from hearth.protocol.outputs import Event
 from hearth.sandbox.mounts import MoveFailed
 
 __all__ = ["KernelSession", "Want"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hearth.config import Settings
-from hearth.errors import HearthError
+from hearth.errors import RLIMITS_ONLY, UNSANDBOXED_USERS, SandboxUnavailable
 from hearth.fds import session_nofile
 from hearth.sandbox.accounts import Account, AccountFiles
 from hearth.sandbox.cgroups import Cgroups, SessionCgroup, read_plan
@@ -53,10 +53,6 @@ SCREEN_MODEL_UID_OFFSET = 0  # the screen model: base itself
 KERNEL_RUNTIME = "/run/hearth-kernel"
 
 LimitsMode = Literal["cgroup2", "cgroup1", "rlimit", "none"]
-
-
-class SandboxUnavailable(HearthError):
-    """The sandbox asked for can't be had on this machine (the message says how to fix it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,23 +451,6 @@ def _bwrap_works(bwrap: str, root: bool) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return "" if done.returncode == 0 else done.stderr.decode(errors="replace").strip()
-
-
-UNSANDBOXED_USERS = (
-    "Several users are configured but sessions would run without a sandbox, so each "
-    "user's code could read the others' data and stop the server. Install bubblewrap "
-    '(Debian: apt-get install bubblewrap), or set sandbox = "none" '
-    "(HEARTH_SANDBOX=none) to accept that."
-)
-
-RLIMITS_ONLY = (
-    "Several users are configured but this server runs as a plain user with no delegated cgroup, "
-    "so session limits would be per-process rlimits: memory is limited per process, not per "
-    "session, and every user's sessions share the per-uid limits of the kernel (inotify, "
-    "message queues, pending signals). Run it in a delegated cgroup v2 (e.g. systemd-run --user "
-    '-p Delegate=yes hearth serve), or as root, or set session_limits = "rlimit" '
-    "(HEARTH_SESSION_LIMITS=rlimit) to accept that."
-)
 
 
 def open_sandbox(

@@ -17,8 +17,6 @@ from hearth import __version__
 from hearth.config import Settings
 from hearth.diskspace import data_dir_state
 from hearth.errors import HearthError
-from hearth.host.client import HostClient
-from hearth.host.starter import HostStarter
 from hearth.server import (
     routes_jupyter,
     routes_jupyter_sessions,
@@ -29,6 +27,8 @@ from hearth.server import (
     ws_terminals,
 )
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
+from hearth.server.host_client import HostClient
+from hearth.server.host_starter import HostStarter
 from hearth.server.metrics import Metrics
 from hearth.server.routes_jupyter import is_jupyter_path
 

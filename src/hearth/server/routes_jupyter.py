@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth import __version__
 from hearth.errors import NotFound
-from hearth.host.client import RemoteKernels
 from hearth.protocol.kernels import JupyterKernel, KernelStart
 from hearth.server.auth import CurrentUser
+from hearth.server.host_client import RemoteKernels
 from hearth.server.validation import ValidatedRoute
 
 __all__ = ["is_jupyter_path", "router"]

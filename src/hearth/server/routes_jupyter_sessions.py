@@ -12,9 +12,9 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from hearth.errors import BadRequest, NotFound
-from hearth.host.client import RemoteKernels
 from hearth.protocol.kernels import JupyterSession, KernelState, SessionChange, SessionStart
 from hearth.server.auth import CurrentUser
+from hearth.server.host_client import RemoteKernels
 from hearth.server.validation import ValidatedRoute
 
 __all__ = ["router"]

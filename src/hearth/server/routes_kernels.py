@@ -19,8 +19,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
 from hearth.errors import HearthError, HostUnavailable
-from hearth.host.client import RemoteKernels
-from hearth.kernels.outputs import Event, Outputs, done_event
 from hearth.protocol import FrameError
 from hearth.protocol.kernels import (
     ExecuteFrame,
@@ -30,7 +28,9 @@ from hearth.protocol.kernels import (
     KernelState,
     decode_kernel_frame,
 )
+from hearth.protocol.outputs import Event, Outputs, done_event
 from hearth.server.auth import CurrentUser, check_origin, current_user
+from hearth.server.host_client import RemoteKernels
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
 

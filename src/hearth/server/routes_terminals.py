@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from hearth.contract.terminals import TerminalInfo, TerminalSpec
 from hearth.errors import NotFound
-from hearth.host.client import RemoteTerminals
 from hearth.protocol import (
     SESSION_ID,
     CleanupAnswer,
@@ -22,9 +22,8 @@ from hearth.protocol import (
     TerminalStatusAnswer,
 )
 from hearth.server.auth import CurrentUser
+from hearth.server.host_client import RemoteTerminals
 from hearth.server.validation import ValidatedRoute
-from hearth.terminals.manager import TerminalSpec
-from hearth.terminals.session import TerminalInfo
 
 __all__ = ["legacy_router", "router", "state_of"]
 

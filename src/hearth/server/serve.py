@@ -11,8 +11,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from hearth.config import Settings
-from hearth.host.client import HostClient
 from hearth.server.app import create_app
+from hearth.server.host_client import HostClient
 
 __all__ = ["NoDelayWebSocketProtocol", "server_config", "ws_max_size"]
 

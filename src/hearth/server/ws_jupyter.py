@@ -16,9 +16,8 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from hearth.contract.streams import StreamClosed
 from hearth.errors import BadRequest, HearthError, HostUnavailable
-from hearth.host.client import RemoteChannels, RemoteKernels
-from hearth.host.streams import StreamClosed
 from hearth.protocol import FrameError
 from hearth.protocol.jupyter import (
     V1_PROTOCOL,
@@ -29,6 +28,7 @@ from hearth.protocol.jupyter import (
     own_message,
 )
 from hearth.server.auth import check_origin, current_user
+from hearth.server.host_client import RemoteChannels, RemoteKernels
 from hearth.server.metrics import Metrics
 
 __all__ = ["router"]

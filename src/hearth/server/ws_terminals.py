@@ -13,8 +13,17 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from hearth.config import Settings
+from hearth.contract.terminals import (
+    Exited,
+    Missed,
+    Output,
+    ReplayDone,
+    Resized,
+    TerminalSpec,
+    ViewerCount,
+    valid_session_id,
+)
 from hearth.errors import BadRequest, HearthError, HostUnavailable, NotFound, ScreenUnavailable
-from hearth.host.client import RemoteAttachment, RemoteTerminals
 from hearth.protocol import (
     FrameError,
     InputFrame,
@@ -24,10 +33,9 @@ from hearth.protocol import (
     encode_output,
 )
 from hearth.server.auth import check_origin, current_user
+from hearth.server.host_client import RemoteAttachment, RemoteTerminals
 from hearth.server.metrics import Metrics
 from hearth.server.routes_terminals import state_of
-from hearth.terminals.events import Exited, Missed, Output, ReplayDone, Resized, ViewerCount
-from hearth.terminals.manager import TerminalSpec, valid_session_id
 
 __all__ = ["router"]
 

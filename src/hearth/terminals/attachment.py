@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from hearth.terminals.events import (
+from hearth.contract.terminals import (
     Event,
     Exited,
     Missed,

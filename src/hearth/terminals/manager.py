@@ -11,17 +11,21 @@ import contextlib
 import logging
 import os
 import pwd
-import re
 import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from hearth.config import Settings
+from hearth.contract.terminals import (
+    TerminalInfo,
+    TerminalSpec,
+    TerminalStatus,
+    valid_session_id,
+)
 from hearth.errors import (
     BadRequest,
     Conflict,
@@ -41,32 +45,14 @@ from hearth.terminals.idle import expired
 from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
 from hearth.terminals.screen import Screen, ScreenModels, snapshot_at, start_models
-from hearth.terminals.session import TerminalInfo, TerminalSession, TerminalStatus
+from hearth.terminals.session import TerminalSession
 from hearth.users import UserNumbers
 
-__all__ = ["TerminalManager", "TerminalSpec", "valid_session_id"]
+__all__ = ["TerminalManager"]
 
 log = logging.getLogger("hearth.terminals")
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SPARE_DELAY = 0.05  # seconds after a create before the next spare is parked
-
-
-def valid_session_id(value: str) -> bool:
-    return _ID.fullmatch(value) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalSpec:
-    """What a client may ask of a new terminal session (all optional)."""
-
-    id: str | None = None
-    name: str | None = None
-    command: list[str] | None = None
-    cwd: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    rows: int = 24
-    cols: int = 80
 
 
 def login_shell() -> str:

@@ -14,12 +14,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 
+from hearth.contract.terminals import Resized, TerminalInfo, TerminalStatus, ViewerCount
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
-from hearth.terminals.events import Resized, ViewerCount
 from hearth.terminals.flow import FlowControl
 from hearth.terminals.history import EntryType, History
 from hearth.terminals.outlog import OutputLog
@@ -35,35 +33,6 @@ BULK_READ = 2048  # a read this big means output is streaming, not echoing keyst
 STALL_TIMEOUT = 2.0
 LOG_FLUSH_DELAY = 0.005  # seconds gathered output may wait for the log when no viewer pulls it
 OOM_CHECK_INTERVAL = 0.5  # seconds between looks at the cgroup's OOM kills, while output flows
-
-
-class TerminalStatus(StrEnum):
-    ACTIVE = "active"
-    DISCONNECTED = "disconnected"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalInfo:
-    """A snapshot of a session's state, as the API shows it (SPEC §3.1)."""
-
-    id: str
-    name: str
-    user: str
-    protocol: str
-    status: TerminalStatus
-    alive: bool
-    exit_code: int | None
-    created_at: float
-    last_activity: float
-    expires_at: float | None
-    rows: int
-    cols: int
-    viewers: int
-    output_start: int
-    output_end: int
-    command: list[str] = field(default_factory=list)
-    closed_reason: str | None = None
 
 
 class TerminalSession:

@@ -19,8 +19,16 @@ import struct
 from typing import Any
 
 from hearth import errors
-from hearth.terminals.events import Event, Exited, Missed, ReplayDone, Resized, ViewerCount
-from hearth.terminals.session import TerminalInfo, TerminalStatus
+from hearth.contract.terminals import (
+    Event,
+    Exited,
+    Missed,
+    ReplayDone,
+    Resized,
+    TerminalInfo,
+    TerminalStatus,
+    ViewerCount,
+)
 
 __all__ = [
     "DATA",

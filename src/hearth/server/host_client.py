@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from hearth import __version__
+from hearth.contract import wire
+from hearth.contract.framing import FrameProtocol
+from hearth.contract.streams import ACK_STEP, Credit, Inbox
+from hearth.contract.terminals import Event, Output, TerminalInfo, TerminalSpec
 from hearth.errors import HostUnavailable
-from hearth.host import wire
-from hearth.host.framing import FrameProtocol
-from hearth.host.streams import ACK_STEP, Credit, Inbox
 from hearth.protocol.kernels import KernelState
-from hearth.terminals.events import Event, Output
-from hearth.terminals.manager import TerminalSpec
-from hearth.terminals.session import TerminalInfo
 
 __all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteChannels", "RemoteFile"]
 
-log = logging.getLogger("hearth.host.client")
+log = logging.getLogger("hearth.server.host_client")
 
 ACK_DELAY = 0.01  # seconds a small ack may wait to be gathered with the next
 LOST = "The session host stopped; Hearth starts it again at the next request. Retry."

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-from hearth.host import wire
+from hearth.contract import wire
 
 __all__ = ["FrameProtocol"]
 

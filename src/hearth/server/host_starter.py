@@ -25,19 +25,17 @@ from typing import Any
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.errors import HostUnavailable
+from hearth.contract import wire
+from hearth.contract.place import ALREADY_RUNNING, HostPlace, lock_free
+from hearth.errors import RLIMITS_ONLY, UNSANDBOXED_USERS, HostUnavailable, SandboxUnavailable
 from hearth.fds import session_open_files
-from hearth.host import wire
-from hearth.host.client import Link
-from hearth.host.place import HostPlace, lock_free
-from hearth.sandbox.sandbox import RLIMITS_ONLY, UNSANDBOXED_USERS, SandboxUnavailable
+from hearth.server.host_client import Link
 
-__all__ = ["ALREADY_RUNNING", "HostStarter", "connect", "stop_host"]
+__all__ = ["HostStarter", "connect", "stop_host"]
 
 log = logging.getLogger("hearth.host")
 
 START_TIMEOUT = 120.0  # seconds: a host opens the store and warms the pool before it answers
-ALREADY_RUNNING = 3  # exit status of a host that found another one holding the lock
 _HELLO_TIMEOUT = 10.0
 # what the web server itself uses (and the data dir, which names the host): the rest is the host's
 _WEB_TIER_SETTINGS = {

@@ -16,7 +16,9 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HostLock", "HostPlace", "lock_free"]
+__all__ = ["ALREADY_RUNNING", "HostLock", "HostPlace", "lock_free"]
+
+ALREADY_RUNNING = 3  # exit status of a host that found another one holding the lock
 
 _SUN_PATH_MAX = 107
 _Identity = tuple[int, int] | None  # (st_dev, st_ino); None: nothing there

@@ -1,0 +1,111 @@
+"""A terminal session as both sides of the host's socket see it: what a client may ask of a new
+one (:class:`TerminalSpec`), its state (:class:`TerminalInfo`), and what a viewer receives
+(output with its offset, and small typed events)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "Event",
+    "Exited",
+    "Missed",
+    "Output",
+    "ReplayDone",
+    "Resized",
+    "TerminalInfo",
+    "TerminalSpec",
+    "TerminalStatus",
+    "ViewerCount",
+    "valid_session_id",
+]
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def valid_session_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalSpec:
+    """What a client may ask of a new terminal session (all optional)."""
+
+    id: str | None = None
+    name: str | None = None
+    command: list[str] | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    rows: int = 24
+    cols: int = 80
+
+
+class TerminalStatus(StrEnum):
+    ACTIVE = "active"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalInfo:
+    """A snapshot of a session's state, as the API shows it (SPEC §3.1)."""
+
+    id: str
+    name: str
+    user: str
+    protocol: str
+    status: TerminalStatus
+    alive: bool
+    exit_code: int | None
+    created_at: float
+    last_activity: float
+    expires_at: float | None
+    rows: int
+    cols: int
+    viewers: int
+    output_start: int
+    output_end: int
+    command: list[str] = field(default_factory=list)
+    closed_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    offset: int  # absolute offset of data[0] in the session's output stream
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayDone:
+    offset: int  # offset of the next live byte
+
+
+@dataclass(frozen=True, slots=True)
+class Missed:
+    """The attachment fell behind the buffer: ``missed_bytes`` are gone, output goes on at
+    ``offset``."""
+
+    missed_bytes: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resized:
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerCount:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    exit_code: int | None
+    reason: str | None = None
+
+
+Event = Output | ReplayDone | Missed | Resized | ViewerCount | Exited
