@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hearth import errors
-from hearth.contract import wire
+from hearth.contract import calls, wire
 from hearth.contract.streams import ACK_STEP, WINDOW, Credit, Inbox, StreamClosed
 from hearth.contract.terminals import (
     Exited,
@@ -74,7 +75,8 @@ def test_terminal_events_and_snapshots_cross_unchanged() -> None:
         alive=True, exit_code=None, created_at=1.0, last_activity=2.0, expires_at=None,
         rows=24, cols=80, viewers=1, output_start=0, output_end=10, command=["sh"],
     )  # fmt: skip
-    assert wire.info_from_wire(wire.info_to_wire(info)) == info
+    call = calls.TERMINALS_GET
+    assert call.load_answer(json.loads(json.dumps(call.dump_answer(info)))) == info
 
 
 async def test_credit_holds_a_sender_at_the_window_until_an_ack() -> None:

@@ -13,7 +13,6 @@ and snapshots) into plain data and back.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 from typing import Any
@@ -25,8 +24,6 @@ from hearth.contract.terminals import (
     Missed,
     ReplayDone,
     Resized,
-    TerminalInfo,
-    TerminalStatus,
     ViewerCount,
 )
 
@@ -43,14 +40,12 @@ __all__ = [
     "error_to_wire",
     "event_from_wire",
     "event_to_wire",
-    "info_from_wire",
-    "info_to_wire",
     "json_frame",
     "read_data",
     "read_json",
 ]
 
-PROTOCOL = 1  # raised on any change a host of the previous version could not serve
+PROTOCOL = 2  # raised on any change a host of the previous version could not serve
 HEADER = struct.Struct(">IB")
 _DATA_HEAD = struct.Struct(">IQ")
 JSON, DATA = 0, 1
@@ -111,14 +106,6 @@ def error_from_wire(error: dict[str, Any]) -> Exception:
     cls = _ERRORS.get(str(error.get("type")))
     message = str(error.get("message", ""))
     return HostError(message) if cls is None else cls(message)
-
-
-def info_to_wire(info: TerminalInfo) -> dict[str, Any]:
-    return dataclasses.asdict(info)
-
-
-def info_from_wire(data: dict[str, Any]) -> TerminalInfo:
-    return TerminalInfo(**{**data, "status": TerminalStatus(data["status"])})
 
 
 def event_to_wire(event: Event) -> dict[str, Any]:

@@ -1,39 +1,41 @@
 """The session host's side of the socket: serves a :class:`SessionCore` to web tiers.
 
-One task reads each connection's frames in order. Calls that answer at once (``write``, ``get``,
-``resize``, …) run inline, so keystrokes reach the PTY in the order they came; calls that wait
-(``create``, ``close``, ``execute``, …) each run as a task. Streams (a terminal viewer, an
-execution's events, a download) are pumped by a task each, within their credit; an upload is an
-inbox the core reads as the request body.
+Each call of :data:`hearth.contract.calls.CALLS` is dispatched to :mod:`hearth.host.local` as
+the table says: an ordered call runs inline as its frame is read (keystrokes reach the PTY in
+the order they came), a concurrent one as a task of the connection's. Streams (a viewer, an
+execution's events, a download, a Jupyter client's channels) are pumped by a task each, within
+their credit; an upload is an inbox the core reads as a request body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any, TypeVar, cast
+
+from pydantic import ValidationError
 
 from hearth import __version__
 from hearth.contract import wire
+from hearth.contract.api import Channels
+from hearth.contract.calls import CALLS, Attached, Call, FileHead, HostMetrics, Stream
 from hearth.contract.framing import FrameProtocol
 from hearth.contract.place import HostPlace
 from hearth.contract.streams import Credit, Inbox, StreamClosed
-from hearth.contract.terminals import Output, TerminalSpec
+from hearth.contract.terminals import Output
 from hearth.core import SessionCore
 from hearth.errors import BadRequest
-from hearth.kernels.channels import ChannelRelay
-from hearth.protocol import FrameError
-from hearth.protocol.jupyter import decode_v1
-from hearth.protocol.kernels import KernelState
-from hearth.terminals.attachment import Attachment
+from hearth.host.local import LocalKernels, LocalTerminals, LocalViewer
+from hearth.tasks import TaskSet
 
 __all__ = ["HostServer"]
 
 log = logging.getLogger("hearth.host")
+
+T = TypeVar("T")
 
 
 class HostServer:
@@ -45,6 +47,7 @@ class HostServer:
         self.warnings = list(warnings)  # what its start-up warned of, repeated to web servers
         self.stopped = asyncio.Event()
         self._connections: set[_Connection] = set()
+        self._ending = TaskSet("the host's ending connections")
 
     async def __aenter__(self) -> HostServer:
         self.place.socket.unlink(missing_ok=True)  # a dead host's: we hold the lock
@@ -68,6 +71,7 @@ class HostServer:
         except TimeoutError:
             for connection in list(self._connections):
                 connection.wire.abort()
+        await self._ending.join()
         self.place.socket.unlink(missing_ok=True)
 
     def hello(self) -> dict[str, Any]:
@@ -94,13 +98,16 @@ class _Connection:
     def __init__(self, host: HostServer) -> None:
         self.host = host
         self.wire = FrameProtocol(self._frame, self._lost)
-        self.calls = _Calls(host.core, self)
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.apis: dict[str, object] = {
+            "terminals": LocalTerminals(host.core.terminals),
+            "kernels": LocalKernels(host.core.kernels),
+            "host": _Host(host),
+        }
+        self.tasks = TaskSet("a web tier's connection")
         self.pumps: dict[int, asyncio.Task[None]] = {}
-        self.viewers: dict[int, Attachment] = {}
+        self.viewers: dict[int, LocalViewer] = {}
         self.credits: dict[int, Credit] = {}
         self.uploads: dict[int, Inbox[bytes]] = {}
-        self.upload_chunks: dict[int, AsyncIterator[bytes]] = {}
         self.ended = asyncio.Event()
         self._greeted = False
         self._awaiting_data: dict[str, Any] | None = None  # a call whose bytes come next
@@ -119,8 +126,7 @@ class _Connection:
             stream, _, data = wire.read_data(body) if kind == wire.DATA else (None, 0, b"")
             if stream != message["id"]:
                 raise wire.ProtocolError("a call with data must be followed by its DATA frame")
-            message["args"]["data"] = data
-            self._handle(message)
+            self._call(message, data)
         elif kind == wire.DATA:
             self._upload_data(*wire.read_data(body))
         else:
@@ -144,13 +150,16 @@ class _Connection:
         """The web tier went away: its viewers detach, its streams end; the sessions stay."""
         if isinstance(exc, wire.ProtocolError):
             log.warning("dropped a connection", extra={"reason": str(exc)})
-        for task in [*self.tasks, *self.pumps.values()]:
-            task.cancel()
+        self.tasks.cancel()
         for viewer in self.viewers.values():  # now: a pump cancelled before it ran can't
             viewer.close()
         for inbox in self.uploads.values():
             inbox.finish(StreamClosed())
         self.host._connections.discard(self)
+        self.host._ending.spawn(self._end())
+
+    async def _end(self) -> None:
+        await self.tasks.aclose()
         self.ended.set()
 
     # --- frames in ---------------------------------------------------------------------------
@@ -180,35 +189,92 @@ class _Connection:
         if inbox is not None:
             inbox.put(data, len(data))
 
-    def _call(self, message: dict[str, Any]) -> None:
-        id, method, args = message["id"], message["method"], message.get("args", {})
-        if message.get("upload"):
-            self.open_upload(id)
-        found = self.calls.lookup(method)
-        if found is None:
-            self._reply_error(id, wire.ProtocolError(f"unknown call {method!r}"))
+    def _call(self, message: dict[str, Any], data: bytes | None = None) -> None:
+        id, name = message["id"], message["method"]
+        call = CALLS.get(name)
+        if call is None:
+            self._reply_error(id, wire.ProtocolError(f"unknown call {name!r}"))
             return
-        fn, waits = found
-        if not waits:
-            try:
-                self._reply(id, fn(id, **args))
-            except Exception as exc:
-                self._reply_error(id, exc)
-            return
-        task = asyncio.create_task(self._call_async(id, fn, args))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _call_async(self, id: int, fn: Callable[..., Any], args: dict[str, Any]) -> None:
+        raw = message.get("args", {})
+        if call.data_field is not None:
+            raw[call.data_field] = data
+        inbound = self.open_upload(id) if call.stream in (Stream.UPLOAD, Stream.DUPLEX) else None
         try:
-            result = await fn(id, **args)
+            args = call.load_args(raw)
+        except ValidationError as exc:
+            self.uploads.pop(id, None)
+            self._reply_error(id, BadRequest(f"{name}: {exc}"))
+            return
+        method = getattr(self.apis[call.api], call.method)
+        kwargs = {field: getattr(args, field) for field in call.args.model_fields}
+        if call.stream is Stream.UPLOAD:
+            kwargs["chunks"] = inbound
+        if call.ordered:
+            try:
+                result = run_inline(method(**kwargs), name)
+            except Exception as exc:
+                self.uploads.pop(id, None)
+                self._reply_error(id, exc)
+            else:
+                self._answer(id, call, result, inbound)
+        else:
+            self.tasks.spawn(self._call_async(id, call, method(**kwargs), inbound))
+
+    async def _call_async(
+        self,
+        id: int,
+        call: Call[Any, Any],
+        running: Coroutine[Any, Any, Any],
+        inbound: AsyncIterator[bytes] | None,
+    ) -> None:
+        try:
+            result = await running
+        except StreamClosed:  # the client went away mid-upload: nothing was written
+            self._reply_error(
+                id, BadRequest("The upload ended before its last byte; send it again.")
+            )
         except Exception as exc:
             self._reply_error(id, exc)
         else:
-            self._reply(id, result)
+            self._answer(id, call, result, inbound)
+        finally:
+            if call.stream is Stream.UPLOAD:
+                self.uploads.pop(id, None)
 
-    def _reply(self, id: int, result: Any) -> None:
-        self.send(wire.json_frame({"op": "reply", "id": id, "result": result}))
+    def _answer(
+        self, id: int, call: Call[Any, Any], result: Any, inbound: AsyncIterator[bytes] | None
+    ) -> None:
+        """Reply to a call; one that opens a stream starts its pump first (its frames follow
+        the reply, as the pump runs only once this returns)."""
+        if call.stream is Stream.VIEWER:
+            viewer: LocalViewer = result
+            self.viewers[id] = viewer  # closed with the stream, however it ends
+            self.start_pump(id, self.pump_viewer(id, viewer))
+            result = Attached(
+                viewer=viewer.viewer,
+                replay_from=viewer.replay_from,
+                replay_bytes=viewer.replay_bytes,
+                missed_bytes=viewer.missed_bytes,
+                session=viewer.session,
+                screen=viewer.screen,
+            )
+        elif call.stream is Stream.EVENTS:
+            self.start_pump(id, self.pump_events(id, result))
+            result = None
+        elif call.stream is Stream.BYTES:
+            self.start_pump(id, self.pump_bytes(id, result.chunks))
+            result = FileHead(name=result.name, size=result.size)
+        elif call.stream is Stream.DUPLEX:
+            assert inbound is not None
+            self.start_pump(id, self.pump_channels(id, result, inbound))
+            result = None
+        try:
+            answer = call.dump_answer(result)
+        except Exception as exc:
+            self.close_stream(id)
+            self._reply_error(id, exc)
+        else:
+            self.send(wire.json_frame({"op": "reply", "id": id, "result": answer}))
 
     def _reply_error(self, id: int, exc: BaseException) -> None:
         error = wire.error_to_wire(exc)
@@ -225,14 +291,13 @@ class _Connection:
         if (viewer := self.viewers.pop(stream, None)) is not None:
             viewer.close()  # now: a pump cancelled before it ran never leaves its `async with`
 
-    def start_pump(self, stream: int, pump: Callable[[], Any]) -> None:
-        task = asyncio.create_task(self._run_pump(stream, pump))
-        self.pumps[stream] = task
+    def start_pump(self, stream: int, pump: Coroutine[Any, Any, None]) -> None:
+        self.pumps[stream] = self.tasks.spawn(self._run_pump(stream, pump))
 
-    async def _run_pump(self, stream: int, pump: Callable[[], Any]) -> None:
+    async def _run_pump(self, stream: int, pump: Coroutine[Any, Any, None]) -> None:
         end: dict[str, Any] = {"op": "end", "stream": stream}
         try:
-            await pump()
+            await pump
         except (asyncio.CancelledError, StreamClosed):
             return  # the client closed it: nothing more to say
         except Exception as exc:
@@ -246,9 +311,9 @@ class _Connection:
             self.credits.pop(stream, None)
         self.send(wire.json_frame(end))
 
-    async def pump_viewer(self, stream: int, attachment: Attachment) -> None:
-        async with attachment:  # leaving it detaches the viewer, however the pump ends
-            async for event in attachment:
+    async def pump_viewer(self, stream: int, viewer: LocalViewer) -> None:
+        async with viewer:  # leaving it detaches the viewer, however the pump ends
+            async for event in viewer:
                 if isinstance(event, Output):
                     self.send(wire.data_frame(stream, event.offset, event.data))
                 else:
@@ -276,34 +341,36 @@ class _Connection:
                 await self.drain()
 
     async def pump_channels(
-        self, stream: int, relay: ChannelRelay, inbound: AsyncIterator[bytes]
+        self, stream: int, channels: Channels, inbound: AsyncIterator[bytes]
     ) -> None:
         """A Jupyter client's channels: its messages in (an upload), the kernel's out."""
         credit = self.credits[stream] = Credit()
 
         async def feed() -> None:
-            with contextlib.suppress(StreamClosed):
-                async for frame in inbound:
-                    try:
-                        channel, parts = decode_v1(frame)
-                    except FrameError as exc:  # the web tier checks them: not a client's error
-                        log.warning("dropped a kernel message", extra={"reason": str(exc)})
-                        continue
-                    await link.receive(channel, parts)
-
-        async with relay.attach() as link:
-            feeder = asyncio.create_task(feed())
             try:
+                async for message in inbound:
+                    await channels.send(message)
+            except StreamClosed:
+                pass
+            except Exception as exc:  # the kernel's side failed: what it sends still goes out
+                log.warning("a client's kernel messages stopped", extra={"error": repr(exc)})
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                feeder = group.create_task(feed())
                 offset = 0
-                while (message := await link.next()) is not None:
+                while (message := await channels.next()) is not None:
                     await credit.spend(len(message))
                     self.send(wire.data_frame(stream, offset, message))
                     offset += len(message)
                     await self.drain()
-            finally:
                 feeder.cancel()
+        finally:
+            await channels.aclose()
 
-    def open_upload(self, stream: int) -> None:
+    def open_upload(self, stream: int) -> AsyncIterator[bytes]:
+        """The bytes a call's caller sends on its stream, acked as they are taken."""
+
         def ack(taken: int) -> None:
             self.send(wire.json_frame({"op": "ack", "stream": stream, "offset": taken}))
 
@@ -317,220 +384,38 @@ class _Connection:
             finally:
                 self.uploads.pop(stream, None)
 
-        self.upload_chunks[stream] = chunks()
+        return chunks()
 
 
-_PREFIXES = ("terminals_", "kernels_", "host_")
+def run_inline(running: Coroutine[Any, Any, T], name: str) -> T:
+    """The answer of an ordered call, run to its end now. One that would wait is a bug of the
+    table (it must be declared concurrent): it is refused, not silently reordered."""
+    try:
+        running.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    running.close()
+    raise RuntimeError(f"{name} is declared ordered but waited: declare it concurrent")
 
 
-def _state(state: KernelState) -> dict[str, Any]:
-    return state.model_dump(mode="json", exclude_none=True)
+class _Host:
+    """The host's own calls."""
 
+    def __init__(self, host: HostServer) -> None:
+        self._host = host
 
-class _Calls:
-    """The calls a web tier may make, by name. Each takes the call's id (the id of the stream it
-    opens, if it opens one) and the call's arguments; answers are plain data."""
-
-    def __init__(self, core: SessionCore, connection: _Connection) -> None:
-        self.core, self.connection = core, connection
-        self._found: dict[str, tuple[Callable[..., Any], bool]] = {}
-
-    def lookup(self, method: str) -> tuple[Callable[..., Any], bool] | None:
-        """The call's function, and whether it waits (runs as a task) or answers at once."""
-        found = self._found.get(method)
-        if found is None:
-            name = method.replace(".", "_")
-            fn = getattr(self, name, None) if name.startswith(_PREFIXES) else None
-            if fn is None:
-                return None
-            found = self._found[method] = (fn, inspect.iscoroutinefunction(fn))
-        return found
-
-    # --- terminals ---------------------------------------------------------------------------
-
-    async def terminals_create(self, id: int, user: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return wire.info_to_wire(await self.core.terminals.create(user, TerminalSpec(**spec)))
-
-    async def terminals_ensure(self, id: int, user: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return wire.info_to_wire(await self.core.terminals.ensure(user, TerminalSpec(**spec)))
-
-    def terminals_get(self, id: int, user: str, session: str) -> dict[str, Any]:
-        return wire.info_to_wire(self.core.terminals.get(user, session))
-
-    def terminals_list(self, id: int, user: str) -> list[dict[str, Any]]:
-        return [wire.info_to_wire(i) for i in self.core.terminals.list_sessions(user)]
-
-    def terminals_touch(self, id: int, user: str, session: str) -> dict[str, Any]:
-        return wire.info_to_wire(self.core.terminals.touch(user, session))
-
-    def terminals_rename(self, id: int, user: str, session: str, name: str) -> dict[str, Any]:
-        return wire.info_to_wire(self.core.terminals.rename(user, session, name))
-
-    async def terminals_close(self, id: int, user: str, session: str) -> None:
-        await self.core.terminals.close(user, session)
-
-    async def terminals_cleanup(self, id: int, user: str) -> list[str]:
-        return await self.core.terminals.cleanup(user)
-
-    def terminals_write(self, id: int, user: str, session: str, data: bytes) -> None:
-        self.core.terminals.write(user, session, data)
-
-    def terminals_resize(
-        self, id: int, user: str, session: str, rows: int, cols: int, by: int | None
-    ) -> None:
-        self.core.terminals.resize(user, session, rows, cols, by)
-
-    def terminals_history(
-        self, id: int, user: str, session: str, since: int, limit: int | None
-    ) -> list[dict[str, Any]]:
-        return [
-            {
-                "seq": e.seq,
-                "type": e.type.value,
-                "data": text,
-                "offset": e.offset,
-                "timestamp": e.timestamp,
-            }
-            for e, text in self.core.terminals.history(user, session, since, limit)
-        ]
-
-    def terminals_recording(self, id: int, user: str, session: str) -> str:
-        return self.core.terminals.recording(user, session)
-
-    def terminals_attach(
-        self, id: int, user: str, session: str, since: int | None, size: list[int] | None
-    ) -> dict[str, Any]:
-        """A viewer from ``since``; with ``size``, its window wins (as on any resize). The
-        answer has the session as it is then: a reattach is one call."""
-        terminals = self.core.terminals
-        attachment = terminals.attach(user, session, since)
-        self.connection.viewers[id] = attachment  # closed with the stream, however it ends
-        self.connection.start_pump(id, lambda: self.connection.pump_viewer(id, attachment))
-        if size is not None:
-            try:
-                terminals.resize(user, session, size[0], size[1], by=attachment.viewer)
-            except Exception:
-                self.connection.close_stream(id)
-                raise
-        return self._attached(attachment, user, session)
-
-    def _attached(self, attachment: Attachment, user: str, session: str) -> dict[str, Any]:
-        """The answer to an attach: where the viewer starts, and the session as it is then."""
-        return {
-            "viewer": attachment.viewer,
-            "replay_from": attachment.replay_from,
-            "replay_bytes": attachment.replay_bytes,
-            "missed_bytes": attachment.missed_bytes,
-            "session": wire.info_to_wire(self.core.terminals.get(user, session)),
-        }
-
-    async def terminals_screen(self, id: int, user: str, session: str) -> dict[str, Any]:
-        return await self.core.terminals.screen(user, session)
-
-    async def terminals_attach_screen(
-        self, id: int, user: str, session: str, size: list[int] | None
-    ) -> dict[str, Any]:
-        """A viewer that starts from the session's screen (SPEC §9): the answer has the
-        screen, and the stream carries the output from its offset."""
-        terminals = self.core.terminals
-        attachment, screen = await terminals.attach_screen(
-            user, session, (size[0], size[1]) if size else None
+    async def metrics(self) -> HostMetrics:
+        core = self._host.core
+        rows = [*core.terminals.counts(), *core.kernels.pool.status_counts()]
+        screens = core.terminals.screens
+        return HostMetrics(
+            sessions=rows,
+            kernels=core.kernels.stats(),
+            buffered_bytes=core.terminals.total_buffered_bytes,
+            screen_model=screens.stats() if screens else None,
         )
-        self.connection.viewers[id] = attachment
-        self.connection.start_pump(id, lambda: self.connection.pump_viewer(id, attachment))
-        return {**self._attached(attachment, user, session), "screen": screen}
 
-    # --- kernels -----------------------------------------------------------------------------
-
-    async def kernels_create(
-        self,
-        id: int,
-        user: str,
-        session_id: str | None,
-        files: list[dict[str, Any]],
-        kernel_name: str | None,
-    ) -> list[Any]:
-        info, created = await self.core.kernels.create(user, session_id, files, kernel_name)
-        return [_state(info), created]
-
-    def kernels_get(self, id: int, user: str, session_id: str) -> dict[str, Any]:
-        return _state(self.core.kernels.get(user, session_id))
-
-    def kernels_list(self, id: int, user: str) -> list[dict[str, Any]]:
-        return [_state(i) for i in self.core.kernels.sessions(user)]
-
-    def kernels_terminate(self, id: int, user: str, session_id: str) -> None:
-        self.core.kernels.terminate(user, session_id)
-
-    def kernels_execute(
-        self, id: int, user: str, session_id: str, code: str, timeout: float | None
-    ) -> None:
-        events = self.core.kernels.execute(user, session_id, code, timeout)
-        self.connection.start_pump(id, lambda: self.connection.pump_events(id, events))
-
-    async def kernels_interrupt(self, id: int, user: str, session_id: str) -> dict[str, Any]:
-        return _state(await self.core.kernels.interrupt(user, session_id))
-
-    async def kernels_restart(self, id: int, user: str, session_id: str) -> dict[str, Any]:
-        return _state(await self.core.kernels.restart(user, session_id))
-
-    async def kernels_list_files(self, id: int, user: str, session_id: str) -> list[Any]:
-        return await self.core.kernels.list_files(user, session_id)
-
-    def kernels_open_file(self, id: int, user: str, session_id: str, path: str) -> dict[str, Any]:
-        file = self.core.kernels.open_file(user, session_id, path)
-        self.connection.start_pump(id, lambda: self.connection.pump_bytes(id, file.chunks))
-        return {"name": file.name, "size": file.size}
-
-    async def kernels_write_file(
-        self, id: int, user: str, session_id: str, path: str
-    ) -> dict[str, Any]:
-        chunks = self.connection.upload_chunks.pop(id)
-        try:
-            return await self.core.kernels.write_file(user, session_id, path, chunks)
-        except StreamClosed:  # the client went away mid-upload: nothing was written
-            raise BadRequest("The upload ended before its last byte; send it again.") from None
-
-    def kernels_channels(
-        self, id: int, user: str, session_id: str, client_session: str | None = None
-    ) -> None:
-        """A Jupyter client's connection to the session's channels, both ways on this stream."""
-        inbound = self.connection.upload_chunks.pop(id)
-        try:
-            relay = self.core.kernels.channels(user, session_id, client_session)
-        except BaseException:
-            self.connection.uploads.pop(id, None)
-            raise
-        self.connection.start_pump(id, lambda: self.connection.pump_channels(id, relay, inbound))
-
-    def kernels_annotate(
-        self, id: int, user: str, session_id: str, jupyter: dict[str, str] | None
-    ) -> dict[str, Any]:
-        return _state(self.core.kernels.annotate(user, session_id, jupyter))
-
-    def kernels_kernelspecs(self, id: int) -> dict[str, Any]:
-        return self.core.kernels.kernelspecs()
-
-    def kernels_open_kernelspec_file(self, id: int, name: str, path: str) -> dict[str, Any]:
-        file = self.core.kernels.open_kernelspec_file(name, path)
-        self.connection.start_pump(id, lambda: self.connection.pump_bytes(id, file.chunks))
-        return {"name": file.name, "size": file.size}
-
-    def kernels_pool(self, id: int) -> dict[str, int]:
-        return self.core.kernels.pool_state()
-
-    # --- the host ----------------------------------------------------------------------------
-
-    def host_metrics(self, id: int) -> dict[str, Any]:
-        rows = [*self.core.terminals.counts(), *self.core.kernels.pool.status_counts()]
-        return {
-            "sessions": [list(r) for r in rows],
-            "kernels": self.core.kernels.stats(),
-            "buffered_bytes": self.core.terminals.total_buffered_bytes,
-            "screen_model": screens.stats() if (screens := self.core.terminals.screens) else None,
-        }
-
-    async def host_shutdown(self, id: int) -> None:
+    async def shutdown(self) -> None:
         """Every session ends, as if deleted; then the host stops."""
-        await self.core.end_all()
-        self.connection.host.stopped.set()
+        await self._host.core.end_all()
+        self._host.stopped.set()

@@ -1,8 +1,9 @@
-"""The web tier's side of the session host's socket: the same calls as the session core, remote.
+"""The web tier's side of the session host's socket: :mod:`hearth.contract.api`, remote.
 
-``HostClient.terminals`` and ``HostClient.kernels`` mirror ``TerminalManager`` and
-``KernelService`` with every call awaited; what streams (a viewer, an execution, a download, an
-upload) is a stream of frames under the call's id with credit both ways. When the connection is
+``HostClient.terminals`` and ``HostClient.kernels`` make the calls of
+:data:`hearth.contract.calls.CALLS`; what streams (a viewer, an execution, a download, an
+upload, a Jupyter client's channels) is a stream of frames under the call's id with credit both
+ways. When the connection is
 lost, pending calls and streams fail with :class:`HostUnavailable` (websockets close with 1012,
 so clients come back and resume by offset) and the next call connects again — to a new host if
 the old one is gone.
@@ -12,24 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from hearth import __version__
-from hearth.contract import wire
+from hearth.contract import calls, wire
+from hearth.contract.api import KernelsAPI, TerminalsAPI
+from hearth.contract.calls import Attached, Call, FileHead, Stream
 from hearth.contract.framing import FrameProtocol
 from hearth.contract.streams import ACK_STEP, Credit, Inbox
 from hearth.contract.terminals import Event, Output, TerminalInfo, TerminalSpec
 from hearth.errors import HostUnavailable
+from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
+from hearth.tasks import TaskSet
 
 __all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteChannels", "RemoteFile"]
 
-log = logging.getLogger("hearth.server.host_client")
+log = logging.getLogger("hearth.host.client")
+
+A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R")
 
 ACK_DELAY = 0.01  # seconds a small ack may wait to be gathered with the next
 LOST = "The session host stopped; Hearth starts it again at the next request. Retry."
@@ -80,23 +89,23 @@ class Link:
     async def drain(self) -> None:
         await self.wire.drain()
 
-    def start_call(
-        self, id: int, method: str, args: dict[str, Any], data: bytes | None = None, **flags: bool
-    ) -> asyncio.Future[Any]:
+    def start_call(self, id: int, call: Call[A, Any], args: A) -> asyncio.Future[Any]:
+        """Send ``call``; the future has its raw answer (``call.load_answer`` reads it)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[id] = future
-        call = {"op": "call", "id": id, "method": method, "args": args, **flags}
-        if data is None:
-            self.send(wire.json_frame(call))
+        message = {"op": "call", "id": id, "method": call.name, "args": call.dump_args(args)}
+        if call.data_field is None:
+            self.send(wire.json_frame(message))
         else:  # the call and its bytes in one write
-            call["data"] = True
-            self.send(wire.json_frame(call) + wire.data_frame(id, 0, data))
+            message["data"] = True
+            data = getattr(args, call.data_field)
+            self.send(wire.json_frame(message) + wire.data_frame(id, 0, data))
         return future
 
-    async def call(self, method: str, args: dict[str, Any], data: bytes | None = None) -> Any:
-        future = self.start_call(self.new_id(), method, args, data)
+    async def call(self, call: Call[A, R], args: A) -> R:
+        future = self.start_call(self.new_id(), call, args)
         await self.drain()
-        return await future
+        return call.load_answer(await future)
 
     def ack(self, stream: int, offset: int) -> None:
         if self.alive:
@@ -179,7 +188,7 @@ class HostClient:
         self._connect = connect
         self._link: Link | None = None
         self._connecting = asyncio.Lock()
-        self._healing: asyncio.Task[None] | None = None
+        self._healing = TaskSet("the session host's reconnection")
         self._closing = False
         self.terminals = RemoteTerminals(self)
         self.kernels = RemoteKernels(self)
@@ -204,8 +213,8 @@ class HostClient:
             return self._link
 
     def _heal(self) -> None:
-        if not self._closing and (self._healing is None or self._healing.done()):
-            self._healing = asyncio.get_running_loop().create_task(self._reconnect())
+        if not self._closing and not self._healing:
+            self._healing.spawn(self._reconnect())
 
     async def _reconnect(self) -> None:
         delay = 0.1
@@ -219,21 +228,19 @@ class HostClient:
             else:
                 log.info("reconnected to the session host", extra={"pid": self.hello.get("pid")})
 
-    async def call(self, method: str, data: bytes | None = None, **args: Any) -> Any:
-        return await (await self.link()).call(method, args, data)
+    async def call(self, call: Call[A, R], args: A) -> R:
+        return await (await self.link()).call(call, args)
 
-    async def metrics(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call("host.metrics")
-        return result
+    async def metrics(self) -> calls.HostMetrics:
+        return await self.call(calls.HOST_METRICS, calls.NoArgs())
 
     async def shutdown(self) -> None:
         """End the host and every session in it."""
-        await self.call("host.shutdown")
+        await self.call(calls.HOST_SHUTDOWN, calls.NoArgs())
 
     async def aclose(self) -> None:
         self._closing = True
-        if self._healing is not None:
-            self._healing.cancel()
+        await self._healing.aclose()
         if self._link is not None:
             await self._link.aclose()
             self._link = None
@@ -242,14 +249,14 @@ class HostClient:
 class RemoteAttachment:
     """A viewer in the host: the attachment's events, acked as they are delivered."""
 
-    def __init__(self, link: Link, stream: int, inbox: Inbox[Event], reply: dict[str, Any]):
+    def __init__(self, link: Link, stream: int, inbox: Inbox[Event], reply: Attached):
         self._link, self._stream, self._inbox = link, stream, inbox
-        self.viewer: int = reply["viewer"]
-        self.replay_from: int = reply["replay_from"]
-        self.replay_bytes: int = reply["replay_bytes"]
-        self.missed_bytes: int = reply["missed_bytes"]
-        self.session: TerminalInfo = wire.info_from_wire(reply["session"])  # as attached
-        self.screen: dict[str, Any] | None = reply.get("screen")  # restored from the screen
+        self.viewer = reply.viewer
+        self.replay_from = reply.replay_from
+        self.replay_bytes = reply.replay_bytes
+        self.missed_bytes = reply.missed_bytes
+        self.session: TerminalInfo = reply.session  # as attached
+        self.screen = reply.screen  # the screen it starts from (attach_screen)
         self._acked = self._delivered = self.replay_from
         self._ack_due: asyncio.TimerHandle | None = None
         self._closed = False
@@ -330,20 +337,19 @@ class RemoteChannels:
         self._link.inboxes.pop(self._stream, None)
 
 
-async def _stream(
-    client: HostClient, method: str, args: dict[str, Any], viewer: bool = False
-) -> tuple[Link, int, Inbox[Any], Any]:
-    """Open a stream: the call's reply once the host has checked it, and the stream's inbox."""
+async def _open(client: HostClient, call: Call[A, R], args: A) -> tuple[Link, int, Inbox[Any], R]:
+    """Open ``call``'s stream: its answer once the host has checked it, and the stream's inbox."""
+    viewer = call.stream is Stream.VIEWER
     link = await client.link()
     id = link.new_id()
     inbox: Inbox[Any] = Inbox(None if viewer else (lambda n: link.ack(id, n)))
     link.inboxes[id] = (inbox, viewer)
     try:
-        reply = await link.start_call(id, method, args)
+        answer = call.load_answer(await link.start_call(id, call, args))
     except BaseException:
         link.inboxes.pop(id, None)
         raise
-    return link, id, inbox, reply
+    return link, id, inbox, answer
 
 
 async def _items(link: Link, id: int, inbox: Inbox[Any]) -> AsyncGenerator[Any, None]:
@@ -356,81 +362,82 @@ async def _items(link: Link, id: int, inbox: Inbox[Any]) -> AsyncGenerator[Any, 
         link.inboxes.pop(id, None)
 
 
+async def _download(client: HostClient, call: Call[A, FileHead], args: A) -> RemoteFile:
+    link, id, inbox, head = await _open(client, call, args)
+    return RemoteFile(head.name, head.size, _items(link, id, inbox))
+
+
 class RemoteTerminals:
+    """:class:`hearth.contract.api.TerminalsAPI` through the host's socket."""
+
     def __init__(self, client: HostClient) -> None:
         self._call = client.call
         self._client = client
 
     async def create(self, user: str, spec: TerminalSpec) -> TerminalInfo:
-        spec_data = dataclasses.asdict(spec)
-        return wire.info_from_wire(await self._call("terminals.create", user=user, spec=spec_data))
+        return await self._call(calls.TERMINALS_CREATE, calls.CreateTerminal(user=user, spec=spec))
 
     async def ensure(self, user: str, spec: TerminalSpec) -> TerminalInfo:
-        spec_data = dataclasses.asdict(spec)
-        return wire.info_from_wire(await self._call("terminals.ensure", user=user, spec=spec_data))
+        return await self._call(calls.TERMINALS_ENSURE, calls.CreateTerminal(user=user, spec=spec))
 
     async def get(self, user: str, id: str) -> TerminalInfo:
-        return wire.info_from_wire(await self._call("terminals.get", user=user, session=id))
+        return await self._call(calls.TERMINALS_GET, calls.TerminalArgs(user=user, id=id))
 
     async def list_sessions(self, user: str) -> list[TerminalInfo]:
-        return [wire.info_from_wire(i) for i in await self._call("terminals.list", user=user)]
+        return await self._call(calls.TERMINALS_LIST, calls.UserArgs(user=user))
 
     async def touch(self, user: str, id: str) -> TerminalInfo:
-        return wire.info_from_wire(await self._call("terminals.touch", user=user, session=id))
+        return await self._call(calls.TERMINALS_TOUCH, calls.TerminalArgs(user=user, id=id))
 
     async def rename(self, user: str, id: str, name: str) -> TerminalInfo:
-        info = await self._call("terminals.rename", user=user, session=id, name=name)
-        return wire.info_from_wire(info)
+        args = calls.RenameTerminal(user=user, id=id, name=name)
+        return await self._call(calls.TERMINALS_RENAME, args)
 
     async def close(self, user: str, id: str) -> None:
-        await self._call("terminals.close", user=user, session=id)
+        await self._call(calls.TERMINALS_CLOSE, calls.TerminalArgs(user=user, id=id))
 
     async def cleanup(self, user: str) -> list[str]:
-        closed: list[str] = await self._call("terminals.cleanup", user=user)
-        return closed
+        return await self._call(calls.TERMINALS_CLEANUP, calls.UserArgs(user=user))
 
     async def write(self, user: str, id: str, data: bytes) -> None:
-        await self._call("terminals.write", data, user=user, session=id)
+        await self._call(calls.TERMINALS_WRITE, calls.WriteTerminal(user=user, id=id, data=data))
 
     async def resize(self, user: str, id: str, rows: int, cols: int, by: int | None = None) -> None:
-        await self._call("terminals.resize", user=user, session=id, rows=rows, cols=cols, by=by)
+        args = calls.ResizeTerminal(user=user, id=id, rows=rows, cols=cols, by=by)
+        await self._call(calls.TERMINALS_RESIZE, args)
 
     async def history(
         self, user: str, id: str, since: int = 0, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = await self._call(
-            "terminals.history", user=user, session=id, since=since, limit=limit
-        )
-        return entries
+    ) -> list[HistoryEntry]:
+        args = calls.TerminalHistory(user=user, id=id, since=since, limit=limit)
+        return await self._call(calls.TERMINALS_HISTORY, args)
 
     async def recording(self, user: str, id: str) -> str:
-        cast: str = await self._call("terminals.recording", user=user, session=id)
-        return cast
+        return await self._call(calls.TERMINALS_RECORDING, calls.TerminalArgs(user=user, id=id))
 
     async def attach(
         self, user: str, id: str, since: int | None = None, size: tuple[int, int] | None = None
     ) -> RemoteAttachment:
         """A viewer from ``since``; ``size`` (rows, cols): its window, which wins."""
-        args = {"user": user, "session": id, "since": since, "size": size}
-        link, stream, inbox, reply = await _stream(self._client, "terminals.attach", args, True)
+        args = calls.AttachTerminal(user=user, id=id, since=since, size=size)
+        link, stream, inbox, reply = await _open(self._client, calls.TERMINALS_ATTACH, args)
         return RemoteAttachment(link, stream, inbox, reply)
 
     async def attach_screen(
         self, user: str, id: str, size: tuple[int, int] | None = None
     ) -> RemoteAttachment:
         """A viewer from the session's screen (its ``screen``), then live output."""
-        args = {"user": user, "session": id, "size": size}
-        link, stream, inbox, reply = await _stream(
-            self._client, "terminals.attach_screen", args, True
-        )
+        args = calls.AttachScreen(user=user, id=id, size=size)
+        link, stream, inbox, reply = await _open(self._client, calls.TERMINALS_ATTACH_SCREEN, args)
         return RemoteAttachment(link, stream, inbox, reply)
 
     async def screen(self, user: str, id: str) -> dict[str, Any]:
-        screen: dict[str, Any] = await self._call("terminals.screen", user=user, session=id)
-        return screen
+        return await self._call(calls.TERMINALS_SCREEN, calls.TerminalArgs(user=user, id=id))
 
 
 class RemoteKernels:
+    """:class:`hearth.contract.api.KernelsAPI` through the host's socket."""
+
     def __init__(self, client: HostClient) -> None:
         self._call = client.call
         self._client = client
@@ -442,39 +449,34 @@ class RemoteKernels:
         files: list[dict[str, Any]] | None = None,
         kernel_name: str | None = None,
     ) -> tuple[KernelState, bool]:
-        info, created = await self._call(
-            "kernels.create",
-            user=user,
-            session_id=session_id,
-            files=files or [],
-            kernel_name=kernel_name,
+        args = calls.CreateKernel(
+            user=user, session_id=session_id, files=files, kernel_name=kernel_name
         )
-        return KernelState.model_validate(info), created
+        return await self._call(calls.KERNELS_CREATE, args)
 
     async def get(self, user: str, session_id: str) -> KernelState:
-        info = await self._call("kernels.get", user=user, session_id=session_id)
-        return KernelState.model_validate(info)
+        return await self._call(
+            calls.KERNELS_GET, calls.KernelArgs(user=user, session_id=session_id)
+        )
 
     async def sessions(self, user: str) -> list[KernelState]:
-        infos = await self._call("kernels.list", user=user)
-        return [KernelState.model_validate(i) for i in infos]
+        return await self._call(calls.KERNELS_LIST, calls.UserArgs(user=user))
 
     async def terminate(self, user: str, session_id: str) -> None:
-        await self._call("kernels.terminate", user=user, session_id=session_id)
+        args = calls.KernelArgs(user=user, session_id=session_id)
+        await self._call(calls.KERNELS_TERMINATE, args)
 
     async def interrupt(self, user: str, session_id: str) -> KernelState:
-        info = await self._call("kernels.interrupt", user=user, session_id=session_id)
-        return KernelState.model_validate(info)
+        args = calls.KernelArgs(user=user, session_id=session_id)
+        return await self._call(calls.KERNELS_INTERRUPT, args)
 
     async def restart(self, user: str, session_id: str) -> KernelState:
-        info = await self._call("kernels.restart", user=user, session_id=session_id)
-        return KernelState.model_validate(info)
+        args = calls.KernelArgs(user=user, session_id=session_id)
+        return await self._call(calls.KERNELS_RESTART, args)
 
     async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
-        files: list[dict[str, Any]] = await self._call(
-            "kernels.list_files", user=user, session_id=session_id
-        )
-        return files
+        args = calls.KernelArgs(user=user, session_id=session_id)
+        return await self._call(calls.KERNELS_LIST_FILES, args)
 
     async def channels(
         self, user: str, session_id: str, client_session: str | None = None
@@ -487,9 +489,9 @@ class RemoteKernels:
         inbox: Inbox[bytes] = Inbox(lambda n: link.ack(id, n))
         link.inboxes[id] = (inbox, False)
         credit = link.credits[id] = Credit()
-        args = {"user": user, "session_id": session_id, "client_session": client_session}
+        args = calls.KernelChannels(user=user, session_id=session_id, client_session=client_session)
         try:
-            await link.start_call(id, "kernels.channels", args, upload=True)
+            await link.start_call(id, calls.KERNELS_CHANNELS, args)
         except BaseException:
             link.inboxes.pop(id, None)
             link.credits.pop(id, None)
@@ -499,23 +501,18 @@ class RemoteKernels:
     async def annotate(
         self, user: str, session_id: str, jupyter: dict[str, str] | None
     ) -> KernelState:
-        info = await self._call(
-            "kernels.annotate", user=user, session_id=session_id, jupyter=jupyter
-        )
-        return KernelState.model_validate(info)
+        args = calls.Annotate(user=user, session_id=session_id, jupyter=jupyter)
+        return await self._call(calls.KERNELS_ANNOTATE, args)
 
     async def kernelspecs(self) -> dict[str, Any]:
-        specs: dict[str, Any] = await self._call("kernels.kernelspecs")
-        return specs
+        return await self._call(calls.KERNELS_KERNELSPECS, calls.NoArgs())
 
     async def open_kernelspec_file(self, name: str, path: str) -> RemoteFile:
-        args = {"name": name, "path": path}
-        link, id, inbox, reply = await _stream(self._client, "kernels.open_kernelspec_file", args)
-        return RemoteFile(reply["name"], reply["size"], _items(link, id, inbox))
+        args = calls.KernelspecFile(name=name, path=path)
+        return await _download(self._client, calls.KERNELS_OPEN_KERNELSPEC_FILE, args)
 
     async def pool_state(self) -> dict[str, int]:
-        state: dict[str, int] = await self._call("kernels.pool")
-        return state
+        return await self._call(calls.KERNELS_POOL, calls.NoArgs())
 
     async def execute(
         self,
@@ -525,14 +522,13 @@ class RemoteKernels:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> AsyncGenerator[dict[str, Any], None]:
         """The events of running ``code``, once the host found the session."""
-        args = {"user": user, "session_id": session_id, "code": code, "timeout": timeout}
-        link, id, inbox, _ = await _stream(self._client, "kernels.execute", args)
+        args = calls.Execute(user=user, session_id=session_id, code=code, timeout=timeout)
+        link, id, inbox, _ = await _open(self._client, calls.KERNELS_EXECUTE, args)
         return _items(link, id, inbox)
 
     async def open_file(self, user: str, session_id: str, path: str) -> RemoteFile:
-        args = {"user": user, "session_id": session_id, "path": path}
-        link, id, inbox, reply = await _stream(self._client, "kernels.open_file", args)
-        return RemoteFile(reply["name"], reply["size"], _items(link, id, inbox))
+        args = calls.KernelFile(user=user, session_id=session_id, path=path)
+        return await _download(self._client, calls.KERNELS_OPEN_FILE, args)
 
     async def write_file(
         self, user: str, session_id: str, path: str, chunks: AsyncIterator[bytes]
@@ -540,8 +536,8 @@ class RemoteKernels:
         link = await self._client.link()
         id = link.new_id()
         credit = link.credits[id] = Credit()
-        args = {"user": user, "session_id": session_id, "path": path}
-        answer = link.start_call(id, "kernels.write_file", args, upload=True)
+        args = calls.KernelFile(user=user, session_id=session_id, path=path)
+        answer = link.start_call(id, calls.KERNELS_WRITE_FILE, args)
 
         async def feed() -> None:
             offset = 0
@@ -559,7 +555,7 @@ class RemoteKernels:
 
         feeder = asyncio.get_running_loop().create_task(feed())
         try:
-            result: dict[str, Any] = await answer
+            return calls.KERNELS_WRITE_FILE.load_answer(await answer)
         finally:
             link.credits.pop(id, None)
             credit.close()
@@ -567,4 +563,9 @@ class RemoteKernels:
                 feeder.cancel()
             with contextlib.suppress(BaseException):
                 await feeder
-        return result
+
+
+def _satisfies(
+    terminals: RemoteTerminals, kernels: RemoteKernels
+) -> tuple[TerminalsAPI, KernelsAPI]:
+    return terminals, kernels  # mypy checks here that the remote side keeps the contract

@@ -25,7 +25,7 @@ from typing import Any
 
 from hearth import __version__
 from hearth.config import Settings
-from hearth.contract import wire
+from hearth.contract import calls, wire
 from hearth.contract.place import ALREADY_RUNNING, HostPlace, lock_free
 from hearth.errors import RLIMITS_ONLY, UNSANDBOXED_USERS, HostUnavailable, SandboxUnavailable
 from hearth.fds import session_open_files
@@ -192,7 +192,7 @@ async def stop_host(data_dir: Path, patience: float = 60.0) -> int:
         return 0
     pid = link.hello.get("pid")
     with contextlib.suppress(HostUnavailable):  # it may hang up as it goes
-        await link.call("host.shutdown", {})
+        await link.call(calls.HOST_SHUTDOWN, calls.NoArgs())
     await link.aclose()
     deadline = time.monotonic() + patience
     while not lock_free(place):

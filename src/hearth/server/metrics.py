@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
@@ -14,6 +13,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from hearth.contract.calls import HostMetrics
+
 __all__ = ["Metrics"]
 
 
@@ -23,7 +24,7 @@ WEBSOCKET_KINDS = ("terminal", "kernel", "jupyter")
 class _Snapshot:
     """What the session host said at the last scrape (``host.metrics``): plain data, pulled."""
 
-    data: dict[str, Any] | None = None
+    data: HostMetrics | None = None
 
 
 class _FromHost(Collector):
@@ -38,7 +39,7 @@ class _SessionCollector(_FromHost):
         family = GaugeMetricFamily(
             "hearth_sessions", "Sessions by kind and status", labels=["kind", "status"]
         )
-        for kind, status, count in (self._snapshot.data or {}).get("sessions", []):
+        for kind, status, count in self._snapshot.data.sessions if self._snapshot.data else []:
             family.add_metric([kind, status], count)
         yield family
 
@@ -47,7 +48,7 @@ class _KernelCollector(_FromHost):
     """The kernel pool's counters, from the host's snapshot."""
 
     def collect(self) -> Iterable[Metric]:
-        stats = (self._snapshot.data or {}).get("kernels")
+        stats = self._snapshot.data.kernels if self._snapshot.data else None
         if not stats:
             return
         size = GaugeMetricFamily("hearth_pool_size", "Kernel pool sessions", labels=["state"])
@@ -78,7 +79,7 @@ class _ScreenCollector(_FromHost):
     """The screen model's counters (SPEC §9), from the host's snapshot; none when it is off."""
 
     def collect(self) -> Iterable[Metric]:
-        stats = (self._snapshot.data or {}).get("screen_model")
+        stats = self._snapshot.data.screen_model if self._snapshot.data else None
         if not stats:
             return
         output = CounterMetricFamily(
@@ -120,7 +121,7 @@ class Metrics:
             self.websockets_open.labels(kind)
             self.bytes_streamed.labels(kind)
 
-    def render(self, host_snapshot: dict[str, Any]) -> bytes:
+    def render(self, host_snapshot: HostMetrics) -> bytes:
         """The metrics, with the sessions' and the pool's from ``host_snapshot``."""
         self._snapshot.data = host_snapshot
         return generate_latest(self.registry)

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth import __version__
+from hearth.contract.api import KernelsAPI
 from hearth.errors import NotFound
 from hearth.protocol.kernels import JupyterKernel, KernelStart
 from hearth.server.auth import CurrentUser
-from hearth.server.host_client import RemoteKernels
 from hearth.server.validation import ValidatedRoute
 
 __all__ = ["is_jupyter_path", "router"]
@@ -24,12 +24,12 @@ __all__ = ["is_jupyter_path", "router"]
 router = APIRouter(tags=["jupyter"], route_class=ValidatedRoute)
 
 
-async def _kernels(request: Request) -> RemoteKernels:
-    service: RemoteKernels = request.app.state.kernels
+async def _kernels(request: Request) -> KernelsAPI:
+    service: KernelsAPI = request.app.state.kernels
     return service
 
 
-Kernels = Annotated[RemoteKernels, Depends(_kernels)]
+Kernels = Annotated[KernelsAPI, Depends(_kernels)]
 
 
 def is_jupyter_path(path: str) -> bool:

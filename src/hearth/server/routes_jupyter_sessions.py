@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from hearth.contract.api import KernelsAPI
 from hearth.errors import BadRequest, NotFound
 from hearth.protocol.kernels import JupyterSession, KernelState, SessionChange, SessionStart
 from hearth.server.auth import CurrentUser
-from hearth.server.host_client import RemoteKernels
 from hearth.server.validation import ValidatedRoute
 
 __all__ = ["router"]
@@ -22,19 +22,19 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/sessions", tags=["jupyter"], route_class=ValidatedRoute)
 
 
-async def _kernels(request: Request) -> RemoteKernels:
-    service: RemoteKernels = request.app.state.kernels
+async def _kernels(request: Request) -> KernelsAPI:
+    service: KernelsAPI = request.app.state.kernels
     return service
 
 
-Kernels = Annotated[RemoteKernels, Depends(_kernels)]
+Kernels = Annotated[KernelsAPI, Depends(_kernels)]
 
 
-async def _named(kernels: RemoteKernels, user: str) -> list[KernelState]:
+async def _named(kernels: KernelsAPI, user: str) -> list[KernelState]:
     return [i for i in await kernels.sessions(user) if i.jupyter is not None]
 
 
-async def _find(kernels: RemoteKernels, user: str, session_id: str) -> KernelState:
+async def _find(kernels: KernelsAPI, user: str, session_id: str) -> KernelState:
     for info in await _named(kernels, user):
         if info.jupyter is not None and info.jupyter.id == session_id:
             return info

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from hearth.contract.api import TerminalsAPI
 from hearth.contract.terminals import TerminalInfo, TerminalSpec
 from hearth.errors import NotFound
 from hearth.protocol import (
@@ -22,18 +23,17 @@ from hearth.protocol import (
     TerminalStatusAnswer,
 )
 from hearth.server.auth import CurrentUser
-from hearth.server.host_client import RemoteTerminals
 from hearth.server.validation import ValidatedRoute
 
 __all__ = ["legacy_router", "router", "state_of"]
 
 
-async def terminals(request: Request) -> RemoteTerminals:
-    manager: RemoteTerminals = request.app.state.terminals
+async def terminals(request: Request) -> TerminalsAPI:
+    manager: TerminalsAPI = request.app.state.terminals
     return manager
 
 
-Terminals = Annotated[RemoteTerminals, Depends(terminals)]
+Terminals = Annotated[TerminalsAPI, Depends(terminals)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID, description="1–64 of [A-Za-z0-9_-]")]
 
 
@@ -113,7 +113,7 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
         since: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     ) -> list[HistoryEntry]:
-        return [HistoryEntry(**e) for e in await manager.history(user, id, since, limit)]
+        return await manager.history(user, id, since, limit)
 
     @router.get("/sessions/{id}/recording.cast", response_class=AsciicastResponse)
     async def recording(id: SessionId, user: CurrentUser, manager: Terminals) -> AsciicastResponse:

@@ -1,0 +1,229 @@
+"""The session core behind the protocols of :mod:`hearth.contract.api`, in this process.
+
+The host's dispatch calls these for every call of :data:`hearth.contract.calls.CALLS`; tests may
+call them directly. An ordered call's method must answer without waiting (the dispatch runs it
+inline and refuses one that suspends), which is why they wrap the managers' plain functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+from hearth.contract.api import KernelsAPI, TerminalsAPI
+from hearth.contract.terminals import Event, TerminalInfo, TerminalSpec
+from hearth.kernels.beneath import FileStream
+from hearth.kernels.channels import ChannelLink
+from hearth.kernels.service import KernelService
+from hearth.protocol import FrameError, HistoryEntry
+from hearth.protocol.jupyter import decode_v1
+from hearth.protocol.kernels import KernelState
+from hearth.terminals.attachment import Attachment
+from hearth.terminals.manager import TerminalManager
+
+__all__ = ["LocalChannels", "LocalKernels", "LocalTerminals", "LocalViewer"]
+
+log = logging.getLogger("hearth.host")
+
+
+class LocalViewer:
+    """An attachment with the answer of the attach that made it."""
+
+    def __init__(
+        self, attachment: Attachment, session: TerminalInfo, screen: dict[str, Any] | None = None
+    ) -> None:
+        self.attachment = attachment
+        self.viewer = attachment.viewer
+        self.replay_from = attachment.replay_from
+        self.replay_bytes = attachment.replay_bytes
+        self.missed_bytes = attachment.missed_bytes
+        self.session = session
+        self.screen = screen
+
+    def ack(self, offset: int) -> None:
+        self.attachment.ack(offset)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self.attachment.__aiter__()
+
+    def close(self) -> None:
+        self.attachment.close()
+
+    async def aclose(self) -> None:
+        self.attachment.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.attachment.close()
+
+
+class LocalTerminals:
+    def __init__(self, manager: TerminalManager) -> None:
+        self.manager = manager
+
+    async def create(self, user: str, spec: TerminalSpec) -> TerminalInfo:
+        return await self.manager.create(user, spec)
+
+    async def ensure(self, user: str, spec: TerminalSpec) -> TerminalInfo:
+        return await self.manager.ensure(user, spec)
+
+    async def get(self, user: str, id: str) -> TerminalInfo:
+        return self.manager.get(user, id)
+
+    async def list_sessions(self, user: str) -> list[TerminalInfo]:
+        return self.manager.list_sessions(user)
+
+    async def touch(self, user: str, id: str) -> TerminalInfo:
+        return self.manager.touch(user, id)
+
+    async def rename(self, user: str, id: str, name: str) -> TerminalInfo:
+        return self.manager.rename(user, id, name)
+
+    async def close(self, user: str, id: str) -> None:
+        await self.manager.close(user, id)
+
+    async def cleanup(self, user: str) -> list[str]:
+        return await self.manager.cleanup(user)
+
+    async def write(self, user: str, id: str, data: bytes) -> None:
+        self.manager.write(user, id, data)
+
+    async def resize(self, user: str, id: str, rows: int, cols: int, by: int | None = None) -> None:
+        self.manager.resize(user, id, rows, cols, by)
+
+    async def history(
+        self, user: str, id: str, since: int = 0, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        return [
+            HistoryEntry(
+                seq=e.seq, type=e.type.value, data=text, offset=e.offset, timestamp=e.timestamp
+            )
+            for e, text in self.manager.history(user, id, since, limit)
+        ]
+
+    async def recording(self, user: str, id: str) -> str:
+        return self.manager.recording(user, id)
+
+    async def attach(
+        self, user: str, id: str, since: int | None = None, size: tuple[int, int] | None = None
+    ) -> LocalViewer:
+        """A viewer from ``since``; with ``size``, its window wins (as on any resize)."""
+        attachment = self.manager.attach(user, id, since)
+        try:
+            if size is not None:
+                self.manager.resize(user, id, size[0], size[1], by=attachment.viewer)
+            return LocalViewer(attachment, self.manager.get(user, id))
+        except BaseException:
+            attachment.close()
+            raise
+
+    async def attach_screen(
+        self, user: str, id: str, size: tuple[int, int] | None = None
+    ) -> LocalViewer:
+        """A viewer that starts from the session's screen (SPEC §9), then live output."""
+        attachment, screen = await self.manager.attach_screen(user, id, size)
+        try:
+            return LocalViewer(attachment, self.manager.get(user, id), screen)
+        except BaseException:
+            attachment.close()
+            raise
+
+    async def screen(self, user: str, id: str) -> dict[str, Any]:
+        return await self.manager.screen(user, id)
+
+
+class LocalChannels:
+    """A Jupyter client's hold on a session's channels, taking v1 messages."""
+
+    def __init__(self, link: ChannelLink) -> None:
+        self._link = link
+
+    async def send(self, message: bytes) -> None:
+        try:
+            channel, parts = decode_v1(message)
+        except FrameError as exc:  # the web tier checks them: not a client's error
+            log.warning("dropped a kernel message", extra={"reason": str(exc)})
+            return
+        await self._link.receive(channel, parts)
+
+    async def next(self) -> bytes | None:
+        return await self._link.next()
+
+    async def aclose(self) -> None:
+        await self._link.__aexit__(None, None, None)
+
+
+class LocalKernels:
+    def __init__(self, service: KernelService) -> None:
+        self.service = service
+
+    async def create(
+        self,
+        user: str,
+        session_id: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+        kernel_name: str | None = None,
+    ) -> tuple[KernelState, bool]:
+        return await self.service.create(user, session_id, files or [], kernel_name)
+
+    async def get(self, user: str, session_id: str) -> KernelState:
+        return self.service.get(user, session_id)
+
+    async def sessions(self, user: str) -> list[KernelState]:
+        return self.service.sessions(user)
+
+    async def terminate(self, user: str, session_id: str) -> None:
+        self.service.terminate(user, session_id)
+
+    async def execute(
+        self,
+        user: str,
+        session_id: str,
+        code: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self.service.execute(user, session_id, code, timeout)
+
+    async def interrupt(self, user: str, session_id: str) -> KernelState:
+        return await self.service.interrupt(user, session_id)
+
+    async def restart(self, user: str, session_id: str) -> KernelState:
+        return await self.service.restart(user, session_id)
+
+    async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]:
+        return await self.service.list_files(user, session_id)
+
+    async def open_file(self, user: str, session_id: str, path: str) -> FileStream:
+        return self.service.open_file(user, session_id, path)
+
+    async def write_file(
+        self, user: str, session_id: str, path: str, chunks: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        return await self.service.write_file(user, session_id, path, chunks)
+
+    async def channels(
+        self, user: str, session_id: str, client_session: str | None = None
+    ) -> LocalChannels:
+        relay = self.service.channels(user, session_id, client_session)
+        return LocalChannels(await relay.attach().__aenter__())
+
+    async def annotate(
+        self, user: str, session_id: str, jupyter: dict[str, str] | None
+    ) -> KernelState:
+        return self.service.annotate(user, session_id, jupyter)
+
+    async def kernelspecs(self) -> dict[str, Any]:
+        return self.service.kernelspecs()
+
+    async def open_kernelspec_file(self, name: str, path: str) -> FileStream:
+        return self.service.open_kernelspec_file(name, path)
+
+    async def pool_state(self) -> dict[str, int]:
+        return self.service.pool_state()
+
+
+def _satisfies(terminals: LocalTerminals, kernels: LocalKernels) -> tuple[TerminalsAPI, KernelsAPI]:
+    return terminals, kernels  # mypy checks here that the in-process core keeps the contract

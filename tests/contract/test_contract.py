@@ -1,0 +1,110 @@
+"""The host contract: one table, both sides derived from it, and either side runs the same code."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from hearth.contract import api, calls
+from hearth.contract.terminals import Output, TerminalSpec
+from hearth.host.local import LocalKernels, LocalTerminals
+from hearth.host.server import run_inline
+from hearth.server.host_client import RemoteKernels, RemoteTerminals
+from tests.conftest import RunningServer
+
+SIDES = {
+    "terminals": (api.TerminalsAPI, LocalTerminals, RemoteTerminals),
+    "kernels": (api.KernelsAPI, LocalKernels, RemoteKernels),
+}
+
+
+def parameters(fn: Any) -> list[str]:
+    return [p for p in inspect.signature(fn).parameters if p != "self"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in calls.CALLS if not n.startswith("host.")))
+def test_every_call_is_one_method_of_the_protocol_with_its_arguments_on_both_sides(
+    name: str,
+) -> None:
+    call = calls.CALLS[name]
+    protocol, local, remote = SIDES[call.api]
+    expected = list(call.args.model_fields)
+    if call.stream is calls.Stream.UPLOAD:
+        expected.append("chunks")  # the upload's bytes, not in the call's JSON
+    for side in (protocol, local, remote):
+        method = getattr(side, call.method)
+        assert inspect.iscoroutinefunction(method), (side, call.method)
+        assert parameters(method) == expected, (side, call.method)
+
+
+def test_every_method_of_the_protocols_is_a_call() -> None:
+    declared = {c.name for c in calls.CALLS.values()}
+    for api_name, (protocol, _, _) in SIDES.items():
+        methods = {n for n, v in vars(protocol).items() if inspect.iscoroutinefunction(v)}
+        assert {f"{api_name}.{m}" for m in methods} <= declared
+
+
+async def test_an_ordered_call_that_waits_is_refused_not_reordered() -> None:
+    async def answers() -> int:
+        return 42
+
+    async def waits() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    assert run_inline(answers(), "answers") == 42
+    with pytest.raises(RuntimeError, match="declared ordered but waited"):
+        run_inline(waits(), "waits")
+
+
+async def scenario(terminals: api.TerminalsAPI, kernels: api.KernelsAPI) -> dict[str, Any]:
+    """The same steps on either side; the answer leaves out what differs by nature (ids)."""
+    info = await terminals.create("alice", TerminalSpec(name="either", command=["/bin/sh"]))
+    seen = b""
+    async with await terminals.attach("alice", info.id, size=(30, 90)) as viewer:
+        await terminals.write("alice", info.id, b"echo either-$((40+2))\n")
+        async for event in viewer:
+            if isinstance(event, Output):
+                seen += event.data
+                viewer.ack(event.offset + len(event.data))
+                if b"either-42" in seen:
+                    break
+    renamed = await terminals.rename("alice", info.id, "renamed")
+    listed = [i.name for i in await terminals.list_sessions("alice")]
+    history = [e.type for e in await terminals.history("alice", info.id)]
+    await terminals.close("alice", info.id)
+
+    state, created = await kernels.create("alice")
+    events = await kernels.execute("alice", state.session_id, "x = 41\nprint(x + 1)")
+    outputs = [e async for e in events]
+    await kernels.terminate("alice", state.session_id)
+    return {
+        "renamed": renamed.name,
+        "size": (renamed.rows, renamed.cols),
+        "listed": listed,
+        "input_in_history": "input" in history,
+        "created": created,
+        "printed": [e.get("text") for e in outputs if e["type"] == "stream"],
+        "done": outputs[-1]["type"],
+    }
+
+
+def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+
+
+def test_the_in_process_core_and_the_remote_side_answer_alike(server: RunningServer) -> None:
+    core = server.core
+    local = run_on(
+        server.host.loop,
+        scenario(LocalTerminals(core.terminals), LocalKernels(core.kernels)),
+    )
+    app = server.app.state
+    remote = run_on(server.loop, scenario(app.terminals, app.kernels))
+    assert local == remote
+    assert local["printed"] == ["42\n"] and local["done"] == "done"
+    assert local["size"] == (30, 90) and local["listed"] == ["renamed"]
