@@ -16,9 +16,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.websockets import WebSocketDisconnect
 
-from hearth.errors import HearthError, HostUnavailable
+from hearth.errors import HearthError
 from hearth.protocol import FrameError
 from hearth.protocol.kernels import (
     ExecuteFrame,
@@ -29,10 +28,11 @@ from hearth.protocol.kernels import (
     decode_kernel_frame,
 )
 from hearth.protocol.outputs import Event, Outputs, done_event
-from hearth.server.auth import CurrentUser, check_origin, current_user
+from hearth.server.auth import CurrentUser
 from hearth.server.host_client import RemoteKernels
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
+from hearth.server.ws_socket import Socket
 
 __all__ = ["router"]
 
@@ -173,70 +173,44 @@ async def kernel_ws(ws: WebSocket, session_id: str) -> None:
     ``{"type":"interrupt"}``; ``{"type":"ping"}`` → ``{"type":"pong"}``."""
     kernels: RemoteKernels = ws.app.state.kernels
     metrics: Metrics = ws.app.state.metrics
-    await ws.accept()
+    socket = Socket(ws, "kernel", metrics)
     try:
-        check_origin(ws, ws.app.state.settings.allowed_origins)
-        user = current_user(ws)
+        user = await socket.accept()
         await kernels.get(user, session_id)
     except HearthError as exc:
-        await ws.close(code=exc.close_code, reason=exc.message[:120])
+        await socket.refuse(exc)
         return
-    metrics.websockets_open.labels("kernel").inc()
-    try:
-        await _KernelSocket(ws, kernels, user, session_id, metrics).serve()
-    finally:
-        metrics.websockets_open.labels("kernel").dec()
+    async with socket:
+        await _KernelSocket(socket, kernels, user, session_id, metrics).serve()
 
 
 class _KernelSocket:
-    """Two pumps: frames in (each execute runs as a task), events out through a bounded queue
-    (a slow client slows the reading of its own executions, nothing else). The first pump to
-    end cancels the other and the executes — the kernel itself keeps running the code."""
+    """Two pumps: frames in (each execute runs as a task beside them), events out through a
+    bounded queue (a slow client slows the reading of its own executions, nothing else). The
+    client's close cancels the executes — the kernel itself keeps running the code."""
 
     def __init__(
-        self, ws: WebSocket, kernels: RemoteKernels, user: str, sid: str, metrics: Metrics
+        self, socket: Socket, kernels: RemoteKernels, user: str, sid: str, metrics: Metrics
     ) -> None:
-        self.ws, self.kernels, self.user, self.sid, self.metrics = ws, kernels, user, sid, metrics
+        self.socket, self.kernels, self.user, self.sid = socket, kernels, user, sid
+        self.streamed = metrics.bytes_streamed.labels("kernel")
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
-        self.tasks: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            self.group = tg
-            self._start(self._pump(self._receive))
-            self._start(self._pump(self._send))
-
-    def _start(self, coro: Any) -> None:
-        task = self.group.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _pump(self, body: Any) -> None:
-        try:
-            await body()
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            pass  # the client went away: not an error of ours
-        except HostUnavailable as exc:  # the client comes back (1012) and finds the session
-            with contextlib.suppress(Exception):
-                await self.ws.close(exc.close_code, exc.message[:120])
-        finally:
-            me = asyncio.current_task()
-            for task in list(self.tasks):
-                if task is not me:
-                    task.cancel()
+        await self.socket.run(self._send, self._receive)
 
     async def _send(self) -> None:
         while True:
             frame = await self.outbox.get()
             text = json.dumps(frame)
-            await self.ws.send_text(text)
-            self.metrics.bytes_streamed.labels("kernel").inc(len(text))
+            if await self.socket.send_text(text):
+                self.streamed.inc(len(text))
 
     async def _receive(self) -> None:
         while True:
-            message = await self.ws.receive()
+            message = await self.socket.receive()
             if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+                return
             text = message.get("text")
             if text is None:
                 await self.outbox.put({"type": "error", "message": _BINARY})
@@ -248,7 +222,7 @@ class _KernelSocket:
                 await self.outbox.put({"type": "error", "message": str(exc), **tag})
                 continue
             if isinstance(frame, ExecuteFrame):
-                self._start(self._execute(frame))
+                self.socket.start(self._execute(frame))
             elif isinstance(frame, InterruptFrame):
                 await self.kernels.interrupt(self.user, self.sid)
             else:

@@ -1,18 +1,12 @@
 """The terminal websocket (SPEC §3.4): a hello, then two pumps — session → client and
-client → session — where the first to finish cancels the other."""
+client → session — run by :class:`hearth.server.ws_socket.Socket`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from hearth.config import Settings
 from hearth.contract.terminals import (
     Exited,
     Missed,
@@ -32,10 +26,10 @@ from hearth.protocol import (
     decode_client_text,
     encode_output,
 )
-from hearth.server.auth import check_origin, current_user
 from hearth.server.host_client import RemoteAttachment, RemoteTerminals
 from hearth.server.metrics import Metrics
 from hearth.server.routes_terminals import state_of
+from hearth.server.ws_socket import Socket
 
 __all__ = ["router"]
 
@@ -77,13 +71,11 @@ def _int(value: str | None, name: str, lo: int, hi: int) -> int | None:
 @router.websocket("/api/v1/terminal/ws/{id}")
 @router.websocket("/ws/terminal/{id}")
 async def terminal_ws(ws: WebSocket, id: str) -> None:
-    settings: Settings = ws.app.state.settings
     manager: RemoteTerminals = ws.app.state.terminals
     metrics: Metrics = ws.app.state.metrics
-    await ws.accept()
+    socket = Socket(ws, "terminal", metrics)
     try:
-        check_origin(ws, settings.allowed_origins)
-        user = current_user(ws)
+        user = await socket.accept()
         if not valid_session_id(id):
             raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
         params = _Params(ws)
@@ -95,15 +87,10 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
         size = (params.rows, params.cols) if params.rows and params.cols else None
         attachment = await _attach(manager, user, id, params, size)
     except HearthError as exc:
-        reason = "session not found" if isinstance(exc, NotFound) else exc.message
-        await ws.close(exc.close_code, reason[:120])
+        await socket.refuse(exc, "session not found" if isinstance(exc, NotFound) else None)
         return
-    metrics.websockets_open.labels("terminal").inc()
-    try:
-        async with attachment:
-            await _serve(ws, manager, user, id, attachment, metrics)
-    finally:
-        metrics.websockets_open.labels("terminal").dec()
+    async with socket, attachment:
+        await _serve(socket, manager, user, id, attachment, metrics)
 
 
 async def _attach(
@@ -122,20 +109,14 @@ async def _attach(
 
 
 async def _serve(
-    ws: WebSocket,
+    socket: Socket,
     manager: RemoteTerminals,
     user: str,
     id: str,
     attachment: RemoteAttachment,
     metrics: Metrics,
 ) -> None:
-    lock = asyncio.Lock()  # the two pumps share one socket
-
-    async def send_json(message: dict[str, Any]) -> None:
-        async with lock:
-            await ws.send_text(json.dumps(message))
-
-    await send_json(
+    await socket.send_json(
         {
             "type": "hello",
             "session": state_of(attachment.session).model_dump(),
@@ -146,7 +127,7 @@ async def _serve(
     )
     if attachment.screen is not None:
         screen = attachment.screen
-        await send_json(
+        await socket.send_json(
             {
                 "type": "screen",
                 "offset": screen["offset"],
@@ -161,31 +142,28 @@ async def _serve(
     async def session_to_client() -> None:
         async for event in attachment:
             if isinstance(event, Output):
-                async with lock:
-                    await ws.send_bytes(encode_output(event.offset, event.data))
-                attachment.ack(event.offset + len(event.data))
-                streamed.inc(len(event.data))
+                if await socket.send_bytes(encode_output(event.offset, event.data)):
+                    streamed.inc(len(event.data))
+                attachment.ack(event.offset + len(event.data))  # dropped or delivered: done
             elif isinstance(event, ReplayDone):
-                await send_json({"type": "replay_done", "offset": event.offset})
+                await socket.send_json({"type": "replay_done", "offset": event.offset})
             elif isinstance(event, Missed):
-                await send_json(
+                await socket.send_json(
                     {"type": "missed", "missed_bytes": event.missed_bytes, "offset": event.offset}
                 )
             elif isinstance(event, Resized):
-                await send_json({"type": "resize", "rows": event.rows, "cols": event.cols})
+                await socket.send_json({"type": "resize", "rows": event.rows, "cols": event.cols})
             elif isinstance(event, ViewerCount):
-                await send_json({"type": "viewers", "count": event.count})
+                await socket.send_json({"type": "viewers", "count": event.count})
             elif isinstance(event, Exited):
                 frame: dict[str, object] = {"type": "exit", "exit_code": event.exit_code}
                 if event.reason:
                     frame["reason"] = event.reason
-                await send_json(frame)
-        async with lock:
-            await ws.close(1000, "session exited")
+                await socket.send_json(frame)
 
     async def client_to_session() -> None:
         while True:
-            message = await ws.receive()
+            message = await socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             try:
@@ -198,24 +176,12 @@ async def _serve(
                     elif isinstance(frame, ResizeFrame):
                         await manager.resize(user, id, frame.rows, frame.cols, by=attachment.viewer)
                     elif isinstance(frame, PingFrame):
-                        await send_json({"type": "pong"})
+                        await socket.send_json({"type": "pong"})
             except FrameError as exc:
-                await send_json({"type": "error", "message": str(exc)})
+                await socket.send_json({"type": "error", "message": str(exc)})
             except HostUnavailable:
                 raise  # the connection ends (1012): the client comes back and resumes
             except HearthError as exc:
-                await send_json({"type": "error", "message": exc.message})
+                await socket.send_json({"type": "error", "message": exc.message})
 
-    close_code, reason = 1000, ""
-    try:
-        async with asyncio.TaskGroup() as tg:
-            pumps = [tg.create_task(session_to_client()), tg.create_task(client_to_session())]
-            for pump in pumps:
-                pump.add_done_callback(lambda _: [p.cancel() for p in pumps])
-    except* HostUnavailable as lost:
-        close_code, reason = 1012, lost.exceptions[0].args[0][:120]
-    except* (WebSocketDisconnect, RuntimeError, OSError):
-        pass  # the client went away; the session stays
-    if ws.application_state != WebSocketState.DISCONNECTED:
-        with contextlib.suppress(Exception):
-            await ws.close(close_code, reason)
+    await socket.run(session_to_client, client_to_session, end=(1000, "session exited"))
