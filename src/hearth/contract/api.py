@@ -7,7 +7,7 @@ so code and tests written against them run on either side.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol, Self
 
 from hearth.contract.terminals import Event, TerminalInfo, TerminalSpec
@@ -94,7 +94,7 @@ class KernelsAPI(Protocol):
         session_id: str,
         code: str,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> AsyncIterator[dict[str, Any]]: ...
+    ) -> AsyncGenerator[dict[str, Any], None]: ...
     async def interrupt(self, user: str, session_id: str) -> KernelState: ...
     async def restart(self, user: str, session_id: str) -> KernelState: ...
     async def list_files(self, user: str, session_id: str) -> list[dict[str, Any]]: ...

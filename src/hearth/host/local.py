@@ -8,7 +8,7 @@ inline and refuses one that suspends), which is why they wrap the managers' plai
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Self
 
 from hearth.contract.api import KernelsAPI, TerminalsAPI
@@ -184,7 +184,7 @@ class LocalKernels:
         session_id: str,
         code: str,
         timeout: float | None = None,  # noqa: ASYNC109
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         return self.service.execute(user, session_id, code, timeout)
 
     async def interrupt(self, user: str, session_id: str) -> KernelState:

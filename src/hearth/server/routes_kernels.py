@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from hearth.contract.api import KernelsAPI
 from hearth.errors import HearthError
 from hearth.protocol import FrameError
 from hearth.protocol.kernels import (
@@ -29,7 +30,6 @@ from hearth.protocol.kernels import (
 )
 from hearth.protocol.outputs import Event, Outputs, done_event
 from hearth.server.auth import CurrentUser
-from hearth.server.host_client import RemoteKernels
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
 from hearth.server.ws_socket import Socket
@@ -40,12 +40,12 @@ log = logging.getLogger("hearth.server.kernels")
 router = APIRouter(prefix="/api/v1", tags=["kernels"], route_class=ValidatedRoute)
 
 
-async def _kernels(request: Request) -> RemoteKernels:
-    service: RemoteKernels = request.app.state.kernels
+async def _kernels(request: Request) -> KernelsAPI:
+    service: KernelsAPI = request.app.state.kernels
     return service
 
 
-Kernels = Annotated[RemoteKernels, Depends(_kernels)]
+Kernels = Annotated[KernelsAPI, Depends(_kernels)]
 
 
 _EXECUTE = (
@@ -171,7 +171,7 @@ async def pool(user: CurrentUser, kernels: Kernels) -> dict[str, int]:
 async def kernel_ws(ws: WebSocket, session_id: str) -> None:
     """``{"type":"execute","code","request_id"}`` → the events tagged with ``request_id``;
     ``{"type":"interrupt"}``; ``{"type":"ping"}`` → ``{"type":"pong"}``."""
-    kernels: RemoteKernels = ws.app.state.kernels
+    kernels: KernelsAPI = ws.app.state.kernels
     metrics: Metrics = ws.app.state.metrics
     socket = Socket(ws, "kernel", metrics)
     try:
@@ -190,7 +190,7 @@ class _KernelSocket:
     client's close cancels the executes — the kernel itself keeps running the code."""
 
     def __init__(
-        self, socket: Socket, kernels: RemoteKernels, user: str, sid: str, metrics: Metrics
+        self, socket: Socket, kernels: KernelsAPI, user: str, sid: str, metrics: Metrics
     ) -> None:
         self.socket, self.kernels, self.user, self.sid = socket, kernels, user, sid
         self.streamed = metrics.bytes_streamed.labels("kernel")

@@ -14,6 +14,7 @@ import logging
 
 from fastapi import APIRouter, WebSocket
 
+from hearth.contract.api import Channels, KernelsAPI
 from hearth.contract.streams import StreamClosed
 from hearth.errors import BadRequest, HearthError
 from hearth.protocol import FrameError
@@ -25,7 +26,6 @@ from hearth.protocol.jupyter import (
     encode_v1,
     own_message,
 )
-from hearth.server.host_client import RemoteChannels, RemoteKernels
 from hearth.server.metrics import Metrics
 from hearth.server.ws_socket import Socket
 
@@ -37,7 +37,7 @@ router = APIRouter()
 
 @router.websocket("/api/kernels/{kernel_id}/channels")
 async def channels(ws: WebSocket, kernel_id: str) -> None:
-    kernels: RemoteKernels = ws.app.state.kernels
+    kernels: KernelsAPI = ws.app.state.kernels
     metrics: Metrics = ws.app.state.metrics
     v1 = V1_PROTOCOL in ws.scope.get("subprotocols", [])
     socket = Socket(ws, "jupyter", metrics)
@@ -55,7 +55,7 @@ async def channels(ws: WebSocket, kernel_id: str) -> None:
 
 
 class _Relay:
-    def __init__(self, socket: Socket, relay: RemoteChannels, v1: bool, metrics: Metrics) -> None:
+    def __init__(self, socket: Socket, relay: Channels, v1: bool, metrics: Metrics) -> None:
         self.socket, self.relay, self.v1 = socket, relay, v1
         self.streamed = metrics.bytes_streamed.labels("jupyter")
 

@@ -7,6 +7,7 @@ import logging
 
 from fastapi import APIRouter, WebSocket
 
+from hearth.contract.api import TerminalsAPI, Viewer
 from hearth.contract.terminals import (
     Exited,
     Missed,
@@ -26,7 +27,6 @@ from hearth.protocol import (
     decode_client_text,
     encode_output,
 )
-from hearth.server.host_client import RemoteAttachment, RemoteTerminals
 from hearth.server.metrics import Metrics
 from hearth.server.routes_terminals import state_of
 from hearth.server.ws_socket import Socket
@@ -71,7 +71,7 @@ def _int(value: str | None, name: str, lo: int, hi: int) -> int | None:
 @router.websocket("/api/v1/terminal/ws/{id}")
 @router.websocket("/ws/terminal/{id}")
 async def terminal_ws(ws: WebSocket, id: str) -> None:
-    manager: RemoteTerminals = ws.app.state.terminals
+    manager: TerminalsAPI = ws.app.state.terminals
     metrics: Metrics = ws.app.state.metrics
     socket = Socket(ws, "terminal", metrics)
     try:
@@ -94,12 +94,12 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
 
 
 async def _attach(
-    manager: RemoteTerminals,
+    manager: TerminalsAPI,
     user: str,
     id: str,
     params: _Params,
     size: tuple[int, int] | None,
-) -> RemoteAttachment:
+) -> Viewer:
     if params.screen:
         try:
             return await manager.attach_screen(user, id, size)
@@ -110,10 +110,10 @@ async def _attach(
 
 async def _serve(
     socket: Socket,
-    manager: RemoteTerminals,
+    manager: TerminalsAPI,
     user: str,
     id: str,
-    attachment: RemoteAttachment,
+    attachment: Viewer,
     metrics: Metrics,
 ) -> None:
     await socket.send_json(
