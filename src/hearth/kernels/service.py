@@ -30,8 +30,8 @@ from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
 from hearth.protocol.outputs import Event
 from hearth.sandbox import Sandbox
+from hearth.sandbox.uids import UserUids
 from hearth.store import SessionStore
-from hearth.users import UserNumbers
 
 __all__ = ["KernelService"]
 
@@ -52,11 +52,10 @@ class KernelService:
     ) -> None:
         self.settings = settings
         sandbox = sandbox or Sandbox.unconfined(settings)
-        numbers = UserNumbers(store)
         self.dirs = WorkDirs(
             settings.data_dir.expanduser(),
             volume=sandbox.volume,
-            group_of=lambda user: sandbox.terminal_uid(numbers(user)),  # as its terminals' home
+            group_of=UserUids(sandbox, store),  # as its terminals' home
         )
         self._store = store
         config = PoolConfig(
