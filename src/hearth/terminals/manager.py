@@ -46,7 +46,7 @@ from hearth.terminals.history import Entry, EntryType, History
 from hearth.terminals.idle import expired
 from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
-from hearth.terminals.screen import Screen, ScreenModels, snapshot_at, start_models
+from hearth.terminals.screen import Screen, ScreenModels, open_models, snapshot_at
 from hearth.terminals.session import TerminalSession
 from hearth.terminals.spare import Spare, parked_pty
 from hearth.terminals.workdir import working_dir
@@ -82,7 +82,7 @@ class TerminalManager:
         self._counters: dict[str, int] = {}
         self._total_bytes = 0
         self._store = store
-        self._task_group: asyncio.TaskGroup | None = None
+        self._stack = contextlib.AsyncExitStack()
         self._uids = UserUids(self.sandbox, store)
         # the next terminal's process, in its cgroup
         self.spare = Spare(partial(parked_pty, self.sandbox) if self.sandbox.parks else None)
@@ -91,15 +91,21 @@ class TerminalManager:
     # --- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self._start_screens()
-        if self._store is not None:
-            # Processes don't outlive the server yet (step 2 of the architecture): the sessions
-            # of a previous run are gone, their output is on disk.
-            for record in self._store.list("terminal"):
-                self._restore_lost(record)
-        self._task_group = asyncio.TaskGroup()
-        await self._task_group.__aenter__()
-        self._cleanup_task = self._task_group.create_task(self._cleanup_loop())
+        async with contextlib.AsyncExitStack() as stack:
+            s = self.settings
+            if s.screen_model:
+                models = open_models(
+                    s.node_binary, s.max_buffer_size, self.sandbox, s.screen_model_idle_time
+                )
+                self.screens = await stack.enter_async_context(models)
+            if self._store is not None:
+                # Processes don't outlive the server yet (step 2 of the architecture): the
+                # sessions of a previous run are gone, their output is on disk.
+                for record in self._store.list("terminal"):
+                    self._restore_lost(record)
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            self._cleanup_task = tasks.create_task(self._cleanup_loop())
+            self._stack = stack.pop_all()
         self.spare.park()
         return self
 
@@ -112,20 +118,7 @@ class TerminalManager:
         self._cleanup_task.cancel()
         self.spare.close()
         await asyncio.shield(self._close_all())
-        if self.screens is not None:
-            await self.screens.aclose()
-        assert self._task_group is not None
-        await self._task_group.__aexit__(exc_type, exc, tb)
-
-    async def _start_screens(self) -> None:
-        settings = self.settings
-        if settings.screen_model:
-            self.screens = await start_models(
-                settings.node_binary,
-                settings.max_buffer_size,
-                self.sandbox,
-                settings.screen_model_idle_time,
-            )
+        await self._stack.__aexit__(exc_type, exc, tb)  # the cleanup loop, then the screens
 
     def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:
         if self.screens is not None:
