@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from jupyter_client.session import Session
 
-from hearth.kernels import service as service_module
 from hearth.kernels.channels import ChannelLink
 from hearth.kernels.service import KernelService
 from hearth.protocol.jupyter import decode_v1
@@ -77,7 +76,7 @@ async def test_the_relay_ends_when_its_session_is_deleted(service: KernelService
 async def test_a_named_connection_is_kept_for_its_client_then_ends(
     service: KernelService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "KEEP_FOR", 0.5)
+    monkeypatch.setattr(service.connections, "keep_for", 0.5)
     await service.create("alice", "nb")
     relay = service.channels("alice", "nb", "lab-1")
     async with relay.attach() as link:

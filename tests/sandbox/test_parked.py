@@ -62,8 +62,8 @@ def test_a_terminal_from_the_parked_process_has_only_its_terminal_and_its_own_en
     server = make_server(session_pids_limit=64)
     manager = server.core.terminals
     assert server.core.sandbox.parks
-    poll(lambda: server.call(lambda: manager._spare is not None), what="a parked process")
-    spare_pid = server.call(lambda: manager._spare.popen.pid)
+    poll(lambda: server.call(lambda: manager.spare.parked is not None), what="a parked process")
+    spare_pid = server.call(lambda: manager.spare.parked.popen.pid)
     script = (
         "ls /proc/self/fd; echo ENV; env | sort; echo TTY; : > /dev/tty && echo CTTY; echo DONE"
     )
@@ -85,7 +85,7 @@ def test_a_terminal_from_the_parked_process_has_only_its_terminal_and_its_own_en
     # the next terminal's process is parked again, and none is left once the server stops
     poll(
         lambda: (
-            server.call(lambda: manager._spare is not None and manager._spare.popen.pid)
+            server.call(lambda: manager.spare.parked is not None and manager.spare.parked.popen.pid)
             not in (None, False, spare_pid)
         ),
         what="a new parked process",

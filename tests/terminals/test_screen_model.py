@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hearth.terminals.screen import QUIET, ScreenModels, start_models
+from hearth.terminals.screen import QUIET, ScreenModels, open_models
 
 
 class Output:
@@ -28,10 +28,9 @@ class Output:
 
 @pytest.fixture
 async def models() -> AsyncIterator[ScreenModels]:
-    started = await start_models("node", 100)
-    assert started is not None, "the screen model needs Node.js and `make web`"
-    yield started
-    await started.aclose()
+    async with open_models("node", 100) as started:
+        assert started is not None, "the screen model needs Node.js and `make web`"
+        yield started
 
 
 async def test_an_echo_goes_to_the_model_at_once(models: ScreenModels) -> None:
@@ -117,10 +116,11 @@ async def test_an_idle_screen_sleeps_and_wakes_as_it_was() -> None:
     """An untouched screen is kept as its redraw; what it is sent next lands as it would have
     on a screen that never slept (the alternate screen, the pen, the scroll region, the saved
     cursor and the scrollback all come back)."""
-    sleepy = await start_models("node", 100, idle_time=0.2)
-    awake = await start_models("node", 100, idle_time=3600)
-    assert sleepy is not None and awake is not None
-    try:
+    async with (
+        open_models("node", 100, idle_time=0.2) as sleepy,
+        open_models("node", 100, idle_time=3600) as awake,
+    ):
+        assert sleepy is not None and awake is not None
         setup = b"".join(b"line %d\r\n" % n for n in range(30))
         setup += b"\x1b[?2004h\x1b[33mamber\x1b[2;6r\x1b[4;3H\x1b7\x1b[?1049h\x1b[Hfull screen"
         after = b"\x1b[1;1H\x1b[2Know\x1b8saved\x1b[?1049lback\x1b[0m"
@@ -139,6 +139,3 @@ async def test_an_idle_screen_sleeps_and_wakes_as_it_was() -> None:
         assert woken == never_slept
         assert (await sleepy.census())["asleep"] == 0
         assert woken["lines"][3] == "liback6"  # ?1049l went back to the cursor ESC 7 saved
-    finally:
-        await sleepy.aclose()
-        await awake.aclose()

@@ -20,7 +20,8 @@ from hearth.config import Settings
 from hearth.errors import BadRequest, NotFound, SessionClosed, storage_error
 from hearth.kernels import files as fileops
 from hearth.kernels.beneath import FileStream
-from hearth.kernels.channels import KEEP_FOR, ChannelRelay
+from hearth.kernels.channels import ChannelRelay
+from hearth.kernels.connections import Connections
 from hearth.kernels.egress import download_client
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
@@ -30,8 +31,8 @@ from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
 from hearth.protocol.outputs import Event
 from hearth.sandbox import Sandbox
+from hearth.sandbox.uids import UserUids
 from hearth.store import SessionStore
-from hearth.users import UserNumbers
 
 __all__ = ["KernelService"]
 
@@ -52,11 +53,10 @@ class KernelService:
     ) -> None:
         self.settings = settings
         sandbox = sandbox or Sandbox.unconfined(settings)
-        numbers = UserNumbers(store)
         self.dirs = WorkDirs(
             settings.data_dir.expanduser(),
             volume=sandbox.volume,
-            group_of=lambda user: sandbox.terminal_uid(numbers(user)),  # as its terminals' home
+            group_of=UserUids(sandbox, store),  # as its terminals' home
         )
         self._store = store
         config = PoolConfig(
@@ -81,11 +81,8 @@ class KernelService:
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         # sessions whose kernel died with a previous run of the server: records, files kept
         self._lost: dict[tuple[str, str], dict[str, Any]] = {}
-        self._deleting: set[asyncio.Future[None]] = set()  # files going away, relays closing
-        # Jupyter clients' connections kept for their client's return: (user, id, client session)
-        # Jupyter clients' connections by (user, session, client session), attached or kept
-        self._named: dict[tuple[str, str, str], ChannelRelay] = {}
-        self._keep_timers: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
+        self._deleting: set[asyncio.Future[None]] = set()  # files going away
+        self.connections = Connections()  # Jupyter clients', kept for their client's return
         self.kernel_names: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> Self:
@@ -101,16 +98,11 @@ class KernelService:
             client = download_client(self.settings.session_network, self.settings.download_timeout)
             self.http = await stack.enter_async_context(client)
             await stack.enter_async_context(self.pool)
+            await stack.enter_async_context(self.connections)  # they end before the pool
             self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for timer in self._keep_timers.values():
-            timer.cancel()
-        for relay in self._named.values():
-            self._close_later(relay)
-        self._named.clear()
-        self._keep_timers.clear()
         await self._stack.aclose()
         if self._deleting:
             await asyncio.gather(*self._deleting, return_exceptions=True)
@@ -243,40 +235,8 @@ class KernelService:
         takes over the one it still holds (its old websocket's end may not have come yet)."""
         session = self._find(user, session_id)
         session.touch()
-        if not client_session:
-            return ChannelRelay(session)
-        key = (user, session_id, client_session)
-        relay = self._named.pop(key, None)
-        if (timer := self._keep_timers.pop(key, None)) is not None:
-            timer.cancel()
-        if relay is not None and relay.session is session and relay.following:
-            self._named[key] = relay
-            return relay
-        if relay is not None:
-            self._close_later(relay)
-        relay = self._named[key] = ChannelRelay(session, lambda r: self._detached(key, r))
-        return relay
-
-    def _detached(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
-        """Its websocket gone, a named connection is kept ``KEEP_FOR`` seconds, if it lives."""
-        if self._named.get(key) is not relay:
-            return
-        if not relay.following:
-            del self._named[key]
-            return
-        loop = asyncio.get_running_loop()
-        self._keep_timers[key] = loop.call_later(KEEP_FOR, self._expire, key, relay)
-
-    def _expire(self, key: tuple[str, str, str], relay: ChannelRelay) -> None:
-        if self._named.get(key) is relay:
-            del self._named[key]
-            self._keep_timers.pop(key, None)
-        self._close_later(relay)
-
-    def _close_later(self, relay: ChannelRelay) -> None:
-        closing = asyncio.ensure_future(relay.close())
-        self._deleting.add(closing)
-        closing.add_done_callback(self._deleting.discard)
+        key = (user, session_id, client_session) if client_session else None
+        return self.connections.connect(session, key)
 
     def annotate(self, user: str, session_id: str, jupyter: dict[str, str] | None) -> KernelState:
         """Name the session as a Jupyter session (its id, path, name and type), or unname it."""

@@ -2,7 +2,8 @@
 
 Each attachment is sent from its own offset as fast as its consumer pulls, so a slow viewer
 never stalls the shell or the other viewers. Its small event queue is bounded: resize and viewer
-count events replace an older one of their kind instead of piling up.
+count events replace an older one of their kind instead of piling up. It sees its session only
+as a :class:`Source`, defined here: the session imports its viewers, not the reverse.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hearth.contract.terminals import (
     Event,
@@ -22,11 +23,10 @@ from hearth.contract.terminals import (
     Resized,
     ViewerCount,
 )
+from hearth.terminals.buffer import OutputBuffer
+from hearth.terminals.flow import FlowControl
 
-if TYPE_CHECKING:
-    from hearth.terminals.session import TerminalSession
-
-__all__ = ["Attachment"]
+__all__ = ["Attachment", "Source"]
 
 FRAME_BYTES = 256 * 1024  # the most output one Output event carries
 # Bulk output (a PTY read of 2 KiB or more) waits LINGER seconds to gather into one frame of up to
@@ -41,8 +41,39 @@ WINDOW = 512 * 1024
 _viewer_ids = itertools.count(1)
 
 
+class Source(Protocol):
+    """What an attachment views (a terminal session implements it): the output, who holds the
+    reader back, and how the process ended; told when its viewer delivered output or left."""
+
+    @property
+    def buffer(self) -> OutputBuffer: ...
+    @property
+    def flow(self) -> FlowControl[Attachment]: ...
+    @property
+    def bulk(self) -> bool: ...  # output is streaming: worth gathering into bigger frames
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def drained(self) -> bool: ...  # every byte the process wrote is in the buffer
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def exit_reason(self) -> str | None: ...
+    @property
+    def closed_reason(self) -> str | None: ...
+
+    def flush_log(self) -> None:
+        """Write gathered output to the session's log (a viewer is about to see it)."""
+
+    def on_progress(self, attachment: Attachment) -> None:
+        """``attachment`` acked output, or skipped what it missed."""
+
+    def detach(self, attachment: Attachment) -> None:
+        """``attachment`` is closed."""
+
+
 class Attachment:
-    def __init__(self, session: TerminalSession, since: int | None) -> None:
+    def __init__(self, session: Source, since: int | None) -> None:
         buffer = session.buffer
         if since is not None and since > buffer.end:
             raise ValueError(f"since={since} is beyond the end of the output ({buffer.end})")

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -36,6 +37,7 @@ from hearth.errors import (
     storage_error,
 )
 from hearth.sandbox import Prepared, Sandbox
+from hearth.sandbox.uids import UserUids
 from hearth.store import SessionStore
 from hearth.terminals.asciicast import entry_text, render_cast
 from hearth.terminals.attachment import Attachment
@@ -44,15 +46,14 @@ from hearth.terminals.history import Entry, EntryType, History
 from hearth.terminals.idle import expired
 from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
-from hearth.terminals.screen import Screen, ScreenModels, snapshot_at, start_models
+from hearth.terminals.screen import Screen, ScreenModels, open_models, snapshot_at
 from hearth.terminals.session import TerminalSession
-from hearth.users import UserNumbers
+from hearth.terminals.spare import Spare, parked_pty
+from hearth.terminals.workdir import working_dir
 
 __all__ = ["TerminalManager"]
 
 log = logging.getLogger("hearth.terminals")
-
-SPARE_DELAY = 0.05  # seconds after a create before the next spare is parked
 
 
 def login_shell() -> str:
@@ -81,26 +82,31 @@ class TerminalManager:
         self._counters: dict[str, int] = {}
         self._total_bytes = 0
         self._store = store
-        self._task_group: asyncio.TaskGroup | None = None
-        self._numbers = UserNumbers(store)
-        self._spare: ParkedPty | None = None  # the next terminal's process, in its cgroup
-        self._spare_due: asyncio.TimerHandle | None = None
-        self._closing = False
+        self._stack = contextlib.AsyncExitStack()
+        self._uids = UserUids(self.sandbox, store)
+        # the next terminal's process, in its cgroup
+        self.spare = Spare(partial(parked_pty, self.sandbox) if self.sandbox.parks else None)
         self.screens: ScreenModels | None = None
 
     # --- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self._start_screens()
-        if self._store is not None:
-            # Processes don't outlive the server yet (step 2 of the architecture): the sessions
-            # of a previous run are gone, their output is on disk.
-            for record in self._store.list("terminal"):
-                self._restore_lost(record)
-        self._task_group = asyncio.TaskGroup()
-        await self._task_group.__aenter__()
-        self._cleanup_task = self._task_group.create_task(self._cleanup_loop())
-        self._park_spare()
+        async with contextlib.AsyncExitStack() as stack:
+            s = self.settings
+            if s.screen_model:
+                models = open_models(
+                    s.node_binary, s.max_buffer_size, self.sandbox, s.screen_model_idle_time
+                )
+                self.screens = await stack.enter_async_context(models)
+            if self._store is not None:
+                # Processes don't outlive the server yet (step 2 of the architecture): the
+                # sessions of a previous run are gone, their output is on disk.
+                for record in self._store.list("terminal"):
+                    self._restore_lost(record)
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            self._cleanup_task = tasks.create_task(self._cleanup_loop())
+            self._stack = stack.pop_all()
+        self.spare.park()
         return self
 
     async def __aexit__(
@@ -110,27 +116,9 @@ class TerminalManager:
         tb: TracebackType | None,
     ) -> None:
         self._cleanup_task.cancel()
-        self._closing = True
-        if self._spare_due is not None:
-            self._spare_due.cancel()
-        if self._spare is not None:
-            self._spare.discard()
-            self._spare = None
+        self.spare.close()
         await asyncio.shield(self._close_all())
-        if self.screens is not None:
-            await self.screens.aclose()
-        assert self._task_group is not None
-        await self._task_group.__aexit__(exc_type, exc, tb)
-
-    async def _start_screens(self) -> None:
-        settings = self.settings
-        if settings.screen_model:
-            self.screens = await start_models(
-                settings.node_binary,
-                settings.max_buffer_size,
-                self.sandbox,
-                settings.screen_model_idle_time,
-            )
+        await self._stack.__aexit__(exc_type, exc, tb)  # the cleanup loop, then the screens
 
     def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:
         if self.screens is not None:
@@ -147,29 +135,6 @@ class TerminalManager:
         for s in sessions:  # their records and output stay: listed as lost at the next start
             if s.log is not None:
                 s.log.close()
-
-    # --- the spare: a process parked in a cgroup for the next terminal --------------------
-
-    def _park_spare(self) -> None:
-        self._spare_due = None
-        if self._closing or self._spare is not None or not self.sandbox.parks:
-            return
-        cgroup = self.sandbox.spare_cgroup()
-        try:
-            self._spare = ParkedPty(cgroup)
-        except OSError as exc:
-            cgroup.remove()
-            log.warning("no spare terminal process", extra={"error": str(exc)})
-
-    def _take_spare(self) -> ParkedPty | None:
-        spare, self._spare = self._spare, None
-        if spare is not None and not spare.waiting:  # it failed to enter its cgroup, or died
-            spare.discard()
-            spare = None
-        if self.sandbox.parks and self._spare_due is None and not self._closing:
-            # after this create has answered: parking costs the loop ~1 ms
-            self._spare_due = asyncio.get_running_loop().call_later(SPARE_DELAY, self._park_spare)
-        return spare
 
     async def _cleanup_loop(self) -> None:
         while True:
@@ -221,14 +186,11 @@ class TerminalManager:
             )
         self._check_limits(user)
         command = spec.command or [login_shell()]
-        spare = self._take_spare()
+        spare = self.spare.take()
         try:
             launch = self._launch(user, id, spec, command[0], spare)
         except BaseException:  # a bad cwd, say: the spare is as good as before
-            if spare is not None and self._spare is None:
-                self._spare = spare
-            elif spare is not None:
-                spare.discard()
+            self.spare.give_back(spare)
             raise
         try:  # synchronous from the checks above to the registration below: no race to lose
             process = PtyProcess.spawn(
@@ -239,20 +201,15 @@ class TerminalManager:
                 spare.discard()
             launch.release()
             raise BadRequest(f"Cannot start {command[0]!r}: {exc.strerror or exc}.") from None
-        number = self._counters[user] = self._counters.get(user, 0) + 1
-        session = TerminalSession(
-            id=id,
-            user=user,
+        number = self._number(user)
+        session = self._build(
+            user,
+            id,
             name=spec.name or f"Terminal {number}",
             command=command,
             process=process,
             rows=spec.rows,
             cols=spec.cols,
-            buffer=OutputBuffer(self.settings.max_buffer_size, self.settings.max_buffer_bytes),
-            history=History(max_entries=max(1000, 4 * self.settings.max_buffer_size)),
-            timeout=self.settings.session_timeout,
-            clock=self._clock,
-            on_buffer_change=self._on_buffer_change,
             log=self._open_log(user, id),
         )
         try:
@@ -262,8 +219,7 @@ class TerminalManager:
                 session.log.remove()
             await session.aclose(self.settings.terminal_kill_grace)
             raise storage_error(exc) or exc from None
-        self._open_screen(session)
-        self._sessions[(user, id)] = session
+        self._add(session)
         log.info("created", extra={"user": user, "session": id, "pid": process.pid})
         return session.info()
 
@@ -460,36 +416,72 @@ class TerminalManager:
     def _restore_lost(self, record: dict[str, Any]) -> None:
         """A session of a previous run: closed, its output replayable from its log."""
         user, id = record["user"], record["id"]
-        start, data = read_log(self._log_dir(user, id))
-        buffer = OutputBuffer(self.settings.max_buffer_size, self.settings.max_buffer_bytes)
-        buffer.skip_to(start)
-        buffer.append(data)
-        history = History(max_entries=max(1000, 4 * self.settings.max_buffer_size))
-        now = self._clock()
-        if len(buffer):
-            history.add_output(buffer.start, len(buffer), record.get("last_activity", now))
-        history.add(EntryType.SYSTEM, buffer.end, now, "host lost: the session's process is gone")
-        session = TerminalSession(
-            id=id,
-            user=user,
+        self._number(user)
+        session = self._build(
+            user,
+            id,
             name=record.get("name", id),
             command=list(record.get("command", [])),
             process=None,
             rows=int(record.get("rows", 24)),
             cols=int(record.get("cols", 80)),
-            buffer=buffer,
-            history=history,
-            timeout=self.settings.session_timeout,
-            clock=self._clock,
-            on_buffer_change=self._on_buffer_change,
             closed_reason="host_lost",
         )
+        start, data = read_log(self._log_dir(user, id))
+        buffer, history, now = session.buffer, session.history, self._clock()
+        buffer.skip_to(start)
+        buffer.append(data)
+        if len(buffer):
+            history.add_output(buffer.start, len(buffer), record.get("last_activity", now))
+        history.add(EntryType.SYSTEM, buffer.end, now, "host lost: the session's process is gone")
         session.created_at = float(record.get("created_at", now))
-        self._open_screen(session, lazy=True)
-        self._sessions[(user, id)] = session
-        self._total_bytes += len(buffer)
-        number = self._counters.get(user, 0)
-        self._counters[user] = number + 1
+        self._add(session, lazy=True)
+
+    # --- building and registering ----------------------------------------------------------
+
+    def _number(self, user: str) -> int:
+        """The user's next terminal number (a new session's default name says it)."""
+        number = self._counters[user] = self._counters.get(user, 0) + 1
+        return number
+
+    def _build(
+        self,
+        user: str,
+        id: str,
+        *,
+        name: str,
+        command: list[str],
+        process: PtyProcess | None,
+        rows: int,
+        cols: int,
+        log: OutputLog | None = None,
+        closed_reason: str | None = None,
+    ) -> TerminalSession:
+        """A session with this server's buffer, history, timeout and clock (``process`` None:
+        one restored with its process gone)."""
+        s = self.settings
+        return TerminalSession(
+            id=id,
+            user=user,
+            name=name,
+            command=command,
+            process=process,
+            rows=rows,
+            cols=cols,
+            buffer=OutputBuffer(s.max_buffer_size, s.max_buffer_bytes),
+            history=History(max_entries=max(1000, 4 * s.max_buffer_size)),
+            timeout=s.session_timeout,
+            clock=self._clock,
+            on_buffer_change=self._on_buffer_change,
+            log=log,
+            closed_reason=closed_reason,
+        )
+
+    def _add(self, session: TerminalSession, *, lazy: bool = False) -> None:
+        """Register ``session``, with its screen (``lazy``: built when first asked for)."""
+        self._open_screen(session, lazy=lazy)
+        self._sessions[(session.user, session.id)] = session
+        self._total_bytes += len(session.buffer)  # what it buffered before it was counted
 
     def _record(self, session: TerminalSession) -> None:
         if self._store is not None:
@@ -517,45 +509,17 @@ class TerminalManager:
     def _launch(
         self, user: str, id: str, spec: TerminalSpec, shell: str, spare: ParkedPty | None
     ) -> Prepared:
-        sandboxed = self.sandbox.bubblewrap
         home = self._homes / user
-        uid = self._uid_of(user)
-        if sandboxed:
+        uid = self._uids(user)
+        if self.sandbox.bubblewrap:
             self.sandbox.make_home(home, uid)
-            cwd = self._inside(home, spec.cwd)
-        else:
-            cwd = Path(spec.cwd).expanduser() if spec.cwd else Path.home()
-            if not cwd.is_dir():
-                raise BadRequest(
-                    f"Working directory {spec.cwd!r} does not exist; give an existing one."
-                )
         return self.sandbox.terminal(
             user=user,
             session_id=id,
             uid=uid,
             home=home,
-            cwd=cwd,
+            cwd=working_dir(home, spec.cwd, jailed=self.sandbox.bubblewrap),
             shell=shell,
             extra_env=spec.env,
             entered=spare.cgroup if spare is not None else None,
         )
-
-    @staticmethod
-    def _inside(home: Path, cwd: str | None) -> Path:
-        """``cwd`` resolved inside the user's home (relative to it, or absolute under it)."""
-        if not cwd:
-            return home
-        real_home = home.resolve()  # the data dir's homes/ may lead into its disk image
-        path = (home / cwd).resolve()
-        if not path.is_relative_to(real_home):
-            raise BadRequest(
-                f"Working directory {cwd!r} is outside your home {str(home)!r}; sessions see only "
-                "their home: give a path inside it."
-            )
-        if not path.is_dir():
-            raise BadRequest(f"Working directory {cwd!r} does not exist in your home; create it.")
-        return home / path.relative_to(real_home)
-
-    def _uid_of(self, user: str) -> int:
-        """The user's own sandbox uid (see :mod:`hearth.users`)."""
-        return self.sandbox.terminal_uid(self._numbers(user))

@@ -31,14 +31,14 @@ import os
 import resource
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from hearth.errors import HearthError, ScreenUnavailable
 from hearth.sandbox import Sandbox
 
-__all__ = ["SCRIPT", "Screen", "ScreenModels", "snapshot_at", "start_models"]
+__all__ = ["SCRIPT", "Screen", "ScreenModels", "open_models", "snapshot_at"]
 
 log = logging.getLogger("hearth.terminals.screen")
 
@@ -143,12 +143,13 @@ def snapshot_at(offset: int, answer: dict[str, Any]) -> dict[str, Any]:
     return {"offset": offset, **{key: answer[key] for key in keys}}
 
 
-async def start_models(
+@contextlib.asynccontextmanager
+async def open_models(
     node_binary: str, scrollback: int, sandbox: Sandbox | None = None, idle_time: float = 60.0
-) -> ScreenModels | None:
-    """The screen models of a host, or None (and a warning saying why and what to do).
-    ``sandbox``: where the model runs (see ``Sandbox.screen_model``); ``idle_time``: seconds
-    after which an untouched screen sleeps."""
+) -> AsyncIterator[ScreenModels | None]:
+    """``async with open_models(...) as models``: the screen models of a host for the block, or
+    None (and a warning saying why and what to do). ``sandbox``: where the model runs (see
+    ``Sandbox.screen_model``); ``idle_time``: seconds after which an untouched screen sleeps."""
     node = shutil.which(node_binary)
     if node is None:
         log.warning(
@@ -156,15 +157,18 @@ async def start_models(
             "redrawing the screen; install Node.js 18 or newer, or set HEARTH_NODE_BINARY",
             extra={"node_binary": node_binary},
         )
-        return None
+        yield None
+        return
     models = ScreenModels(node, scrollback, sandbox=sandbox, idle_time=idle_time)
-    try:
-        await models.start()
-    except (OSError, HearthError) as exc:
-        reason = exc.message if isinstance(exc, HearthError) else str(exc)
-        log.warning(f"no screen model: {reason}")
-        return None
-    return models
+    async with contextlib.AsyncExitStack() as stack:
+        started: ScreenModels | None
+        try:
+            started = await stack.enter_async_context(models)
+        except (OSError, HearthError) as exc:
+            reason = exc.message if isinstance(exc, HearthError) else str(exc)
+            log.warning(f"no screen model: {reason}")
+            started = None
+        yield started
 
 
 def _family(pid: int) -> list[int]:
@@ -186,7 +190,8 @@ def _can_boost() -> bool:
 
 
 class ScreenModels:
-    """The Node.js process that models every terminal's screen, and the screens in it."""
+    """The Node.js process that models every terminal's screen, and the screens in it.
+    ``async with`` runs it for the block (``start`` and ``aclose`` for a caller that can't)."""
 
     def __init__(
         self,
@@ -275,6 +280,13 @@ class ScreenModels:
             "backlog_bytes": self.backlog,
             "restarts": self.restarts,
         }
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         self._closing = True
