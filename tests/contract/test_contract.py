@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 
 from hearth.contract import api, calls
-from hearth.contract.terminals import Output, TerminalSpec
-from hearth.host.local import LocalKernels, LocalTerminals
+from hearth.contract.terminals import Output, Refused, TerminalSpec
+from hearth.host.local import LocalKernels, LocalTerminals, LocalViewer
 from hearth.host.server import run_inline
-from hearth.server.host_client import RemoteKernels, RemoteTerminals
+from hearth.server.host_client import RemoteAttachment, RemoteKernels, RemoteTerminals
 from tests.conftest import RunningServer
 
 SIDES = {
     "terminals": (api.TerminalsAPI, LocalTerminals, RemoteTerminals),
     "kernels": (api.KernelsAPI, LocalKernels, RemoteKernels),
+    "viewer": (api.Viewer, LocalViewer, RemoteAttachment),  # named by its stream
 }
 
 
@@ -32,7 +33,7 @@ def test_every_call_is_one_method_of_the_protocol_with_its_arguments_on_both_sid
 ) -> None:
     call = calls.CALLS[name]
     protocol, local, remote = SIDES[call.api]
-    expected = list(call.args.model_fields)
+    expected = [f for f in call.args.model_fields if not (call.api == "viewer" and f == "stream")]
     if call.stream is calls.Stream.UPLOAD:
         expected.append("chunks")  # the upload's bytes, not in the call's JSON
     for side in (protocol, local, remote):
@@ -44,7 +45,11 @@ def test_every_call_is_one_method_of_the_protocol_with_its_arguments_on_both_sid
 def test_every_method_of_the_protocols_is_a_call() -> None:
     declared = {c.name for c in calls.CALLS.values()}
     for api_name, (protocol, _, _) in SIDES.items():
-        methods = {n for n, v in vars(protocol).items() if inspect.iscoroutinefunction(v)}
+        methods = {
+            n
+            for n, v in vars(protocol).items()
+            if inspect.iscoroutinefunction(v) and not n.startswith("__") and n != "aclose"
+        }
         assert {f"{api_name}.{m}" for m in methods} <= declared
 
 
@@ -65,13 +70,18 @@ async def scenario(terminals: api.TerminalsAPI, kernels: api.KernelsAPI) -> dict
     """The same steps on either side; the answer leaves out what differs by nature (ids)."""
     info = await terminals.create("alice", TerminalSpec(name="either", command=["/bin/sh"]))
     seen = b""
+    refused: list[str] = []
     async with await terminals.attach("alice", info.id, size=(30, 90)) as viewer:
         await terminals.write("alice", info.id, b"echo either-$((40+2))\n")
+        await viewer.write(b"x" * (2 << 20))  # beyond max_input_bytes: refused, not answered
+        await viewer.write(b"echo viewer-$((6*7))\n")
         async for event in viewer:
+            if isinstance(event, Refused):
+                refused.append(event.message)
             if isinstance(event, Output):
                 seen += event.data
                 viewer.ack(event.offset + len(event.data))
-                if b"either-42" in seen:
+                if b"either-42" in seen and b"viewer-42" in seen:
                     break
     renamed = await terminals.rename("alice", info.id, "renamed")
     listed = [i.name for i in await terminals.list_sessions("alice")]
@@ -83,6 +93,7 @@ async def scenario(terminals: api.TerminalsAPI, kernels: api.KernelsAPI) -> dict
     outputs = [e async for e in events]
     await kernels.terminate("alice", state.session_id)
     return {
+        "refused": refused,
         "renamed": renamed.name,
         "size": (renamed.rows, renamed.cols),
         "listed": listed,
@@ -108,3 +119,4 @@ def test_the_in_process_core_and_the_remote_side_answer_alike(server: RunningSer
     assert local == remote
     assert local["printed"] == ["42\n"] and local["done"] == "done"
     assert local["size"] == (30, 90) and local["listed"] == ["renamed"]
+    assert len(local["refused"]) == 1 and "smaller pieces" in local["refused"][0]

@@ -28,6 +28,13 @@ class Viewer(Protocol):
     screen: dict[str, Any] | None  # the screen it starts from (attach_screen), else None
 
     def ack(self, offset: int) -> None: ...
+    async def write(self, data: bytes) -> None:
+        """Input to the session, in order, without waiting for an answer: if it is refused,
+        a ``Refused`` event says why."""
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """This viewer's window, which wins (as any viewer's last resize does)."""
+
     def __aiter__(self) -> AsyncIterator[Event]: ...
     async def aclose(self) -> None: ...
     async def __aenter__(self) -> Self: ...

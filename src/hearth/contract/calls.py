@@ -49,6 +49,9 @@ class Call(Generic[A, R]):
     answer: TypeAdapter[R]
     ordered: bool
     stream: Stream = Stream.NONE
+    # False: no reply when it succeeds, so the caller never waits (a keystroke); a failure goes
+    # to the viewer the call names, as a Refused event in its stream
+    answered: bool = True
     # an argument sent as the DATA frame right after the call, not in its JSON (terminal input)
     data_field: str | None = field(default=None)
 
@@ -117,6 +120,17 @@ class TerminalHistory(TerminalArgs):
 class AttachTerminal(TerminalArgs):
     since: int | None = None
     size: tuple[int, int] | None = None
+
+
+class ViewerInput(Args):
+    stream: int  # the viewer's: the id of the call that attached it
+    data: bytes
+
+
+class ViewerResize(Args):
+    stream: int
+    rows: int
+    cols: int
 
 
 class AttachScreen(TerminalArgs):
@@ -227,6 +241,11 @@ TERMINALS_ATTACH_SCREEN: Call[AttachScreen, Attached] = Call(
     "terminals.attach_screen", AttachScreen, _answer(Attached), ordered=False,
     stream=Stream.VIEWER,
 )  # fmt: skip
+# a viewer's own input and window: ordered with the viewer's other calls, unanswered
+VIEWER_WRITE = Call(
+    "viewer.write", ViewerInput, _NONE, ordered=True, answered=False, data_field="data"
+)
+VIEWER_RESIZE = Call("viewer.resize", ViewerResize, _NONE, ordered=True, answered=False)
 TERMINALS_SCREEN = Call("terminals.screen", TerminalArgs, _OBJECT, ordered=False)
 
 # kernels

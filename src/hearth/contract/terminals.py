@@ -13,6 +13,7 @@ __all__ = [
     "Exited",
     "Missed",
     "Output",
+    "Refused",
     "ReplayDone",
     "Resized",
     "TerminalInfo",
@@ -108,4 +109,11 @@ class Exited:
     reason: str | None = None
 
 
-Event = Output | ReplayDone | Missed | Resized | ViewerCount | Exited
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The viewer's input or resize was refused (too large, the session exited): what to do."""
+
+    message: str
+
+
+Event = Output | ReplayDone | Missed | Resized | ViewerCount | Exited | Refused

@@ -22,6 +22,7 @@ from hearth.contract.terminals import (
     Event,
     Exited,
     Missed,
+    Refused,
     ReplayDone,
     Resized,
     ViewerCount,
@@ -120,6 +121,8 @@ def event_to_wire(event: Event) -> dict[str, Any]:
         return {"type": "viewers", "count": event.count}
     if isinstance(event, Exited):
         return {"type": "exit", "exit_code": event.exit_code, "reason": event.reason}
+    if isinstance(event, Refused):
+        return {"type": "refused", "message": event.message}
     raise TypeError(f"not a terminal event: {event!r}")
 
 
@@ -135,4 +138,6 @@ def event_from_wire(data: dict[str, Any]) -> Event:
         return ViewerCount(data["count"])
     if kind == "exit":
         return Exited(data["exit_code"], data.get("reason"))
+    if kind == "refused":
+        return Refused(data["message"])
     raise ProtocolError(f"unknown terminal event {kind!r}")

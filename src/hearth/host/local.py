@@ -12,7 +12,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Self
 
 from hearth.contract.api import KernelsAPI, TerminalsAPI
-from hearth.contract.terminals import Event, TerminalInfo, TerminalSpec
+from hearth.contract.terminals import Event, Refused, TerminalInfo, TerminalSpec
+from hearth.errors import HearthError
 from hearth.kernels.beneath import FileStream
 from hearth.kernels.channels import ChannelLink
 from hearth.kernels.service import KernelService
@@ -31,8 +32,13 @@ class LocalViewer:
     """An attachment with the answer of the attach that made it."""
 
     def __init__(
-        self, attachment: Attachment, session: TerminalInfo, screen: dict[str, Any] | None = None
+        self,
+        manager: TerminalManager,
+        attachment: Attachment,
+        session: TerminalInfo,
+        screen: dict[str, Any] | None = None,
     ) -> None:
+        self.manager = manager
         self.attachment = attachment
         self.viewer = attachment.viewer
         self.replay_from = attachment.replay_from
@@ -43,6 +49,18 @@ class LocalViewer:
 
     def ack(self, offset: int) -> None:
         self.attachment.ack(offset)
+
+    async def write(self, data: bytes) -> None:
+        try:
+            self.manager.write(self.session.user, self.session.id, data)
+        except HearthError as exc:
+            self.attachment.push(Refused(exc.message))
+
+    async def resize(self, rows: int, cols: int) -> None:
+        try:
+            self.manager.resize(self.session.user, self.session.id, rows, cols, self.viewer)
+        except HearthError as exc:
+            self.attachment.push(Refused(exc.message))
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.attachment.__aiter__()
@@ -115,7 +133,7 @@ class LocalTerminals:
         try:
             if size is not None:
                 self.manager.resize(user, id, size[0], size[1], by=attachment.viewer)
-            return LocalViewer(attachment, self.manager.get(user, id))
+            return LocalViewer(self.manager, attachment, self.manager.get(user, id))
         except BaseException:
             attachment.close()
             raise
@@ -126,7 +144,7 @@ class LocalTerminals:
         """A viewer that starts from the session's screen (SPEC §9), then live output."""
         attachment, screen = await self.manager.attach_screen(user, id, size)
         try:
-            return LocalViewer(attachment, self.manager.get(user, id), screen)
+            return LocalViewer(self.manager, attachment, self.manager.get(user, id), screen)
         except BaseException:
             attachment.close()
             raise

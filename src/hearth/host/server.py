@@ -98,17 +98,18 @@ class _Connection:
     def __init__(self, host: HostServer) -> None:
         self.host = host
         self.wire = FrameProtocol(self._frame, self._lost)
-        self.apis: dict[str, object] = {
-            "terminals": LocalTerminals(host.core.terminals),
-            "kernels": LocalKernels(host.core.kernels),
-            "host": _Host(host),
-        }
         self.tasks = TaskSet("a web tier's connection")
         self.pumps: dict[int, asyncio.Task[None]] = {}
         self.viewers: dict[int, LocalViewer] = {}
         self.credits: dict[int, Credit] = {}
         self.uploads: dict[int, Inbox[bytes]] = {}
         self.ended = asyncio.Event()
+        self.apis: dict[str, object] = {
+            "terminals": LocalTerminals(host.core.terminals),
+            "kernels": LocalKernels(host.core.kernels),
+            "host": _Host(host),
+            "viewer": _Viewers(self),
+        }
         self._greeted = False
         self._awaiting_data: dict[str, Any] | None = None  # a call whose bytes come next
 
@@ -214,9 +215,10 @@ class _Connection:
                 result = run_inline(method(**kwargs), name)
             except Exception as exc:
                 self.uploads.pop(id, None)
-                self._reply_error(id, exc)
+                self._reply_error(id, exc, call.answered)
             else:
-                self._answer(id, call, result, inbound)
+                if call.answered:
+                    self._answer(id, call, result, inbound)
         else:
             self.tasks.spawn(self._call_async(id, call, method(**kwargs), inbound))
 
@@ -276,11 +278,12 @@ class _Connection:
         else:
             self.send(wire.json_frame({"op": "reply", "id": id, "result": answer}))
 
-    def _reply_error(self, id: int, exc: BaseException) -> None:
+    def _reply_error(self, id: int, exc: BaseException, answered: bool = True) -> None:
         error = wire.error_to_wire(exc)
         if error["type"] == "HostError":
             log.error("call failed", exc_info=exc)
-        self.send(wire.json_frame({"op": "reply", "id": id, "error": error}))
+        if answered:
+            self.send(wire.json_frame({"op": "reply", "id": id, "error": error}))
 
     # --- streams out -------------------------------------------------------------------------
 
@@ -396,6 +399,21 @@ def run_inline(running: Coroutine[Any, Any, T], name: str) -> T:
         return cast(T, done.value)
     running.close()
     raise RuntimeError(f"{name} is declared ordered but waited: declare it concurrent")
+
+
+class _Viewers:
+    """A viewer's own calls, by the id of the stream it was attached on."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._viewers = connection.viewers
+
+    async def write(self, stream: int, data: bytes) -> None:
+        if (viewer := self._viewers.get(stream)) is not None:  # else its stream has ended
+            await viewer.write(data)
+
+    async def resize(self, stream: int, rows: int, cols: int) -> None:
+        if (viewer := self._viewers.get(stream)) is not None:
+            await viewer.resize(rows, cols)
 
 
 class _Host:

@@ -93,6 +93,16 @@ class Link:
         """Send ``call``; the future has its raw answer (``call.load_answer`` reads it)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[id] = future
+        self._send_call(id, call, args)
+        return future
+
+    async def send_call(self, call: Call[A, None], args: A) -> None:
+        """Send an unanswered call: it is on its way (in order) when this returns."""
+        assert not call.answered
+        self._send_call(self.new_id(), call, args)
+        await self.drain()
+
+    def _send_call(self, id: int, call: Call[A, Any], args: A) -> None:
         message = {"op": "call", "id": id, "method": call.name, "args": call.dump_args(args)}
         if call.data_field is None:
             self.send(wire.json_frame(message))
@@ -100,7 +110,6 @@ class Link:
             message["data"] = True
             data = getattr(args, call.data_field)
             self.send(wire.json_frame(message) + wire.data_frame(id, 0, data))
-        return future
 
     async def call(self, call: Call[A, R], args: A) -> R:
         future = self.start_call(self.new_id(), call, args)
@@ -281,6 +290,15 @@ class RemoteAttachment:
         if self._delivered > self._acked and not self._closed:
             self._acked = self._delivered
             self._link.ack(self._stream, self._acked)
+
+    async def write(self, data: bytes) -> None:
+        await self._link.send_call(
+            calls.VIEWER_WRITE, calls.ViewerInput(stream=self._stream, data=data)
+        )
+
+    async def resize(self, rows: int, cols: int) -> None:
+        args = calls.ViewerResize(stream=self._stream, rows=rows, cols=cols)
+        await self._link.send_call(calls.VIEWER_RESIZE, args)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self

@@ -12,6 +12,7 @@ from hearth.contract.terminals import (
     Exited,
     Missed,
     Output,
+    Refused,
     ReplayDone,
     Resized,
     TerminalSpec,
@@ -90,7 +91,7 @@ async def terminal_ws(ws: WebSocket, id: str) -> None:
         await socket.refuse(exc, "session not found" if isinstance(exc, NotFound) else None)
         return
     async with socket, attachment:
-        await _serve(socket, manager, user, id, attachment, metrics)
+        await _serve(socket, attachment, metrics)
 
 
 async def _attach(
@@ -108,14 +109,7 @@ async def _attach(
     return await manager.attach(user, id, params.since, size)
 
 
-async def _serve(
-    socket: Socket,
-    manager: TerminalsAPI,
-    user: str,
-    id: str,
-    attachment: Viewer,
-    metrics: Metrics,
-) -> None:
+async def _serve(socket: Socket, attachment: Viewer, metrics: Metrics) -> None:
     await socket.send_json(
         {
             "type": "hello",
@@ -155,6 +149,8 @@ async def _serve(
                 await socket.send_json({"type": "resize", "rows": event.rows, "cols": event.cols})
             elif isinstance(event, ViewerCount):
                 await socket.send_json({"type": "viewers", "count": event.count})
+            elif isinstance(event, Refused):
+                await socket.send_json({"type": "error", "message": event.message})
             elif isinstance(event, Exited):
                 frame: dict[str, object] = {"type": "exit", "exit_code": event.exit_code}
                 if event.reason:
@@ -167,14 +163,15 @@ async def _serve(
             if message["type"] == "websocket.disconnect":
                 return
             try:
+                # input and resizes are not answered: a refusal comes as a Refused event
                 if message.get("bytes") is not None:
-                    await manager.write(user, id, message["bytes"])
+                    await attachment.write(message["bytes"])
                 elif message.get("text") is not None:
                     frame = decode_client_text(message["text"])
                     if isinstance(frame, InputFrame):
-                        await manager.write(user, id, frame.data.encode())
+                        await attachment.write(frame.data.encode())
                     elif isinstance(frame, ResizeFrame):
-                        await manager.resize(user, id, frame.rows, frame.cols, by=attachment.viewer)
+                        await attachment.resize(frame.rows, frame.cols)
                     elif isinstance(frame, PingFrame):
                         await socket.send_json({"type": "pong"})
             except FrameError as exc:
