@@ -339,3 +339,38 @@ async def test_the_model_is_sandboxed_like_a_session(server: RunningServer) -> N
     assert os.readlink(f"/proc/{node}/ns/net") != os.readlink("/proc/self/ns/net")
     data_dir = server.settings.data_dir.resolve()
     assert _sees(os.getpid(), data_dir) != [] and _sees(node, data_dir) == []
+
+
+async def test_a_terminal_is_in_the_model_only_once_its_screen_is_asked_for(
+    server: RunningServer,
+) -> None:
+    """A new terminal's screen is cold: its output costs the model nothing (an emulator is
+    ~300 KiB) until a screen is asked for, and the answer is the same as it would be."""
+    models = server.core.terminals.screens
+    assert models is not None
+    before = server.call(models.census)["terminals"]
+    await make(server, "cold", PROGRAMS["modes"], rows=ROWS, cols=COLS)
+    async with rest(server) as c:  # its output has reached the host (a viewer could see it)
+        deadline = time.monotonic() + 15
+        while (await c.get(f"{API}/sessions/cold")).json()["output_end"] == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    assert server.call(models.census)["terminals"] == before
+    screen = await screen_of(server, "cold", "READY")
+    assert screen["lines"][0] == "first" and screen["cursor"] == {"row": 6, "col": 2}
+    assert server.call(models.census)["terminals"] == before + 1
+
+
+async def test_a_screen_whose_output_outgrows_the_buffer_keeps_what_left_it(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    """A cold screen is built before its buffer drops the first byte: modes set by output the
+    buffer no longer holds (the alternate screen, bracketed paste) are still on the screen."""
+    server = make_server(max_buffer_size=50)
+    script = r"printf '\033[?2004h\033[?1049h'; seq 1 300; printf READY; sleep 600"
+    await make(server, "long", ["/bin/sh", "-c", script], rows=ROWS, cols=COLS)
+    screen = await screen_of(server, "long", "READY")
+    assert screen["alternate"] is True and "\x1b[?2004h" in screen["data"]
+    assert screen["lines"][-2:] == ["300", "READY"]
+    async with rest(server) as c:
+        assert (await c.get(f"{API}/sessions/long")).json()["output_start"] > 0

@@ -139,3 +139,35 @@ async def test_an_idle_screen_sleeps_and_wakes_as_it_was() -> None:
         assert woken == never_slept
         assert (await sleepy.census())["asleep"] == 0
         assert woken["lines"][3] == "liback6"  # ?1049l went back to the cursor ESC 7 saved
+
+
+async def test_a_cold_screen_costs_the_model_nothing_until_asked_and_then_is_exact(
+    models: ScreenModels,
+) -> None:
+    """A cold screen (every new terminal's) is not in the model while its output flows; asked,
+    it is built from the buffer with its window's changes where they came, and answers as a
+    screen fed every byte as it came would."""
+    parts = [
+        b"".join(b"line %d\r\n" % n for n in range(12)),
+        # the alternate screen, drawn at 8 rows; shrunk to 4, it keeps the 4 by the cursor
+        b"\x1b[?1049h\x1b[Htop\x1b[8;1Hbottom",
+        b"!",
+        b"\x1b[3;10Hmid",
+    ]
+    sizes = [None, (4, 30), (6, 40), None]
+    screens = []
+    for cold in (True, False):
+        out = Output()
+        screen = models.open(8, 30, out.since, cold=cold)
+        screens.append(screen)
+        for data, size in zip(parts, sizes, strict=True):
+            screen.output(data, out.add(data), streaming=False)
+            if size:
+                screen.resize(*size)
+    cold_screen = screens[0]
+    assert cold_screen.cold and cold_screen.offset == 0  # nothing of it went to the model
+    assert (await models.census())["terminals"] == 1  # only the warm one is in the model
+    cold_answer, warm_answer = [await s.snapshot() for s in screens]
+    assert cold_answer == warm_answer
+    assert cold_answer["rows"] == 6 and cold_answer["lines"][-1] == "bottom!"
+    assert not cold_screen.cold and (await models.census())["terminals"] == 2

@@ -75,6 +75,14 @@ class OutputBuffer:
         self._apply_caps()
         self.trim(floor)
 
+    def fits(self, data: bytes) -> bool:
+        """Whether appending ``data`` would keep every byte produced so far (no cap reached)."""
+        return (
+            self._start == 0
+            and self._end + len(data) <= self.max_bytes
+            and self._policy_lines + data.count(b"\n") <= self.max_lines
+        )
+
     def trim(self, floor: int | None = None) -> None:
         """Drop what the policy no longer keeps, but nothing at or above ``floor``."""
         target = self._policy_start if floor is None else min(self._policy_start, floor)

@@ -120,10 +120,10 @@ class TerminalManager:
         await asyncio.shield(self._close_all())
         await self._stack.__aexit__(exc_type, exc, tb)  # the cleanup loop, then the screens
 
-    def _open_screen(self, session: TerminalSession, *, lazy: bool = False) -> None:
-        if self.screens is not None:
+    def _open_screen(self, session: TerminalSession) -> None:
+        if self.screens is not None:  # cold: built when first needed (see Screen.cold)
             rows, cols = session.rows, session.cols
-            session.screen = self.screens.open(rows, cols, session.output_since, lazy=lazy)
+            session.screen = self.screens.open(rows, cols, session.output_since, cold=True)
 
     async def _close_all(self) -> None:
         sessions = list(self._sessions.values())
@@ -390,6 +390,8 @@ class TerminalManager:
         for session in order:
             if excess <= 0:
                 break
+            if session.screen is not None:
+                session.screen.warm()  # from all of its output, before some leaves
             dropped = session.buffer.drop_oldest(min(excess, len(session.buffer)))
             session.history.forget_before(session.buffer.start)
             self._total_bytes -= dropped
@@ -435,7 +437,7 @@ class TerminalManager:
             history.add_output(buffer.start, len(buffer), record.get("last_activity", now))
         history.add(EntryType.SYSTEM, buffer.end, now, "host lost: the session's process is gone")
         session.created_at = float(record.get("created_at", now))
-        self._add(session, lazy=True)
+        self._add(session)
 
     # --- building and registering ----------------------------------------------------------
 
@@ -477,9 +479,9 @@ class TerminalManager:
             closed_reason=closed_reason,
         )
 
-    def _add(self, session: TerminalSession, *, lazy: bool = False) -> None:
-        """Register ``session``, with its screen (``lazy``: built when first asked for)."""
-        self._open_screen(session, lazy=lazy)
+    def _add(self, session: TerminalSession) -> None:
+        """Register ``session``, with its screen."""
+        self._open_screen(session)
         self._sessions[(session.user, session.id)] = session
         self._total_bytes += len(session.buffer)  # what it buffered before it was counted
 

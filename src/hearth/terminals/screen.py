@@ -45,6 +45,7 @@ log = logging.getLogger("hearth.terminals.screen")
 SCRIPT = Path(__file__).with_name("screen-model.mjs")
 MAX_BACKLOG = 1024 * 1024  # output waits while the model has this much more to read
 RESTART_DELAY = 1.0
+MAX_COLD_RESIZES = 64  # window changes a cold screen remembers; one more builds it
 QUIET = 0.05  # seconds without output after which a stream's output goes to the model
 FLUSH_BYTES = 256 * 1024  # output gathered before it goes down the pipe…
 FLUSH_DELAY = 0.005  # …or after this many seconds
@@ -72,6 +73,15 @@ class Screen:
         self.source = source  # (bytes from the offset, or from the buffer's start; end offset)
         self.offset = 0  # the output offset the model has been sent up to
         self.stale = True  # its model must be rebuilt from the buffer before it is used
+        # Cold: not in the model at all, while the buffer still holds every byte of the
+        # session's output: it is built from the buffer when first asked for (or when the buffer
+        # is about to drop its first byte: ``warm``), its window's changes replayed where they
+        # came. Most terminals are never asked for their screen: an emulator each (~300 KiB)
+        # would be the largest part of an idle terminal's memory.
+        self.cold = False
+        self.end = 0  # the output offset seen last
+        self.resizes: list[tuple[int, int, int]] = []  # (offset, rows, cols) while cold
+        self.first_size = (rows, cols)
         self.closed = False
         self._last_output = 0.0
         self._due: asyncio.TimerHandle | None = None
@@ -82,6 +92,9 @@ class Screen:
         keeps); a stream of output is left in the buffer until it pauses for ``QUIET`` seconds
         (or a snapshot is asked for), so a flood costs the model nothing while it flows: the
         model never competes with the shell for the CPU."""
+        self.end = end
+        if self.cold:
+            return
         if not streaming and self._due is None and self._models.feed(self, data, end):
             return
         loop = asyncio.get_running_loop()
@@ -105,7 +118,18 @@ class Screen:
         when the model is too far behind to take it now."""
         return self._models.catch_up(self)
 
+    def warm(self) -> None:
+        """Build the screen in the model now (the buffer is about to drop its oldest output)."""
+        if self.cold:
+            self._models.take_all(self)
+            self.cold = False
+
     def resize(self, rows: int, cols: int) -> None:
+        if self.cold and len(self.resizes) < MAX_COLD_RESIZES:
+            self.resizes.append((self.end, rows, cols))
+            self.rows, self.cols = rows, cols
+            return
+        self.warm()
         self._models.take_all(self)  # the output before the resize was drawn at the old size
         self.rows, self.cols = rows, cols
         if not self.stale:
@@ -311,13 +335,14 @@ class ScreenModels:
         cols: int,
         source: Callable[[int | None], tuple[bytes, int] | None],
         *,
-        lazy: bool = False,
+        cold: bool = False,
     ) -> Screen:
-        """A screen for a session; ``lazy``: built from its buffer when first asked for (a
-        session restored from its log, which may never be looked at)."""
+        """A screen for a session; ``cold``: built from its buffer when first needed (see
+        ``Screen.cold``)."""
         screen = Screen(self, next(self._numbers), rows, cols, source)
         self._screens[screen.number] = screen
-        if not lazy:
+        screen.cold = cold
+        if not cold:
             self.catch_up(screen)
         return screen
 
@@ -361,20 +386,27 @@ class ScreenModels:
             self._write(_DATA, screen.number, data)
 
     def _rebuild(self, screen: Screen) -> None:
-        """Open the screen in the model afresh and feed it the session's buffer."""
+        """Open the screen in the model afresh and feed it the session's buffer (a cold
+        screen's window changes where they came)."""
         whole = screen.source(None)
         assert whole is not None
         data, end = whole
         if not screen.stale:
             self.skipped_bytes += max(0, end - len(data) - screen.offset)
+        rows, cols = screen.first_size if screen.resizes else (screen.rows, screen.cols)
         self._write(_CLOSE, screen.number, b"")
-        self._write(
-            _OPEN, screen.number, struct.pack(">HHI", screen.rows, screen.cols, self._scrollback)
-        )
-        if data:
-            self.fed_bytes += len(data)
-            self._write(_DATA, screen.number, data)
-        screen.stale = False
+        self._write(_OPEN, screen.number, struct.pack(">HHI", rows, cols, self._scrollback))
+        start = fed = end - len(data)
+        for offset, rows, cols in screen.resizes:
+            if offset > fed:
+                self._write(_DATA, screen.number, data[fed - start : offset - start])
+                fed = offset
+            self._write(_RESIZE, screen.number, struct.pack(">HH", rows, cols))
+        if end > fed:
+            self._write(_DATA, screen.number, data[fed - start :])
+        self.fed_bytes += len(data)
+        screen.resizes.clear()
+        screen.cold = screen.stale = False
         screen.offset = end
 
     @property

@@ -266,6 +266,8 @@ class TerminalSession:
     def _append(self, data: bytes) -> None:
         before = len(self.buffer)
         self.last_activity = now = self._clock()
+        if self.screen is not None and self.screen.cold and not self.buffer.fits(data):
+            self.screen.warm()  # from all of its output, before the buffer drops some
         self.buffer.append(data, floor=self.flow.floor())
         if self.log is not None:
             self.log.append(data)
