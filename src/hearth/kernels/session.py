@@ -21,7 +21,7 @@ from hearth.kernels.backlog import Backlog, size_of
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.procs import is_gone
-from hearth.kernels.status import KernelStatus, Lifecycle
+from hearth.kernels.status import KernelLifecycle, KernelStatus
 from hearth.protocol.outputs import Event
 from hearth.sandbox.mounts import MoveFailed
 
@@ -105,7 +105,7 @@ class KernelSession:
         self.restarted_pending = False
         self._execution_count = 0
         self.created_at = self.last_activity = clock()
-        self.life = Lifecycle(uid)
+        self.life = KernelLifecycle(uid)
         self.start_error: BaseException | None = None
         self.ticket = gate.request(urgent)
         self._gate = gate
