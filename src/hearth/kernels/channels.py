@@ -40,7 +40,7 @@ import zmq.asyncio
 from hearth.errors import HearthError
 from hearth.kernels.backlog import LIMIT
 from hearth.kernels.kernel import Kernel
-from hearth.kernels.session import KernelSession
+from hearth.kernels.session import HostedKernelSession
 from hearth.protocol.jupyter import encode_v1, own_message
 
 __all__ = ["ChannelLink", "ChannelRelay"]
@@ -63,7 +63,7 @@ class ChannelRelay:
     may come back: see ``KEEP_FOR``); ``close()`` ends it."""
 
     def __init__(
-        self, session: KernelSession, detached: Callable[[ChannelRelay], None] | None = None
+        self, session: HostedKernelSession, detached: Callable[[ChannelRelay], None] | None = None
     ) -> None:
         self.session = session
         self._detached = detached

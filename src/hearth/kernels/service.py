@@ -26,7 +26,7 @@ from hearth.kernels.egress import download_client
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
 from hearth.kernels.pool import KernelPool, PoolConfig
-from hearth.kernels.session import KernelSession
+from hearth.kernels.session import HostedKernelSession
 from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
 from hearth.protocol.outputs import Event
@@ -155,12 +155,12 @@ class KernelService:
         if self._store is not None:
             self._store.delete(KIND, user, session_id)
 
-    def _save(self, session: KernelSession) -> None:
+    def _save(self, session: HostedKernelSession) -> None:
         if self._store is not None and session.owner and session.session_id:
             record = {**self.info(session).model_dump(mode="json"), "user": session.owner}
             self._store.put(KIND, session.owner, session.session_id, record)
 
-    def _find(self, user: str, session_id: str) -> KernelSession:
+    def _find(self, user: str, session_id: str) -> HostedKernelSession:
         self._not_lost(user, session_id)
         session = self.pool.find(user, session_id)
         if session is None:
@@ -170,7 +170,7 @@ class KernelService:
         return session
 
     @staticmethod
-    def info(s: KernelSession) -> KernelState:
+    def info(s: HostedKernelSession) -> KernelState:
         return KernelState(
             session_id=s.session_id or s.uid,
             status=s.status.value,
@@ -362,7 +362,7 @@ class KernelService:
         )
 
     async def _download_missing(
-        self, session: KernelSession, requests: list[fileops.FileRequest]
+        self, session: HostedKernelSession, requests: list[fileops.FileRequest]
     ) -> None:
         have = {f["url"] for f in session.files}
         for request in requests:
@@ -379,7 +379,7 @@ class KernelService:
         name: str,
         requests: list[fileops.FileRequest],
         lost: dict[str, Any],
-    ) -> KernelSession:
+    ) -> HostedKernelSession:
         """A new kernel for a lost session, in its kept directory (a file the create asks for
         again is downloaded anew and wins)."""
         kept = self.dirs.new_incoming_dir() / "files"
@@ -401,7 +401,7 @@ class KernelService:
 
     async def _new_session(
         self, user: str, sid: str, name: str, requests: list[fileops.FileRequest]
-    ) -> KernelSession:
+    ) -> HostedKernelSession:
         """Files are fetched first into a staging directory, so that a failed download costs no
         kernel; then a session is handed out and the files moved into its directory."""
         self.pool.check_room(name)  # fail fast, before downloading

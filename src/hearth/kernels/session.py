@@ -1,6 +1,6 @@
 """A kernel session: the slot that one task of the service runs, holding successive kernels.
 
-The task (:meth:`KernelSession.run`) owns every kernel the session has: it starts one, waits
+The task (:meth:`HostedKernelSession.run`) owns every kernel the session has: it starts one, waits
 until it is asked to restart, recycle or close — or the kernel dies —, stops it, and goes on.
 Callers never start or stop kernels themselves; they ask, and the task does it, so each kernel's
 ``async with`` opens and closes in one task.
@@ -25,7 +25,7 @@ from hearth.kernels.status import KernelLifecycle, KernelStatus
 from hearth.protocol.outputs import Event
 from hearth.sandbox.mounts import MoveFailed
 
-__all__ = ["KernelSession", "Want"]
+__all__ = ["HostedKernelSession", "Want"]
 
 log = logging.getLogger("hearth.kernels")
 S = KernelStatus
@@ -81,18 +81,21 @@ def _notice(text: str) -> Event:
     return {"type": "stream", "name": "stderr", "text": text}
 
 
-class KernelSession:
+class HostedKernelSession:
+    """A kernel session as the session host holds it: its owner, its files, its status and the
+    kernel it runs now (``hearth.client.KernelSession`` is a client's handle on one)."""
+
     def __init__(
         self,
         uid: str,
         kernel_name: str,
         working_dir: Path,
         *,
-        spec_for: Callable[[KernelSession], KernelSpec],
+        spec_for: Callable[[HostedKernelSession], KernelSpec],
         gate: StartGate,
         urgent: bool,
         clock: Callable[[], float],
-        on_event: Callable[[KernelSession, str], None],
+        on_event: Callable[[HostedKernelSession, str], None],
     ) -> None:
         self.uid = uid
         self.kernel_name = kernel_name
@@ -264,7 +267,7 @@ class KernelSession:
 
     # -- the task -----------------------------------------------------------------------------
 
-    async def run(self, reset: Callable[[KernelSession], Awaitable[None]]) -> None:
+    async def run(self, reset: Callable[[HostedKernelSession], Awaitable[None]]) -> None:
         """The session's whole life; ``reset`` clears it for the pool after a recycle."""
         try:
             while True:
