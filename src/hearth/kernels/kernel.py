@@ -32,7 +32,12 @@ from hearth.errors import KernelDied
 from hearth.kernels.backlog import MESSAGE_OVERHEAD, Backlog, size_of
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
-from hearth.protocol.outputs import Event, dead_kernel_error, done_event, event_from_message
+from hearth.protocol.outputs import (
+    ExecutionEvent,
+    dead_kernel_error,
+    done_event,
+    event_from_message,
+)
 from hearth.sandbox import Prepared, Sandbox
 from hearth.sandbox.launch import Bind
 from hearth.sandbox.mounts import move_mount
@@ -323,7 +328,7 @@ class Kernel:
 
     async def execute(
         self, code: str, interrupt_after: float | None = None
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[ExecutionEvent, None]:
         """Run ``code``; yields its output events, then a ``done`` event.
 
         After ``interrupt_after`` seconds the kernel is interrupted and the status is ``timeout``;

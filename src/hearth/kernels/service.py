@@ -29,7 +29,7 @@ from hearth.kernels.pool import KernelPool, PoolConfig
 from hearth.kernels.session import HostedKernelSession
 from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
-from hearth.protocol.outputs import Event
+from hearth.protocol.outputs import ExecutionEvent
 from hearth.sandbox import Sandbox
 from hearth.sandbox.uids import UserUids
 from hearth.store import SessionStore
@@ -211,7 +211,7 @@ class KernelService:
 
     def execute(
         self, user: str, session_id: str, code: str, timeout: float | None = None
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[ExecutionEvent, None]:
         """The events of running ``code`` (looked up now, so a wrong id fails before streaming)."""
         if timeout is not None and not timeout > 0:
             raise BadRequest(f"timeout must be a positive number of seconds, got {timeout}.")

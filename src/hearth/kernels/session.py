@@ -22,7 +22,7 @@ from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.procs import is_gone
 from hearth.kernels.status import KernelLifecycle, KernelStatus
-from hearth.protocol.outputs import Event
+from hearth.protocol.outputs import ExecutionEvent
 from hearth.sandbox.mounts import MoveFailed
 
 __all__ = ["HostedKernelSession", "Want"]
@@ -43,11 +43,11 @@ class _Sink:
     dropped once the reader is gone."""
 
     def __init__(self) -> None:
-        self._backlog: Backlog[Event | BaseException | None] = Backlog(_notice)
+        self._backlog: Backlog[ExecutionEvent | BaseException | None] = Backlog(_notice)
         self._more = asyncio.Event()
         self._reading = True
 
-    def put(self, event: Event) -> None:
+    def put(self, event: ExecutionEvent) -> None:
         if self._reading:
             self._backlog.put_message(event, size_of(event), event["type"])
             self._more.set()
@@ -61,7 +61,7 @@ class _Sink:
         self._backlog.put(None, 0, False)
         self._more.set()
 
-    async def events(self) -> AsyncGenerator[Event, None]:
+    async def events(self) -> AsyncGenerator[ExecutionEvent, None]:
         try:
             while True:
                 while not self._backlog:
@@ -77,7 +77,7 @@ class _Sink:
             self._reading = False
 
 
-def _notice(text: str) -> Event:
+def _notice(text: str) -> ExecutionEvent:
     return {"type": "stream", "name": "stderr", "text": text}
 
 
@@ -196,7 +196,7 @@ class HostedKernelSession:
                 return self._kernel
             await self._changed.wait()
 
-    def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[Event, None]:
+    def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[ExecutionEvent, None]:
         """Run ``code`` after the executions queued before it; yields events, ``done`` last.
 
         The run is a task of its own, not the reader's: it holds the execution lock and keeps its
