@@ -1,8 +1,8 @@
 """Jupyter IOPub messages → Hearth's execution events and nbformat v4 outputs (pure).
 
-An ``ExecutionEvent`` is a JSON object: each output as ``{"type": <output_type>, ...its fields}``, and last
-``{"type": "done", "status", "execution_count", "duration_ms", "restarted"}``. The synchronous
-answer is the same events folded into nbformat outputs by :class:`Outputs`.
+An ``ExecutionEvent`` is a JSON object: each output as ``{"type": <output_type>, ...its
+fields}``, and last ``{"type": "done", "status", "execution_count", "duration_ms", "restarted"}``.
+The synchronous answer is the same events folded into nbformat outputs by :class:`Outputs`.
 """
 
 from __future__ import annotations
