@@ -1,9 +1,9 @@
 """One kernel process and its client. Its lifetime is one ``async with``; it is ready when the
 block is entered: the kernel answered ``kernel_info`` and IOPub is connected.
 
-Messages are routed by a pump per channel to the request they answer (by parent ``msg_id``);
-the pumps live in the kernel's own task group. When the process exits, every pending request is
-told at once (a pidfd watch, no polling).
+Messages are routed by a pump per channel, a reader on its socket's FD in the loop's own
+callbacks, to the request they answer (by parent ``msg_id``). When the process exits, every
+pending request is told at once (a pidfd watch, no polling).
 """
 
 from __future__ import annotations

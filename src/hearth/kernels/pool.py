@@ -227,7 +227,7 @@ class KernelPool:
             self._started_in.pop(session.uid, None)
             self._runtimes.pop(session.uid, None)
             self.dirs.drop_view(session.uid)
-            # A user's session ended by the server stopping keeps its record and its files: the
+            # A user's session ended by the host stopping keeps its record and its files: the
             # next start lists it lost (SPEC §8); any other end forgets both.
             kept = self._closing and session.owner is not None and not session.destroying
             if kept:  # no longer served, still on record

@@ -79,7 +79,7 @@ class KernelService:
             **extra,
         )
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
-        # sessions whose kernel died with a previous run of the server: records, files kept
+        # sessions whose kernel died with a previous run of the host: records, files kept
         self._lost: dict[tuple[str, str], dict[str, Any]] = {}
         self._deleting: set[asyncio.Future[None]] = set()  # files going away
         self.connections = Connections()  # Jupyter clients', kept for their client's return
