@@ -149,7 +149,7 @@ def _age(seconds: float) -> str:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from hearth.attach import window_size
+    from hearth.cli_attach import window_size
 
     rows, cols = window_size(sys.stdout.fileno())
     with _client(args) as client:
@@ -164,7 +164,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from hearth.attach import AttachState, attach
+    from hearth.cli_attach import AttachState, attach
     from hearth.client._calls import resolve
     from hearth.config import default_data_dir
 

@@ -2,7 +2,7 @@
 
 It owns the store, the terminal manager and the kernel service (and through them the PTYs,
 buffers, logs, kernels and the pool). The session host (``hearth.host``) runs one and serves it
-on its socket; nothing else reaches sessions (ARCHITECTURE step 2).
+on its socket; nothing else reaches sessions.
 """
 
 from __future__ import annotations

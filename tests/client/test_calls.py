@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.attach import AttachState
+from hearth.cli_attach import AttachState
 from hearth.client import _calls
 from hearth.errors import BadRequest, LimitReached, NotFound, ServiceError
 

@@ -143,7 +143,7 @@ def test_url_and_token_fall_back_to_the_environment_then_the_generated_token(
 
 def test_the_client_and_cli_never_import_the_server() -> None:
     code = (
-        "import sys, hearth, hearth.client, hearth.cli, hearth.attach\n"
+        "import sys, hearth, hearth.client, hearth.cli, hearth.cli_attach\n"
         "bad = [m for m in sys.modules if m.split('.')[:2] in "
         "(['hearth', 'server'], ['hearth', 'terminals'], ['hearth', 'kernels'])]\n"
         "print(','.join(bad))\n"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hearth.kernels.status import IllegalTransition, KernelStatus, Lifecycle
+from hearth.kernels.status import IllegalTransition, KernelLifecycle, KernelStatus
 
 S = KernelStatus
 
 
 def test_the_documented_life_cycle_is_legal() -> None:
-    life = Lifecycle("k1")
+    life = KernelLifecycle("k1")
     for to in (
         S.POOLED,
         S.ACTIVE,
@@ -32,7 +32,7 @@ def test_the_documented_life_cycle_is_legal() -> None:
 
 
 def test_an_illegal_move_names_the_call_and_the_state() -> None:
-    life = Lifecycle("a1b2", S.POOLED)
+    life = KernelLifecycle("a1b2", S.POOLED)
     with pytest.raises(IllegalTransition) as caught:
         life.move(S.EXECUTING, "execute code in")
     assert str(caught.value) == "Cannot execute code in kernel session 'a1b2': it is pooled."
@@ -40,7 +40,7 @@ def test_an_illegal_move_names_the_call_and_the_state() -> None:
 
 
 def test_closed_is_final() -> None:
-    life = Lifecycle("x", S.CLOSED)
+    life = KernelLifecycle("x", S.CLOSED)
     assert not any(life.can(to) for to in S if to is not S.CLOSED)
 
 

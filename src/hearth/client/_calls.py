@@ -32,7 +32,7 @@ from hearth.client.models import (
 from hearth.config import default_data_dir
 from hearth.errors import HearthError, ServiceError, error_for_status
 
-__all__ = ["DEFAULT_URL", "Call", "ClientState", "Lifecycle", "raise_for_status", "resolve"]
+__all__ = ["DEFAULT_URL", "Call", "ClientLifecycle", "ClientState", "raise_for_status", "resolve"]
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -106,7 +106,9 @@ class ClientState(enum.Enum):
     CLOSED = "closed"  # closed: it can't be used again
 
 
-class Lifecycle:
+class ClientLifecycle:
+    """A client's state and its legal moves: opened once, used while open, closed once."""
+
     def __init__(self) -> None:
         self.state = ClientState.UNOPENED
 

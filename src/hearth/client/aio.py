@@ -13,7 +13,7 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from hearth.client import _calls
-from hearth.client._calls import Call, Lifecycle
+from hearth.client._calls import Call, ClientLifecycle
 from hearth.client.models import (
     ExecutionResult,
     HistoryEntry,
@@ -64,7 +64,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=self._timeout, transport=transport
         )
-        self._life = Lifecycle()
+        self._life = ClientLifecycle()
         self.terminals = AsyncTerminals(self)
         self.kernels = AsyncKernels(self)
 

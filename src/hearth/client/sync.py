@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from hearth.client import _calls
-from hearth.client._calls import Call, Lifecycle
+from hearth.client._calls import Call, ClientLifecycle
 from hearth.client.models import (
     ExecutionResult,
     HistoryEntry,
@@ -61,7 +61,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=self._timeout, transport=transport
         )
-        self._life = Lifecycle()
+        self._life = ClientLifecycle()
         self.terminals = Terminals(self)
         self.kernels = Kernels(self)
 

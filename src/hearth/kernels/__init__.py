@@ -5,6 +5,6 @@ interface the session core uses (imported from its module: the web tier needs on
 """
 
 from hearth.kernels.status import KernelStatus
-from hearth.protocol.outputs import Event, Outputs
+from hearth.protocol.outputs import ExecutionEvent, Outputs
 
-__all__ = ["Event", "KernelStatus", "Outputs"]
+__all__ = ["ExecutionEvent", "KernelStatus", "Outputs"]

@@ -1,20 +1,10 @@
 """The one overflow policy for a kernel's output to each of its readers (pure).
 
-A reader gets a kernel's messages in order; one slower than the kernel must not cost the session
-host more than ``LIMIT`` bytes. So each reader's backlog holds at most ``LIMIT`` bytes of output:
-- output (stream, display and the other messages a request doesn't end with) that comes while
-  the backlog is full is dropped and counted, until the reader has taken it down to half;
-- what answers or ends a request (its replies, status, ``execute_input``, ``execute_result``,
-  ``error``, the ``done`` event) is never dropped: there are a few per request, whatever the
-  kernel prints, so the caller always gets its status and execution count. Only as many as a
-  request has are kept so (two statuses, one of each other kind): code in the kernel can send
-  these too, and more of them are output like any other;
-- where output was dropped the reader gets one stderr stream notice of how much, and what to do.
-
-The HTTP execute and the kernel websocket read through a session's run (``session._Sink``) and the
-kernel's waiter of the request (``kernel._Waiter``), each a ``Backlog``. A Jupyter client's relay
-(``channels.py``) holds the same ``LIMIT`` for its client in Jupyter's way: its replies wait
-(it reads its own sockets) and its IOPub drops, as ZeroMQ does for a slow subscriber.
+A reader slower than the kernel must not cost the session host more than ``LIMIT`` bytes, and
+must still get every request's status: :class:`Backlog` drops output, never what ends a request.
+The HTTP execute and the kernel websocket read through one each (``session._Sink``,
+``kernel._Waiter``); a Jupyter client's relay (``channels.py``) holds the same ``LIMIT`` in
+Jupyter's way: its replies wait and its IOPub drops, as ZeroMQ does for a slow subscriber.
 """
 
 from __future__ import annotations
@@ -65,8 +55,18 @@ def _amount(size: int) -> str:
 
 
 class Backlog(Generic[T]):
-    """Items for one reader, in order, holding at most ``limit`` bytes of droppable ones
-    (see the module's policy); ``notice(text)`` makes the item that stands for dropped ones."""
+    """Items for one reader, in order, holding at most ``limit`` bytes of droppable ones;
+    ``notice(text)`` makes the item that stands for dropped ones.
+
+    - output (stream, display and the other messages a request doesn't end with) that comes
+      while the backlog is full is dropped and counted, until the reader has taken it down to
+      half;
+    - what answers or ends a request (its replies, status, ``execute_input``,
+      ``execute_result``, ``error``, the ``done`` event) is never dropped: a few per request,
+      whatever the kernel prints. Only as many as a request has are kept so (two statuses, one
+      of each other kind): code in the kernel can send these too, and more are output;
+    - where output was dropped the reader gets one notice of how much, and what to do.
+    """
 
     def __init__(self, notice: Callable[[str], T], limit: int = LIMIT) -> None:
         self._items: deque[tuple[T, int]] = deque()

@@ -1,26 +1,13 @@
 """A Jupyter client's connection to a kernel session's channels (SPEC §10), in the session host.
 
-Messages come and go in the v1 kernel websocket framing (``hearth.protocol.jupyter``). Each one
-from the client is signed with the kernel's key and sent on its channel, from sockets of the
-connection's own, with one identity for shell, control and stdin, so the kernel's replies and
-input requests come back to it alone. IOPub is the kernel's own subscription, shared: its
-messages reach the connection as the kernel's pump reads them (a subscription of its own would
-need a nudge of several milliseconds before the first request, to be sure it is live).
-
-It follows the session across kernels: when the kernel dies or is restarted, the client gets
-``status: restarting`` and its messages wait for the next kernel. It ends when the session is
-closed or released. A client too slow for IOPub loses IOPub messages (as ZeroMQ drops them for a
-slow subscriber), and is told how many on stderr; replies are never dropped (the overflow policy
-of all of a kernel's output, ``hearth.kernels.backlog``, in Jupyter's way).
-
-A connection whose client named its Jupyter session (``?session_id=``) outlives its websocket
-for ``KEEP_FOR`` seconds: it goes on taking the kernel's messages, and the client's next
-connection with that session id takes it over, with what came meanwhile and the same identity
-(so the replies and input requests of what it asked before still reach it). Jupyter Server
-replays only what came after the last connection of a kernel closed; this keeps each client's.
-A connection with that session id that comes while the old websocket is still open (or its end
-has not reached the host yet) takes it over too, and the old one ends, as Jupyter Server
-replaces a stale connection of the same session.
+Messages come and go in the v1 kernel websocket framing (``hearth.protocol.jupyter``). The
+client's go out on sockets of the connection's own, one identity for shell, control and stdin,
+so replies and input requests come back to it alone. IOPub is the kernel's subscription, shared
+(one of its own would need a nudge of several milliseconds before it is surely live). A relay
+follows its session across kernels (``status: restarting`` between them) and ends when the
+session is closed or released. Overflow, in Jupyter's way: a client too slow for IOPub loses
+IOPub messages and is told how many on stderr; replies are never dropped. A named connection
+is kept for its client's return (:mod:`hearth.kernels.connections`).
 """
 
 from __future__ import annotations
@@ -40,7 +27,7 @@ import zmq.asyncio
 from hearth.errors import HearthError
 from hearth.kernels.backlog import LIMIT
 from hearth.kernels.kernel import Kernel
-from hearth.kernels.session import KernelSession
+from hearth.kernels.session import HostedKernelSession
 from hearth.protocol.jupyter import encode_v1, own_message
 
 __all__ = ["ChannelLink", "ChannelRelay"]
@@ -52,7 +39,9 @@ OWN_SOCKETS = ("shell", "control", "stdin")
 MAX_QUEUED = LIMIT  # bytes for the client (``backlog``); beyond, IOPub drops, replies wait
 POLL_MS = 500  # a reader's longest wait before it looks again (a missed wake-up costs this)
 MAX_PENDING = 1000  # client messages held while there is no kernel
-KEEP_FOR = 120.0  # seconds a named connection waits for its client to come back
+# Seconds a named connection waits for its client to come back, taking the kernel's messages
+# meanwhile: Jupyter Server replays only what came after a kernel's last connection closed.
+KEEP_FOR = 120.0
 
 
 class ChannelRelay:
@@ -63,7 +52,7 @@ class ChannelRelay:
     may come back: see ``KEEP_FOR``); ``close()`` ends it."""
 
     def __init__(
-        self, session: KernelSession, detached: Callable[[ChannelRelay], None] | None = None
+        self, session: HostedKernelSession, detached: Callable[[ChannelRelay], None] | None = None
     ) -> None:
         self.session = session
         self._detached = detached

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from hearth.kernels.channels import KEEP_FOR, ChannelRelay
-from hearth.kernels.session import KernelSession
+from hearth.kernels.session import HostedKernelSession
 
 __all__ = ["Connections"]
 
@@ -71,7 +71,7 @@ class Connections:
         """Named connections whose websocket is gone, waiting for their client."""
         return len(self._timers)
 
-    def connect(self, session: KernelSession, key: Key | None) -> ChannelRelay:
+    def connect(self, session: HostedKernelSession, key: Key | None) -> ChannelRelay:
         """A connection to ``session``'s channels: the one kept under ``key`` if it still follows
         this session, else a new one (kept under ``key``, if given, once its websocket goes)."""
         if key is None:

@@ -1,15 +1,10 @@
 """Where a download made for a session may connect (SPEC §7.1).
 
 The session host fetches a create's ``files`` on the machine's network. Under
-``session_network = "none"`` the session itself reaches nothing, so its downloads must not reach
+``session_network = "none"`` the session itself reaches nothing, so its downloads must reach no
 more than the public internet: not the machine's loopback, its own addresses, link-local or
-private networks (what a proxy, a database or a cloud's metadata service listens on).
-
-The check sits where the connection is made, in the HTTP client's network backend
-(:class:`CheckedBackend`): a host name is resolved once, every address it has is checked, and the
-socket is connected to an address that was checked, never to a second resolution (no DNS
-rebinding). Every connection goes through it, so every hop of a redirect is checked too; the Host
-header and TLS's server name stay the URL's, since only the connect is pinned.
+private networks (a proxy, a database, a cloud's metadata service). :class:`CheckedBackend`
+checks at the connect, so no DNS rebinding and no redirect gets past.
 """
 
 from __future__ import annotations
@@ -115,7 +110,13 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 class CheckedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses that pass :func:`refusal`: a host with any address that
     doesn't is :class:`Unreachable`. ``resolve``, ``own`` and ``inner`` are the outside world
-    (the resolver, the machine's addresses, the backend that connects), for tests."""
+    (the resolver, the machine's addresses, the backend that connects), for tests.
+
+    A host name is resolved once, every address it has is checked, and the socket is connected
+    to an address that was checked, never to a second resolution. Every connection of the HTTP
+    client goes through it, so every hop of a redirect is checked too; the Host header and TLS's
+    server name stay the URL's, since only the connect is pinned.
+    """
 
     def __init__(
         self,

@@ -1,9 +1,9 @@
 """One kernel process and its client. Its lifetime is one ``async with``; it is ready when the
 block is entered: the kernel answered ``kernel_info`` and IOPub is connected.
 
-Messages are routed by a pump per channel to the request they answer (by parent ``msg_id``);
-the pumps live in the kernel's own task group. When the process exits, every pending request is
-told at once (a pidfd watch, no polling).
+Messages are routed by a pump per channel, a reader on its socket's FD in the loop's own
+callbacks, to the request they answer (by parent ``msg_id``). When the process exits, every
+pending request is told at once (a pidfd watch, no polling).
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ from hearth.errors import KernelDied
 from hearth.kernels.backlog import MESSAGE_OVERHEAD, Backlog, size_of
 from hearth.kernels.procs import ExitWatch, kill_everything, signal_group
 from hearth.kernels.shield import shielded
-from hearth.protocol.outputs import Event, dead_kernel_error, done_event, event_from_message
+from hearth.protocol.outputs import (
+    ExecutionEvent,
+    dead_kernel_error,
+    done_event,
+    event_from_message,
+)
 from hearth.sandbox import Prepared, Sandbox
 from hearth.sandbox.launch import Bind
 from hearth.sandbox.mounts import move_mount
@@ -323,7 +328,7 @@ class Kernel:
 
     async def execute(
         self, code: str, interrupt_after: float | None = None
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[ExecutionEvent, None]:
         """Run ``code``; yields its output events, then a ``done`` event.
 
         After ``interrupt_after`` seconds the kernel is interrupted and the status is ``timeout``;

@@ -25,7 +25,7 @@ from hearth.errors import LimitReached
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import KernelSpec
 from hearth.kernels.policy import Acquire, PoolCounts, PoolPolicy, Release, idle_expired
-from hearth.kernels.session import KernelSession, Want
+from hearth.kernels.session import HostedKernelSession, Want
 from hearth.kernels.stats import PoolStats
 from hearth.kernels.status import KernelStatus
 from hearth.kernels.workdirs import WorkDirs
@@ -74,8 +74,8 @@ class KernelPool:
         self.stats = PoolStats()  # pulled by the server's metrics
         self._clock = clock
         self._gate = StartGate(config.max_concurrent_starts)
-        self._sessions: dict[str, KernelSession] = {}
-        self._by_key: dict[tuple[str, str], KernelSession] = {}
+        self._sessions: dict[str, HostedKernelSession] = {}
+        self._by_key: dict[tuple[str, str], HostedKernelSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._refill_timer: asyncio.TimerHandle | None = None
@@ -114,10 +114,10 @@ class KernelPool:
 
     # -- who holds what -----------------------------------------------------------------------
 
-    def find(self, user: str, session_id: str) -> KernelSession | None:
+    def find(self, user: str, session_id: str) -> HostedKernelSession | None:
         return self._by_key.get((user, session_id))
 
-    def owned_by(self, user: str | None = None) -> list[KernelSession]:
+    def owned_by(self, user: str | None = None) -> list[HostedKernelSession]:
         """The sessions handed out to ``user`` (to anyone: ``None``)."""
         return [s for (owner, _), s in self._by_key.items() if user is None or owner == user]
 
@@ -153,7 +153,7 @@ class KernelPool:
             by_status[s.status.value] = by_status.get(s.status.value, 0) + 1
         return [("kernel", status, n) for status, n in sorted(by_status.items())]
 
-    def _on_event(self, session: KernelSession, event: str) -> None:
+    def _on_event(self, session: HostedKernelSession, event: str) -> None:
         if event != "status":
             self.stats.kernel_event(event)
         self._changed.set()
@@ -161,9 +161,11 @@ class KernelPool:
 
     # -- sessions' tasks ------------------------------------------------------------------------
 
-    def _spawn(self, kernel_name: str, working_dir: Path | None, urgent: bool) -> KernelSession:
+    def _spawn(
+        self, kernel_name: str, working_dir: Path | None, urgent: bool
+    ) -> HostedKernelSession:
         uid = "k-" + secrets.token_hex(6)
-        session = KernelSession(
+        session = HostedKernelSession(
             uid,
             kernel_name,
             working_dir or self.dirs.new_pool_dir(uid),
@@ -177,7 +179,7 @@ class KernelPool:
         self._tasks[uid] = self._group.create_task(self._life(session), name=f"kernel {uid}")
         return session
 
-    def _slot_of(self, session: KernelSession) -> int:
+    def _slot_of(self, session: HostedKernelSession) -> int:
         slot = self._slots.get(session.uid)
         if slot is None:
             taken = set(self._slots.values())
@@ -186,7 +188,7 @@ class KernelPool:
             )
         return slot
 
-    def _spec_for(self, session: KernelSession) -> KernelSpec:
+    def _spec_for(self, session: HostedKernelSession) -> KernelSpec:
         slot = self._slot_of(session)
         views: tuple[Bind, ...] = ()
         if self.sandbox is not None and self.sandbox.bubblewrap:
@@ -213,7 +215,7 @@ class KernelPool:
             views=views,
         )
 
-    async def _life(self, session: KernelSession) -> None:
+    async def _life(self, session: HostedKernelSession) -> None:
         try:
             await session.run(self._reset)
         except Exception:
@@ -225,7 +227,7 @@ class KernelPool:
             self._started_in.pop(session.uid, None)
             self._runtimes.pop(session.uid, None)
             self.dirs.drop_view(session.uid)
-            # A user's session ended by the server stopping keeps its record and its files: the
+            # A user's session ended by the host stopping keeps its record and its files: the
             # next start lists it lost (SPEC §8); any other end forgets both.
             kept = self._closing and session.owner is not None and not session.destroying
             if kept:  # no longer served, still on record
@@ -239,7 +241,7 @@ class KernelPool:
                 with contextlib.suppress(OSError):
                     await self.dirs.delete(self.dirs.throw_away(session.working_dir))
 
-    async def _reset(self, session: KernelSession) -> None:
+    async def _reset(self, session: HostedKernelSession) -> None:
         """Recycle: the old kernel is stopped; wipe every trace of its user."""
         await self.dirs.delete(session.working_dir)
         session.working_dir = self.dirs.new_pool_dir(session.uid)
@@ -306,7 +308,7 @@ class KernelPool:
             raise LimitReached(self.policy.refused_message(counts))
         return decision
 
-    async def hand_out(self, user: str, sid: str, name: str) -> KernelSession:
+    async def hand_out(self, user: str, sid: str, name: str) -> HostedKernelSession:
         """A ready session for ``user`` under id ``sid``: taken from the pool, claimed from the
         pool's starts, or started now (when max_kernels allows); its latency is counted."""
         started = time.perf_counter()
@@ -328,7 +330,7 @@ class KernelPool:
         if not self._closing:
             self.refill()
 
-    async def _hand_out(self, user: str, sid: str, name: str) -> tuple[KernelSession, str]:
+    async def _hand_out(self, user: str, sid: str, name: str) -> tuple[HostedKernelSession, str]:
         while True:
             decision = self.check_room(name)
             if decision is Acquire.TAKE:
@@ -374,7 +376,13 @@ class KernelPool:
         return session, "cold" if decision is Acquire.COLD else "claim"
 
     def _assign(
-        self, session: KernelSession, user: str, sid: str, *, from_pool: bool, move: bool = True
+        self,
+        session: HostedKernelSession,
+        user: str,
+        sid: str,
+        *,
+        from_pool: bool,
+        move: bool = True,
     ) -> None:
         if move:
             session.working_dir = self.dirs.move_in(session.working_dir, user, sid)
@@ -383,7 +391,7 @@ class KernelPool:
         self._by_key[(user, sid)] = session
         self._on_event(session, "status")
 
-    async def _arrive(self, session: KernelSession, user: str, sid: str) -> None:
+    async def _arrive(self, session: HostedKernelSession, user: str, sid: str) -> None:
         """A sandboxed kernel started in the pool: its working dir was renamed outside, and its
         bind mount is moved to the same path inside (a directory made for it in its view of
         ``sessions/``), so that its cwd is the working dir the API reports."""
@@ -395,12 +403,12 @@ class KernelPool:
             self.dirs.show(session.uid, user, sid)
             await session.follow(inside)
 
-    def _unregister(self, session: KernelSession) -> None:
+    def _unregister(self, session: HostedKernelSession) -> None:
         assert session.owner is not None and session.session_id is not None
         self._by_key.pop((session.owner, session.session_id), None)
         self._forget(session.owner, session.session_id)
 
-    def release(self, session: KernelSession) -> None:
+    def release(self, session: HostedKernelSession) -> None:
         session.generation += 1  # its queued executions end here, whoever gets it next
         self._unregister(session)
         session.working_dir = self.dirs.throw_away(session.working_dir)

@@ -26,10 +26,10 @@ from hearth.kernels.egress import download_client
 from hearth.kernels.kernel import kernel_environment
 from hearth.kernels.paths import check_session_id, new_session_id, safe_relative_path
 from hearth.kernels.pool import KernelPool, PoolConfig
-from hearth.kernels.session import KernelSession
+from hearth.kernels.session import HostedKernelSession
 from hearth.kernels.workdirs import WorkDirs
 from hearth.protocol.kernels import JupyterName, KernelFile, KernelState
-from hearth.protocol.outputs import Event
+from hearth.protocol.outputs import ExecutionEvent
 from hearth.sandbox import Sandbox
 from hearth.sandbox.uids import UserUids
 from hearth.store import SessionStore
@@ -79,7 +79,7 @@ class KernelService:
             **extra,
         )
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
-        # sessions whose kernel died with a previous run of the server: records, files kept
+        # sessions whose kernel died with a previous run of the host: records, files kept
         self._lost: dict[tuple[str, str], dict[str, Any]] = {}
         self._deleting: set[asyncio.Future[None]] = set()  # files going away
         self.connections = Connections()  # Jupyter clients', kept for their client's return
@@ -155,12 +155,12 @@ class KernelService:
         if self._store is not None:
             self._store.delete(KIND, user, session_id)
 
-    def _save(self, session: KernelSession) -> None:
+    def _save(self, session: HostedKernelSession) -> None:
         if self._store is not None and session.owner and session.session_id:
             record = {**self.info(session).model_dump(mode="json"), "user": session.owner}
             self._store.put(KIND, session.owner, session.session_id, record)
 
-    def _find(self, user: str, session_id: str) -> KernelSession:
+    def _find(self, user: str, session_id: str) -> HostedKernelSession:
         self._not_lost(user, session_id)
         session = self.pool.find(user, session_id)
         if session is None:
@@ -170,7 +170,7 @@ class KernelService:
         return session
 
     @staticmethod
-    def info(s: KernelSession) -> KernelState:
+    def info(s: HostedKernelSession) -> KernelState:
         return KernelState(
             session_id=s.session_id or s.uid,
             status=s.status.value,
@@ -211,7 +211,7 @@ class KernelService:
 
     def execute(
         self, user: str, session_id: str, code: str, timeout: float | None = None
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[ExecutionEvent, None]:
         """The events of running ``code`` (looked up now, so a wrong id fails before streaming)."""
         if timeout is not None and not timeout > 0:
             raise BadRequest(f"timeout must be a positive number of seconds, got {timeout}.")
@@ -362,7 +362,7 @@ class KernelService:
         )
 
     async def _download_missing(
-        self, session: KernelSession, requests: list[fileops.FileRequest]
+        self, session: HostedKernelSession, requests: list[fileops.FileRequest]
     ) -> None:
         have = {f["url"] for f in session.files}
         for request in requests:
@@ -379,7 +379,7 @@ class KernelService:
         name: str,
         requests: list[fileops.FileRequest],
         lost: dict[str, Any],
-    ) -> KernelSession:
+    ) -> HostedKernelSession:
         """A new kernel for a lost session, in its kept directory (a file the create asks for
         again is downloaded anew and wins)."""
         kept = self.dirs.new_incoming_dir() / "files"
@@ -401,7 +401,7 @@ class KernelService:
 
     async def _new_session(
         self, user: str, sid: str, name: str, requests: list[fileops.FileRequest]
-    ) -> KernelSession:
+    ) -> HostedKernelSession:
         """Files are fetched first into a staging directory, so that a failed download costs no
         kernel; then a session is handed out and the files moved into its directory."""
         self.pool.check_room(name)  # fail fast, before downloading

@@ -1,6 +1,6 @@
 """A kernel session: the slot that one task of the service runs, holding successive kernels.
 
-The task (:meth:`KernelSession.run`) owns every kernel the session has: it starts one, waits
+The task (:meth:`HostedKernelSession.run`) owns every kernel the session has: it starts one, waits
 until it is asked to restart, recycle or close — or the kernel dies —, stops it, and goes on.
 Callers never start or stop kernels themselves; they ask, and the task does it, so each kernel's
 ``async with`` opens and closes in one task.
@@ -21,11 +21,11 @@ from hearth.kernels.backlog import Backlog, size_of
 from hearth.kernels.gate import StartGate
 from hearth.kernels.kernel import Kernel, KernelSpec
 from hearth.kernels.procs import is_gone
-from hearth.kernels.status import KernelStatus, Lifecycle
-from hearth.protocol.outputs import Event
+from hearth.kernels.status import KernelLifecycle, KernelStatus
+from hearth.protocol.outputs import ExecutionEvent
 from hearth.sandbox.mounts import MoveFailed
 
-__all__ = ["KernelSession", "Want"]
+__all__ = ["HostedKernelSession", "Want"]
 
 log = logging.getLogger("hearth.kernels")
 S = KernelStatus
@@ -43,11 +43,11 @@ class _Sink:
     dropped once the reader is gone."""
 
     def __init__(self) -> None:
-        self._backlog: Backlog[Event | BaseException | None] = Backlog(_notice)
+        self._backlog: Backlog[ExecutionEvent | BaseException | None] = Backlog(_notice)
         self._more = asyncio.Event()
         self._reading = True
 
-    def put(self, event: Event) -> None:
+    def put(self, event: ExecutionEvent) -> None:
         if self._reading:
             self._backlog.put_message(event, size_of(event), event["type"])
             self._more.set()
@@ -61,7 +61,7 @@ class _Sink:
         self._backlog.put(None, 0, False)
         self._more.set()
 
-    async def events(self) -> AsyncGenerator[Event, None]:
+    async def events(self) -> AsyncGenerator[ExecutionEvent, None]:
         try:
             while True:
                 while not self._backlog:
@@ -77,22 +77,25 @@ class _Sink:
             self._reading = False
 
 
-def _notice(text: str) -> Event:
+def _notice(text: str) -> ExecutionEvent:
     return {"type": "stream", "name": "stderr", "text": text}
 
 
-class KernelSession:
+class HostedKernelSession:
+    """A kernel session as the session host holds it: its owner, its files, its status and the
+    kernel it runs now (``hearth.client.KernelSession`` is a client's handle on one)."""
+
     def __init__(
         self,
         uid: str,
         kernel_name: str,
         working_dir: Path,
         *,
-        spec_for: Callable[[KernelSession], KernelSpec],
+        spec_for: Callable[[HostedKernelSession], KernelSpec],
         gate: StartGate,
         urgent: bool,
         clock: Callable[[], float],
-        on_event: Callable[[KernelSession, str], None],
+        on_event: Callable[[HostedKernelSession, str], None],
     ) -> None:
         self.uid = uid
         self.kernel_name = kernel_name
@@ -105,7 +108,7 @@ class KernelSession:
         self.restarted_pending = False
         self._execution_count = 0
         self.created_at = self.last_activity = clock()
-        self.life = Lifecycle(uid)
+        self.life = KernelLifecycle(uid)
         self.start_error: BaseException | None = None
         self.ticket = gate.request(urgent)
         self._gate = gate
@@ -193,7 +196,7 @@ class KernelSession:
                 return self._kernel
             await self._changed.wait()
 
-    def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[Event, None]:
+    def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[ExecutionEvent, None]:
         """Run ``code`` after the executions queued before it; yields events, ``done`` last.
 
         The run is a task of its own, not the reader's: it holds the execution lock and keeps its
@@ -264,7 +267,7 @@ class KernelSession:
 
     # -- the task -----------------------------------------------------------------------------
 
-    async def run(self, reset: Callable[[KernelSession], Awaitable[None]]) -> None:
+    async def run(self, reset: Callable[[HostedKernelSession], Awaitable[None]]) -> None:
         """The session's whole life; ``reset`` clears it for the pool after a recycle."""
         try:
             while True:

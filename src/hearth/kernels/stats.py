@@ -1,5 +1,5 @@
-"""What the kernel pool counts, as plain data the server pulls when it is scraped (no callback
-into the web tier: the pool will live in the session host, ARCHITECTURE step 2)."""
+"""What the kernel pool counts, as plain data: the web tier's metrics ask the session host for
+it when scraped (``host.metrics``), so nothing calls back across the seam."""
 
 from __future__ import annotations
 

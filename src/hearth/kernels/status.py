@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["IllegalTransition", "KernelStatus", "Lifecycle"]
+__all__ = ["IllegalTransition", "KernelLifecycle", "KernelStatus"]
 
 
 class KernelStatus(enum.Enum):
@@ -55,7 +55,7 @@ class IllegalTransition(RuntimeError):
     """A call that the session's current state does not allow (a bug in the caller)."""
 
 
-class Lifecycle:
+class KernelLifecycle:
     """The current status of one session; every move is checked against ``_MOVES``."""
 
     def __init__(self, name: str, status: KernelStatus = KernelStatus.STARTING) -> None:
@@ -74,4 +74,4 @@ class Lifecycle:
         self.status = to
 
     def __repr__(self) -> str:
-        return f"Lifecycle({self.name!r}, {self.status.value})"
+        return f"KernelLifecycle({self.name!r}, {self.status.value})"

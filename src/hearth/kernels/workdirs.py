@@ -9,16 +9,10 @@
     <data_dir>/kernels/runtime/<rand>/   one kernel's connection file, sockets, IPython dir, log
     <data_dir>/kernels/views/<uid>/      a sandboxed pooled kernel's view of sessions/
 
-A pooled kernel is handed out by renaming its directory: the kernel's cwd follows the rename
-(it is the same directory), so the kernel is in its user's directory at once, with no message
-sent to it. A sandboxed kernel has its directory bound at the pool's path, its cwd the root of
-that mount, and ``sessions/`` is its view: read-only, empty. At hand-out its view gets an empty
-``<user>/<id>`` and the mount is moved there inside the kernel's mount namespace (see
-:mod:`hearth.sandbox.mounts`): its cwd is then the working dir the API reports, by the same path
-(``getcwd`` names a directory from its mount's place). Paths are used as given, never resolved:
-``pool/`` and ``sessions/`` must stay on one file system (renames), whatever links lead there. A
-released directory is renamed away before it is deleted, so the same id can be created again at
-once without the deletion touching the new directory.
+A pooled kernel is handed out by renaming its directory: its cwd follows the rename, so it is in
+its user's directory at once, with no message sent to it (a sandboxed one's mount is moved too:
+:meth:`WorkDirs.show`). ``pool/`` and ``sessions/`` must stay on one file system; paths are used
+as given, never resolved.
 """
 
 from __future__ import annotations
@@ -101,7 +95,8 @@ class WorkDirs:
 
     def show(self, uid: str, user: str, session_id: str) -> None:
         """In ``uid``'s view, an empty ``<user>/<session_id>``: where its kernel's working dir is
-        moved inside its sandbox when it is handed out."""
+        moved inside its sandbox when it is handed out (:mod:`hearth.sandbox.mounts`), so that
+        its cwd is the working dir the API reports, by the same path."""
         view = self.views / uid
         if not view.is_dir():
             return
@@ -131,7 +126,8 @@ class WorkDirs:
         return dest
 
     def throw_away(self, path: Path) -> Path:
-        """Rename ``path`` into the trash (instantly); delete it later with :meth:`delete`."""
+        """Rename ``path`` into the trash (instantly); delete it later with :meth:`delete`. The
+        same session id can then be made again at once, out of the deletion's way."""
         trashed = self.trash / secrets.token_hex(6)
         if path.exists():
             os.rename(path, trashed)

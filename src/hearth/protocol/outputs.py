@@ -1,17 +1,17 @@
 """Jupyter IOPub messages → Hearth's execution events and nbformat v4 outputs (pure).
 
-An event is a JSON object: each output as ``{"type": <output_type>, ...its fields}``, and last
-``{"type": "done", "status", "execution_count", "duration_ms", "restarted"}``. The synchronous
-answer is the same events folded into nbformat outputs by :class:`Outputs`.
+An ``ExecutionEvent`` is a JSON object: each output as ``{"type": <output_type>, ...its
+fields}``, and last ``{"type": "done", "status", "execution_count", "duration_ms", "restarted"}``.
+The synchronous answer is the same events folded into nbformat outputs by :class:`Outputs`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Event", "Outputs", "dead_kernel_error", "done_event", "event_from_message"]
+__all__ = ["ExecutionEvent", "Outputs", "dead_kernel_error", "done_event", "event_from_message"]
 
-Event = dict[str, Any]
+ExecutionEvent = dict[str, Any]
 
 _OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "stream": ("name", "text"),
@@ -22,12 +22,12 @@ _OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def event_from_message(msg_type: str, content: dict[str, Any]) -> Event | None:
+def event_from_message(msg_type: str, content: dict[str, Any]) -> ExecutionEvent | None:
     """The event for one IOPub message, or None for the ones callers don't see (status, ...)."""
     fields = _OUTPUT_FIELDS.get(msg_type)
     if fields is None:
         return None
-    event: Event = {"type": msg_type}
+    event: ExecutionEvent = {"type": msg_type}
     for name in fields:
         if name in content:
             event[name] = content[name]
@@ -36,7 +36,7 @@ def event_from_message(msg_type: str, content: dict[str, Any]) -> Event | None:
     return event
 
 
-def dead_kernel_error(why: str) -> Event:
+def dead_kernel_error(why: str) -> ExecutionEvent:
     return {
         "type": "error",
         "ename": "DeadKernelError",
@@ -47,7 +47,7 @@ def dead_kernel_error(why: str) -> Event:
 
 def done_event(
     status: str, execution_count: int | None, duration_ms: float, restarted: bool
-) -> Event:
+) -> ExecutionEvent:
     return {
         "type": "done",
         "status": status,
@@ -63,10 +63,10 @@ class Outputs:
 
     def __init__(self) -> None:
         self.outputs: list[dict[str, Any]] = []
-        self.done: Event | None = None
+        self.done: ExecutionEvent | None = None
         self._clear_pending = False
 
-    def add(self, event: Event) -> None:
+    def add(self, event: ExecutionEvent) -> None:
         kind = event["type"]
         if kind == "done":
             self.done = event

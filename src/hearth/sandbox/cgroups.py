@@ -1,17 +1,10 @@
 """A cgroup per session: where the session cgroups go and what they write (pure), and the thin
 I/O that makes and removes them.
 
-cgroup v2 (one tree) is used when its tree offers the memory and pids controllers; v1 (one tree
-per controller) where the machine has only that. Session cgroups go under the server's own
-cgroup, in a directory named after the data directory, so two servers never share one::
-
-    v2:  <mount><own cgroup>/hearth-<tag>/<session>/{memory.max, pids.max, cpu.max}
-    v1:  <memory mount><own memory cgroup>/hearth-<tag>/<session>/memory.limit_in_bytes
-         <pids mount><own pids cgroup>/hearth-<tag>/<session>/pids.max          (and cpu)
-
-In v2 a cgroup with processes can't hand controllers to its children, so a server that shares
-its cgroup's leaf moves itself into ``hearth-<tag>/server`` first (what systemd's delegation
-expects of a service).
+cgroup v2 is used when its tree offers the memory and pids controllers, v1 otherwise. Session
+cgroups go under the host's own, in ``hearth-<tag>`` (named after the data directory, so two
+servers never share one); in v2 a host that shares its cgroup's leaf first moves itself into
+``hearth-<tag>/server``, since a cgroup with processes can't hand controllers to its children.
 """
 
 from __future__ import annotations
@@ -81,7 +74,11 @@ def _mounts(proc_mounts: str) -> tuple[str | None, dict[str, str]]:
 def plan(
     proc_self_cgroup: str, proc_mounts: str, v2_controllers: str, tag: str
 ) -> CgroupLayout | None:
-    """Where session cgroups would go; None when neither version offers memory or pids.
+    """Where session cgroups would go; None when neither version offers memory or pids::
+
+        v2:  <mount><own cgroup>/hearth-<tag>/<session>/{memory.max, pids.max, cpu.max}
+        v1:  <memory mount><own memory cgroup>/hearth-<tag>/<session>/memory.limit_in_bytes
+             <pids mount><own pids cgroup>/hearth-<tag>/<session>/pids.max          (and cpu)
 
     ``v2_controllers`` is the content of ``cgroup.controllers`` of the server's v2 cgroup
     (empty when there is none)."""

@@ -1,18 +1,11 @@
-"""Per-user disk limits (SPEC §7.1): what sessions write lives in btrfs subvolumes, and a
-user's subvolumes (their home, their kernels' working and runtime directories) share one quota
-group limited to ``session_disk_limit``. A write past it fails with EDQUOT in that user's
-sessions only; the server's own files (store, logs, terminal output) are elsewhere.
+"""Per-user disk limits (SPEC §7.1): a user's subvolumes (their home, their kernels' working and
+runtime directories) share one btrfs quota group limited to ``session_disk_limit``, so a write
+past it fails with EDQUOT in that user's sessions only. Quota groups rather than an image per
+user: a pooled kernel's directory becomes a user's by a rename, which can't cross file systems.
 
-Where the data directory is on a btrfs with quotas on, that is used as it is. Otherwise, as
-root, the places sessions write are moved into a btrfs image of the data directory's own
-(``volume.img``, sparse, mounted at ``volume/``; ``homes``, ``sessions`` and ``kernels`` are
-relative links into it, so every path keeps its name and a rename between them stays on one
-file system). The image is made no larger than the free space less a reserve, so however much
-every user writes, the server's own writes still find room. A server that is not root and has
-no such btrfs can't enforce a limit, and says so.
-
-Quota groups rather than an image per user: a pooled kernel is started before it has a user,
-and its working directory becomes a user's by a rename, which can't cross file systems.
+A data directory on a btrfs with quotas on is used as it is; otherwise, as root, the places
+sessions write move into a btrfs image of its own (:func:`open_volume`), sized so that the
+host's own writes always find room. Not root and no such btrfs: no limit, and it says so.
 """
 
 from __future__ import annotations
@@ -107,7 +100,9 @@ class Volume:
 
 def open_volume(data_dir: Path, limit: int, users: int) -> tuple[Volume | None, str]:
     """The volume for ``data_dir`` (``users``: how many it serves), or None and why no limit
-    can be enforced."""
+    can be enforced. The image is ``volume.img`` (mounted at ``volume/``); ``homes``,
+    ``sessions`` and ``kernels`` are relative links into it, so every path keeps its name and a
+    rename between them stays on one file system."""
     kept = (data_dir / IMAGE).exists()  # users' files are in it, limit or not
     if limit == 0 and not kept:
         return None, "session_disk_limit is 0"

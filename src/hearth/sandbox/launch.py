@@ -3,31 +3,7 @@
 A :class:`Launch` says what runs and what it may touch: its argv, environment, working
 directory, the paths it sees (read-only or writable), the uid it runs as, its network and the
 cgroup it enters. :func:`command` turns it into one argv for any spawner (a PTY, jupyter_client's
-``Popen``, later the session host)::
-
-    sh -c 'open the filter, enter the cgroup'  bwrap <namespaces, mounts, filter>  [prlimit …]
-        [setsid --ctty]  [setpriv …]  argv
-
-- ``sh`` opens the seccomp filter's file (:mod:`hearth.sandbox.seccomp`) on descriptor 9 for
-  bwrap's ``--seccomp 9`` (the spawners pass only 0-2, and dash names no descriptor above 9):
-  bwrap reads and closes it, and loads the filter last, so that it holds for every process of
-  the session and for nothing of bwrap's own setup. ``sh`` also writes ``0``
-  into each ``cgroup.procs`` ("move me") before it execs the rest, so no process of the session
-  runs outside its cgroup, even for a moment;
-- ``prlimit`` inside the namespaces: the limits where no cgroup can be written (the rlimit
-  fallback; a user namespace's process count is checked against the limit its creator had, and
-  every sandbox of a plain server's uid counts there; set inside, the limit counts this sandbox
-  only), and the open-files limit, soft and hard (``session_nofile_limit``, see ``hearth.fds``:
-  a session can't raise it again);
-- ``bwrap`` builds the mount, PID, IPC and UTS namespaces (and user/network ones as asked) with
-  an empty root; it never forwards signals, so nobody signals it: see :mod:`hearth.sandbox.procs`;
-- ``setsid --ctty`` inside, for terminals: the session's shell, not bwrap, owns the PTY, so a
-  hangup reaches the shell and never kills bwrap;
-- ``setpriv`` drops root to the session's uid when the server runs as root (bwrap keeps the
-  namespaces' root otherwise), with every capability and no new privileges;
-- ``env -i`` last, as the session's uid, sets the session's environment. Everything before it
-  runs with :data:`HELPER_ENV` only (the spawner's and bwrap's ``--clearenv``): a session's
-  ``env`` (``PATH``, ``LD_PRELOAD``, …) reaches no helper that runs as root or as the server.
+``Popen``), so every kind of session is sandboxed the same way.
 """
 
 from __future__ import annotations
@@ -214,7 +190,30 @@ def command(
 ) -> list[str]:
     """The whole argv that starts ``launch`` in its sandbox. Sandboxed, the spawner gives it
     :data:`HELPER_ENV` and the session's environment is set last, by ``env -i``; unsandboxed
-    (``sandbox = "none"``), the spawner gives it ``launch.env``."""
+    (``sandbox = "none"``), the spawner gives it ``launch.env``. Sandboxed, it is::
+
+        sh -c 'open the filter, enter the cgroup'  bwrap <namespaces, mounts, filter>
+            [prlimit …]  [setsid --ctty]  [setpriv …]  env -i … argv
+
+    - ``sh`` opens the seccomp filter's file (:mod:`hearth.sandbox.seccomp`) on descriptor 9
+      for bwrap's ``--seccomp 9`` (the spawners pass only 0-2, and dash names no descriptor
+      above 9): bwrap loads the filter last, so it holds for every process of the session and
+      for nothing of bwrap's own setup. ``sh`` also writes ``0`` into each ``cgroup.procs``
+      before it execs the rest, so no process of the session runs outside its cgroup;
+    - ``prlimit`` inside the namespaces: the limits where no cgroup can be written (a user
+      namespace's process count is checked against its creator's limit, where every sandbox of
+      a plain host's uid counts; set inside, it counts this sandbox only), and the open-files
+      limit, soft and hard (``session_nofile_limit``: a session can't raise it again);
+    - ``bwrap`` builds the mount, PID, IPC and UTS namespaces (user and network ones as asked)
+      with an empty root; it never forwards signals, so nobody signals it
+      (:mod:`hearth.sandbox.procs`);
+    - ``setsid --ctty``, for terminals: the session's shell, not bwrap, owns the PTY, so a
+      hangup reaches the shell and never kills bwrap;
+    - ``setpriv`` drops root to the session's uid when the host runs as root, with no
+      capability and no new privileges;
+    - ``env -i`` last, as the session's uid: a session's ``env`` (``PATH``, ``LD_PRELOAD``, …)
+      reaches no helper that runs as root or as the host.
+    """
     argv: list[str] = []
     if launch.bubblewrap and launch.seccomp:
         script = _OPEN_FILTER + _ENTER_CGROUPS

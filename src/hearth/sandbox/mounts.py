@@ -1,24 +1,9 @@
 """Moving a mount inside a running sandbox, from outside it (Linux).
 
-A sandboxed kernel started for the pool has its working directory bound at the pool's path, and
-its cwd is the root of that bind mount. ``getcwd`` names a directory by walking up to the root of
-its mount, then from where that mount is mounted: so once the directory is handed out, moving
-the mount (``MS_MOVE``) to the session's path inside the kernel's mount namespace makes the
-kernel's cwd that path, with nothing run in the kernel. The namespace is that of the sandbox's
-init (the outer bwrap, the pid the spawner knows, stays in the server's). The move happens at
-hand-out, before any code of a user has run in that sandbox.
-
-Entering a mount namespace (``setns``) needs a thread that shares no file-system state with
-others, and the capabilities of the user namespace that owns it:
-
-- a root server owns the sandbox's mount namespace already: a throwaway thread of its own
-  unshares its file-system state, enters the namespace, moves the mount and ends (namespaces
-  are per thread: nothing of the move outlives it). About 0.2 ms, joined at once;
-- a plain user's server must also enter the user namespace that owns it (``NS_GET_USERNS``),
-  which a multi-threaded process may not: a child does it all, ``nsenter --mount=…
-  --user=… mount --no-mtab --move``. About 3 ms. That user namespace is not the one the
-  sandbox's processes are in: bwrap maps uid 0 in a first one (to mount ``/dev``'s devpts) and
-  runs the session in a second, nested one, which has no power over the mounts.
+A sandboxed pooled kernel's cwd is the root of the bind mount of its working directory.
+``getcwd`` names a directory from where its mount is mounted, so moving that mount
+(``MS_MOVE``) to the session's path inside the kernel's mount namespace, at hand-out and before
+any user's code has run there, makes that path the kernel's cwd with nothing run in the kernel.
 """
 
 from __future__ import annotations
@@ -60,7 +45,21 @@ def move_command(mount_ns: int, user_ns: int, source: str, target: str) -> list[
 
 async def move_mount(outer: int, source: str, target: str) -> None:
     """Move the mount at ``source`` to ``target`` (an existing directory) inside the sandbox
-    whose outer bwrap is ``outer``; paths as the sandbox sees them."""
+    whose outer bwrap is ``outer``; paths as the sandbox sees them. The namespace is that of
+    the sandbox's init (the outer bwrap stays in the host's).
+
+    Entering a mount namespace (``setns``) needs a thread that shares no file-system state with
+    others, and the capabilities of the user namespace that owns it:
+
+    - a root host owns the sandbox's mount namespace already: a throwaway thread unshares its
+      file-system state, enters the namespace, moves the mount and ends (namespaces are per
+      thread: nothing of the move outlives it). About 0.2 ms;
+    - a plain user's host must also enter the user namespace that owns it (``NS_GET_USERNS``),
+      which a multi-threaded process may not: a child does it all (:func:`move_command`), about
+      3 ms. That user namespace is not the one the sandbox's processes are in: bwrap maps uid 0
+      in a first one (to mount ``/dev``'s devpts) and runs the session in a second, nested one,
+      which has no power over the mounts.
+    """
     init = init_of(outer)
     if init is None:
         raise MoveFailed(f"the sandbox of process {outer} has no init: it is gone")

@@ -1,35 +1,11 @@
 """The seccomp filter of every sandboxed session (SPEC §7.1, "the kernel's attack surface").
 
-Namespaces and a dropped uid keep a session from the server's files and processes; the kernel's
-own interfaces stay within its reach, and a kernel bug is a way out of any namespace. The filter
-takes away what a session has no use for and what such escapes have used: creating user
-namespaces (in which ``mount`` and much more of the kernel open up to an unprivileged uid),
-the mount API, io_uring, the key ring, perf events, BPF, userfaultfd, and what acts on the
-whole machine (modules, kexec, the clock, swap, quotas, the kernel log), which the session's uid
-may not do anyway. A deny list, as Flatpak's and Docker's default profiles: every other call is
-allowed, so compilers, ``pip``, threads, ``multiprocessing``, Node.js and git work unchanged.
-
-- Denied calls fail with ``EPERM``; ``clone3`` with ``ENOSYS``, as in Flatpak and Docker: its
-  flags are in memory a filter can't read, and glibc then falls back to ``clone``, whose flags
-  are checked (no namespace flag; ``unshare`` likewise).
-- ``ptrace`` stays allowed, as in Docker's profile since Linux 4.8 (from then on a tracer can't
-  use it to get past the filter): a session is a PID namespace of one unprivileged uid with no
-  capabilities, so it can trace only its own processes, and gdb and strace work inside.
-- ``personality`` takes only Docker's values: Linux, its 32-bit flavour, each with or without
-  ``UNAME26``, and the query (``0xffffffff``); never ``ADDR_NO_RANDOMIZE``,
-  ``READ_IMPLIES_EXEC``, ``MMAP_PAGE_ZERO`` and the like.
-- ``ioctl``: not ``TIOCSTI`` nor ``TIOCLINUX`` (typing into a terminal, as Flatpak blocks), nor
-  ``FS_IOC_FSSETXATTR`` (a file's owner could change its project id and leave a project quota),
-  nor btrfs's subvolume and snapshot calls (a subvolume of one's own leaves its quota group).
-  The kernel reads the request, like the personality, as 32 bits: the rules compare only those,
-  so bits set above them can't carry a request past.
-
-:func:`rules` is the filter as data (pure). :func:`compile_filter` turns it into a BPF program
-with libseccomp, through ``pyseccomp`` (ctypes, so it needs nothing but ``libseccomp.so.2``): the
-program covers the machine's architecture and the 32-bit ones its kernel also runs (a 32-bit
-program's calls are judged alike, instead of killing it as of an unknown architecture). The
-sandbox builds it once per process, writes it where sessions can't see, and bwrap loads it
-(``--seccomp``) last before the session's own program.
+Namespaces and a dropped uid keep a session from the host's files and processes, not from the
+kernel's own interfaces, and a kernel bug is a way out of any namespace. The filter is a deny
+list, as Flatpak's and Docker's default profiles: it takes away what sessions have no use for
+and what such escapes have used (:func:`rules`, pure), and allows the rest, so compilers, ``pip``,
+threads, Node.js and git work unchanged. :func:`compile_filter` makes the BPF program with
+libseccomp; bwrap loads it (``--seccomp``) last before the session's own program.
 """
 
 from __future__ import annotations
@@ -176,7 +152,21 @@ def _personality() -> list[Rule]:
 
 
 def rules() -> list[Rule]:
-    """The whole filter (pure)."""
+    """The whole filter (pure). Denied calls fail with ``EPERM``, and:
+
+    - ``clone3`` fails with ``ENOSYS``, as in Flatpak and Docker: its flags are in memory a
+      filter can't read, and glibc then falls back to ``clone``, whose flags are checked (no
+      namespace flag; ``unshare`` likewise).
+    - ``ptrace`` stays, as in Docker's profile since Linux 4.8 (a tracer can no longer use it to
+      get past the filter): a session is a PID namespace of one unprivileged uid with no
+      capabilities, so it traces only its own processes, and gdb and strace work inside.
+    - ``personality`` takes only Docker's values (:data:`PERSONALITIES`); never
+      ``ADDR_NO_RANDOMIZE``, ``READ_IMPLIES_EXEC``, ``MMAP_PAGE_ZERO`` and the like.
+    - ``ioctl``: not ``TIOCSTI`` nor ``TIOCLINUX`` (typing into a terminal, as Flatpak blocks),
+      nor ``FS_IOC_FSSETXATTR`` (a file's owner could leave its project quota), nor btrfs's
+      subvolume calls. The kernel reads the request, like the personality, as 32 bits: the
+      rules compare only those, so bits set above them can't carry a request past.
+    """
     found = [Rule(name) for name in DENIED]
     found.append(Rule("clone3", errno.ENOSYS))
     found += [Rule("clone", when=((0, flag, flag),)) for flag in NAMESPACES]

@@ -28,7 +28,7 @@ from hearth.protocol.kernels import (
     KernelState,
     decode_kernel_frame,
 )
-from hearth.protocol.outputs import Event, Outputs, done_event
+from hearth.protocol.outputs import ExecutionEvent, Outputs, done_event
 from hearth.server.auth import CurrentUser
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
@@ -108,7 +108,9 @@ async def execute(
     return outputs.result()
 
 
-async def _guarded(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+async def _guarded(
+    events: AsyncGenerator[ExecutionEvent, None],
+) -> AsyncGenerator[ExecutionEvent, None]:
     """The events, closed however the consumer stops; an error once streaming has begun
     becomes an error output and a final ``done`` (the status line is already sent)."""
     async with contextlib.aclosing(events):
@@ -125,7 +127,7 @@ async def _guarded(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event,
             yield done_event("error", None, 0.0, False)
 
 
-async def _ndjson(events: AsyncGenerator[Event, None]) -> AsyncIterator[bytes]:
+async def _ndjson(events: AsyncGenerator[ExecutionEvent, None]) -> AsyncIterator[bytes]:
     async with contextlib.aclosing(_guarded(events)) as guarded:
         async for event in guarded:
             yield json.dumps(event).encode() + b"\n"

@@ -1,19 +1,11 @@
 """Viewer flow control of one terminal session (pure: offsets in, decisions out; no I/O, no
 clock, no asyncio).
 
-Each viewer reads the output from its own offset. A viewer that *holds* keeps the bytes it has
-not been sent in the buffer (the buffer's floor), so it loses nothing; but the bytes kept beyond
-the buffer's caps for holders (``pinned``) are bounded by ``pin_limit``. Past that:
-
-- if some holder keeps up (is at or past where the caps alone would start the buffer), the
-  holders behind it stop holding: they are *released*, told what they missed, and go on from the
-  oldest byte still buffered;
-- if every holder lags, the shell waits (the PTY is not read) as on a real terminal, and a stall
-  timer runs: holders still behind when it fires are released.
-
-A released viewer holds again once it has caught up with the end. Reading resumes when the
-pinned bytes fall to half the limit. The session applies the decisions: it trims the buffer to
-:meth:`FlowControl.floor`, pauses or resumes its reader, runs the stall timer, tells the released.
+A viewer that *holds* loses nothing: the buffer keeps what it has not been sent. So that a slow
+viewer never stalls a shell for long, what holders keep beyond the buffer's caps is bounded;
+:class:`FlowControl` decides who is released and when the shell waits. The session applies the
+decisions: it trims the buffer to :meth:`FlowControl.floor`, pauses or resumes its reader, runs
+the stall timer, tells the released.
 """
 
 from __future__ import annotations
@@ -27,6 +19,19 @@ K = TypeVar("K", bound=Hashable)
 
 
 class FlowControl(Generic[K]):
+    """Each viewer's offset, and who holds. Bytes kept beyond the buffer's caps for holders
+    (``pinned``) are bounded by ``pin_limit``. Past that:
+
+    - if some holder keeps up (is at or past where the caps alone would start the buffer), the
+      holders behind it are *released*, told what they missed, and go on from the oldest byte
+      still buffered;
+    - if every holder lags, the shell waits (the PTY is not read) as on a real terminal, and a
+      stall timer runs: holders still behind when it fires are released.
+
+    A released viewer holds again once it has caught up with the end. Reading resumes when the
+    pinned bytes fall to half the limit.
+    """
+
     def __init__(self, pin_limit: int) -> None:
         self.pin_limit = pin_limit
         self._offsets: dict[K, int] = {}

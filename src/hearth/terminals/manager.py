@@ -99,8 +99,8 @@ class TerminalManager:
                 )
                 self.screens = await stack.enter_async_context(models)
             if self._store is not None:
-                # Processes don't outlive the server yet (step 2 of the architecture): the
-                # sessions of a previous run are gone, their output is on disk.
+                # The sessions of a previous host died with it (their processes were its
+                # children); their output is on disk.
                 for record in self._store.list("terminal"):
                     self._restore_lost(record)
             tasks = await stack.enter_async_context(asyncio.TaskGroup())

@@ -5,13 +5,8 @@ The log is a folder of segments, each named by the offset of its first byte::
     <data-dir>/terminals/<user>/<id>/00000000000000000000.out
                                     00000000000001048576.out   (the one being written)
 
-A segment is closed once it holds ``max_bytes``; the log keeps the current segment and the one
-before it, so it always covers the last ``max_bytes`` of output, which is all the buffer can
-hold. Appends are gathered and written in pieces of up to ``FLUSH_BYTES`` (a write per PTY read
-cost ~15% of the throughput); the session flushes before any byte reaches a viewer and soon after
-output stops, so what a viewer has seen is always in the log. Writes go to the page cache (no
-fsync): a killed server loses at most the few milliseconds nobody had seen; a machine that loses
-power may lose the last seconds.
+It keeps the segment being written and the one before it, each of up to ``max_bytes``: so it
+always covers the last ``max_bytes`` of output, all the buffer can hold.
 """
 
 from __future__ import annotations
@@ -52,7 +47,13 @@ def read_log(folder: Path) -> tuple[int, bytes]:
 
 
 class OutputLog:
-    """Appends a session's output from ``start`` on (the offset of the next byte)."""
+    """Appends a session's output from ``start`` on (the offset of the next byte).
+
+    Appends are gathered and written in pieces of up to ``FLUSH_BYTES`` (not a write per PTY
+    read); the session flushes before any byte reaches a viewer and soon after output stops, so
+    what a viewer has seen is always in the log. No fsync: a killed host loses at most the few
+    milliseconds nobody had seen; a machine that loses power may lose the last seconds.
+    """
 
     def __init__(self, folder: Path, max_bytes: int, start: int = 0) -> None:
         self.folder = folder
