@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from collections import deque
@@ -25,7 +26,7 @@ import zmq
 import zmq.asyncio
 
 from hearth.errors import HearthError
-from hearth.kernels.backlog import LIMIT
+from hearth.kernels.backlog import LIMIT, droppable
 from hearth.kernels.kernel import Kernel
 from hearth.kernels.session import HostedKernelSession
 from hearth.protocol.jupyter import encode_v1, own_message
@@ -129,8 +130,11 @@ class ChannelRelay:
         if len(parts) < 4:
             return
         if self._queued >= MAX_QUEUED:
-            self._dropped += 1
-            return
+            if droppable(_msg_type(parts[0])):
+                self._dropped += 1
+                return
+            if self._dropped:  # what was dropped is told where it was, before what is kept
+                self._tell_dropped()
         self._put(encode_v1("iopub", parts))
         self.session.touch()  # output is activity
 
@@ -260,3 +264,11 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _msg_type(header: bytes) -> str:
+    try:
+        kind = json.loads(header).get("msg_type")
+    except (ValueError, AttributeError):
+        return ""
+    return kind if isinstance(kind, str) else ""
