@@ -254,7 +254,7 @@ def pooled_kernel_memory() -> tuple[list[tuple[int, int]], int]:
             pss = next(int(x.split()[1]) for x in smaps if x.startswith("Pss:"))
             if Path(argv[0].decode()).name.startswith("python") and b"ipykernel_launcher" in argv:
                 kernels.append((rss * 1024, pss * 1024))
-            else:
+            elif not any(a.endswith(b"screen-model.mjs") for a in argv):  # the terminals' own
                 others += pss * 1024
     return kernels, others
 
