@@ -264,6 +264,7 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # none left running
 
 
 def _msg_type(header: bytes) -> str:

@@ -24,6 +24,7 @@ from hearth.kernels.procs import is_gone
 from hearth.kernels.status import KernelLifecycle, KernelStatus
 from hearth.protocol.outputs import ExecutionEvent
 from hearth.sandbox.mounts import MoveFailed
+from hearth.tasks import TaskSet
 
 __all__ = ["HostedKernelSession", "Want"]
 
@@ -120,7 +121,7 @@ class HostedKernelSession:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._exec_lock = asyncio.Lock()
-        self._runs: set[asyncio.Task[None]] = set()  # executions under way (see execute)
+        self._runs = TaskSet("a kernel session's executions")  # ended with the session
         self.generation = 0  # one more at each release: a queued execution is its owner's only
         self.connections = 0  # Jupyter clients on its channels (SPEC §10)
         self.jupyter: dict[str, str] | None = None  # its Jupyter session: id, path, name, type
@@ -204,11 +205,7 @@ class HostedKernelSession:
         leaves (its events are then dropped), as a Jupyter cell does when its page closes."""
         self.touch()
         sink = _Sink()
-        run = asyncio.get_running_loop().create_task(
-            self._run(code, time_limit, sink, self.generation)
-        )
-        self._runs.add(run)
-        run.add_done_callback(self._runs.discard)
+        self._runs.spawn(self._run(code, time_limit, sink, self.generation))
         return sink.events()
 
     async def _run(self, code: str, time_limit: float | None, sink: _Sink, generation: int) -> None:
@@ -282,6 +279,7 @@ class HostedKernelSession:
                 self._move(S.STARTING, "start a kernel for")
         finally:
             self._kernel = None
+            await self._runs.aclose()  # none outlives the session
             if self.status is not S.CLOSED:
                 self._move(S.CLOSED, "close")
 
