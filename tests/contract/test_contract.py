@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -120,3 +122,24 @@ def test_the_in_process_core_and_the_remote_side_answer_alike(server: RunningSer
     assert local["printed"] == ["42\n"] and local["done"] == "done"
     assert local["size"] == (30, 90) and local["listed"] == ["renamed"]
     assert len(local["refused"]) == 1 and "smaller pieces" in local["refused"][0]
+
+
+def test_a_stream_given_up_before_its_answer_is_closed_on_the_host(server: RunningServer) -> None:
+    """A caller cancelled while its attach was on its way (a websocket that went at once) leaves
+    no viewer in the host: it would keep the session watched, so it never timed out."""
+    terminals = server.app.state.terminals
+    info = run_on(server.loop, terminals.create("alice", TerminalSpec(command=["/bin/sh"])))
+
+    async def give_up() -> None:
+        attaching = asyncio.ensure_future(terminals.attach("alice", info.id))
+        await asyncio.sleep(0)  # the call is sent; its answer is not back yet
+        attaching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await attaching
+
+    run_on(server.loop, give_up())
+    manager = server.core.terminals
+    deadline = time.monotonic() + 5
+    while server.call(lambda: manager.get("alice", info.id).viewers) != 0:
+        assert time.monotonic() < deadline, "the host kept the viewer nobody reads"
+        time.sleep(0.02)

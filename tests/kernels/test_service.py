@@ -246,3 +246,17 @@ async def test_an_execution_queued_by_a_user_never_runs_in_the_next_users_kernel
         with pytest.raises(NotFound):
             [event async for event in queued]
         await busy.aclose()
+
+
+async def test_an_execution_queued_on_a_session_that_ends_is_told_why(tmp_path: Path) -> None:
+    """Its reader gets an error, not an end without ``done`` (which a synchronous execute would
+    turn into a 500)."""
+    settings = kernel_settings(tmp_path, session_pool_size=0)
+    async with KernelService(settings) as svc:
+        await svc.create("alice", "a")
+        busy = svc.execute("alice", "a", "import time; time.sleep(30)")
+        queued = svc.execute("alice", "a", "1")  # waits for the first
+        svc.terminate("alice", "a")  # no room in the pool: the session ends
+        with pytest.raises(NotFound, match="closed meanwhile"):
+            [event async for event in queued]
+        await busy.aclose()

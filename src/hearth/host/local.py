@@ -53,14 +53,22 @@ class LocalViewer:
     async def write(self, data: bytes) -> None:
         try:
             self.manager.write(self.session.user, self.session.id, data)
-        except HearthError as exc:
-            self.attachment.push(Refused(exc.message))
+        except Exception as exc:
+            self._refuse(exc)
 
     async def resize(self, rows: int, cols: int) -> None:
         try:
             self.manager.resize(self.session.user, self.session.id, rows, cols, self.viewer)
-        except HearthError as exc:
+        except Exception as exc:
+            self._refuse(exc)
+
+    def _refuse(self, exc: Exception) -> None:
+        """Nobody waits for an answer: the viewer's stream says what went wrong."""
+        if isinstance(exc, HearthError):
             self.attachment.push(Refused(exc.message))
+            return
+        log.error("a viewer's input failed", exc_info=exc)
+        self.attachment.push(Refused("The session host could not take this input; see its log."))
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.attachment.__aiter__()

@@ -71,7 +71,9 @@ class HostServer:
         except TimeoutError:
             for connection in list(self._connections):
                 connection.wire.abort()
-        await self._ending.join()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ending.join(), 10)
+        await self._ending.aclose()
         self.place.socket.unlink(missing_ok=True)
 
     def hello(self) -> dict[str, Any]:
@@ -204,7 +206,7 @@ class _Connection:
             args = call.load_args(raw)
         except ValidationError as exc:
             self.uploads.pop(id, None)
-            self._reply_error(id, BadRequest(f"{name}: {exc}"))
+            self._reply_error(id, BadRequest(f"{name}: {exc}"), call.answered)
             return
         method = getattr(self.apis[call.api], call.method)
         kwargs = {field: getattr(args, field) for field in call.args.model_fields}

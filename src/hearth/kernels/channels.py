@@ -130,7 +130,12 @@ class ChannelRelay:
         if len(parts) < 4:
             return
         if self._queued >= MAX_QUEUED:
-            if droppable(_msg_type(parts[0])):
+            # Past the bound, what the other readers keep is kept, up to a second bound (a cell
+            # can send results in a loop too), then only the status, which says a request
+            # ended (up to a third: code in a kernel could send those too).
+            kind = _msg_type(parts[0])
+            kept = not droppable(kind) and self._queued < 2 * MAX_QUEUED
+            if not kept and not (kind == "status" and self._queued < 3 * MAX_QUEUED):
                 self._dropped += 1
                 return
             if self._dropped:  # what was dropped is told where it was, before what is kept

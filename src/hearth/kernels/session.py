@@ -28,6 +28,8 @@ from hearth.tasks import TaskSet
 
 __all__ = ["HostedKernelSession", "Want"]
 
+RUNS_END_TIMEOUT = 5.0  # seconds a closed session's executions have to end by themselves
+
 log = logging.getLogger("hearth.kernels")
 S = KernelStatus
 
@@ -189,13 +191,16 @@ class HostedKernelSession:
         """The current kernel once it is ready (waiting through a start or restart)."""
         while True:
             if self.status is S.CLOSED:
-                if self.start_error is not None:
-                    full = storage_error(self.start_error)
-                    raise full or KernelDied(f"The kernel could not start: {self.start_error}")
-                raise NotFound(f"Kernel session {self.session_id!r} was closed meanwhile.")
+                raise self._closed_error()
             if self._kernel is not None and self.status not in (S.STARTING, S.DEAD):
                 return self._kernel
             await self._changed.wait()
+
+    def _closed_error(self) -> Exception:
+        if self.start_error is not None:
+            full = storage_error(self.start_error)
+            return full or KernelDied(f"The kernel could not start: {self.start_error}")
+        return NotFound(f"Kernel session {self.session_id!r} was closed meanwhile.")
 
     def execute(self, code: str, time_limit: float | None) -> AsyncGenerator[ExecutionEvent, None]:
         """Run ``code`` after the executions queued before it; yields events, ``done`` last.
@@ -203,6 +208,8 @@ class HostedKernelSession:
         The run is a task of its own, not the reader's: it holds the execution lock and keeps its
         time limit however slowly the events are read, and goes on to its end when the reader
         leaves (its events are then dropped), as a Jupyter cell does when its page closes."""
+        if self._runs.closed:
+            raise NotFound(f"Kernel session {self.session_id!r} was closed meanwhile.")
         self.touch()
         sink = _Sink()
         self._runs.spawn(self._run(code, time_limit, sink, self.generation))
@@ -229,6 +236,9 @@ class HostedKernelSession:
                     self.touch()
         except Exception as exc:  # the reader raises it (a kernel that could not be had)
             sink.fail(exc)
+        except asyncio.CancelledError:  # the session ended while this waited: say why
+            sink.fail(self._closed_error())
+            raise
         finally:
             sink.end()
 
@@ -279,9 +289,12 @@ class HostedKernelSession:
                 self._move(S.STARTING, "start a kernel for")
         finally:
             self._kernel = None
-            await self._runs.aclose()  # none outlives the session
             if self.status is not S.CLOSED:
                 self._move(S.CLOSED, "close")
+            # what still waits learns it closed; none outlives the session
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runs.join(), RUNS_END_TIMEOUT)
+            await self._runs.aclose()
 
     async def _one_kernel(self) -> None:
         self._want = Want.RUN

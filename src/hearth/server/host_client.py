@@ -362,12 +362,28 @@ async def _open(client: HostClient, call: Call[A, R], args: A) -> tuple[Link, in
     id = link.new_id()
     inbox: Inbox[Any] = Inbox(None if viewer else (lambda n: link.ack(id, n)))
     link.inboxes[id] = (inbox, viewer)
+    reply = link.start_call(id, call, args)
     try:
-        answer = call.load_answer(await link.start_call(id, call, args))
+        answer = call.load_answer(await asyncio.shield(reply))
     except BaseException:
-        link.inboxes.pop(id, None)
+        _close_when_opened(link, id, reply)
         raise
     return link, id, inbox, answer
+
+
+def _close_when_opened(link: Link, id: int, reply: asyncio.Future[Any]) -> None:
+    """The caller gave up on a stream (cancelled, or its answer was unusable): close it on the
+    host, now or once the host has opened it, so no viewer or pump is left there."""
+    link.inboxes.pop(id, None)
+
+    def close(reply: asyncio.Future[Any]) -> None:
+        if not reply.cancelled() and reply.exception() is None:
+            link.close_stream(id)
+
+    if reply.done():
+        close(reply)
+    else:
+        reply.add_done_callback(close)
 
 
 async def _items(link: Link, id: int, inbox: Inbox[Any]) -> AsyncGenerator[Any, None]:
@@ -508,11 +524,12 @@ class RemoteKernels:
         link.inboxes[id] = (inbox, False)
         credit = link.credits[id] = Credit()
         args = calls.KernelChannels(user=user, session_id=session_id, client_session=client_session)
+        reply = link.start_call(id, calls.KERNELS_CHANNELS, args)
         try:
-            await link.start_call(id, calls.KERNELS_CHANNELS, args)
+            await asyncio.shield(reply)
         except BaseException:
-            link.inboxes.pop(id, None)
             link.credits.pop(id, None)
+            _close_when_opened(link, id, reply)
             raise
         return RemoteChannels(link, id, inbox, credit)
 

@@ -119,10 +119,10 @@ class Screen:
         return self._models.catch_up(self)
 
     def warm(self) -> None:
-        """Build the screen in the model now (the buffer is about to drop its oldest output)."""
+        """Build the screen in the model now (the buffer is about to drop its oldest output);
+        it stays cold while the model is down (restarting)."""
         if self.cold:
             self._models.take_all(self)
-            self.cold = False
 
     def resize(self, rows: int, cols: int) -> None:
         if self.cold and len(self.resizes) < MAX_COLD_RESIZES:
@@ -342,7 +342,10 @@ class ScreenModels:
         screen = Screen(self, next(self._numbers), rows, cols, source)
         self._screens[screen.number] = screen
         screen.cold = cold
-        if not cold:
+        if cold:  # a buffer restored from a log already has output: resizes come after it
+            whole = source(None)
+            screen.end = whole[1] if whole is not None else 0
+        else:
             self.catch_up(screen)
         return screen
 
@@ -404,6 +407,8 @@ class ScreenModels:
             self._write(_RESIZE, screen.number, struct.pack(">HH", rows, cols))
         if end > fed:
             self._write(_DATA, screen.number, data[fed - start :])
+        if (rows, cols) != (screen.rows, screen.cols):  # changes past what it remembered
+            self._write(_RESIZE, screen.number, struct.pack(">HH", screen.rows, screen.cols))
         self.fed_bytes += len(data)
         screen.resizes.clear()
         screen.cold = screen.stale = False
