@@ -16,6 +16,7 @@ import pytest
 from hearth.config import Settings
 from hearth.kernels.service import KernelService
 from hearth.protocol.outputs import Outputs
+from tests.clocks import FakeClock
 
 TOKENS = {"tok-alice-1": "alice", "tok-bob-22": "bob"}
 
@@ -31,17 +32,6 @@ def kernel_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

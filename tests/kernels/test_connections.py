@@ -4,40 +4,11 @@ kernel, with the keeping time driven by the test: a connection left is kept exac
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from hearth.kernels.connections import Connections
 from hearth.kernels.service import KernelService
+from tests.clocks import Timers
 
 from .conftest import until
-
-
-class Timers:
-    """A clock the test advances, with the timers set on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._due: list[tuple[float, Callable[[], None], Timer]] = []
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer()
-        self._due.append((self.now + delay, callback, timer))
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        due = [d for d in self._due if d[0] <= self.now]
-        self._due = [d for d in self._due if d[0] > self.now]
-        for _, callback, timer in due:
-            if not timer.cancelled:
-                callback()
-
-
-class Timer:
-    cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 async def test_a_left_connection_is_kept_for_its_time_counted_from_the_last_leaving(

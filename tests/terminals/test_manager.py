@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.clocks import FakeClock
 
 from hearth.config import Settings
 from hearth.contract.terminals import TerminalSpec
@@ -21,17 +22,6 @@ from hearth.sandbox import Sandbox
 from hearth.terminals.manager import TerminalManager
 
 TIMEOUT = 60.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @asynccontextmanager

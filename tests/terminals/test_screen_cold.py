@@ -61,7 +61,7 @@ async def test_a_restored_buffer_is_drawn_before_the_resizes_that_came_after_it(
     model = _Model()
     models = models_with(model)
     data = bytearray(b"restored line\r\n" * 3)  # a session restored from its log
-    screen = models.open(24, 80, source_of(data), cold=True)
+    screen = models.open(24, 80, source_of(data), cold=True, end=len(data))
     screen.resize(40, 120)  # a viewer attaches at its size
     models.take_all(screen)
     models._flush()

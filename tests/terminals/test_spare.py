@@ -4,45 +4,14 @@ parked processes are real (in a cgroup of no controller: they enter nothing)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from tests.clocks import Timers
 
 from hearth.sandbox.cgroups import SessionCgroup
 from hearth.terminals.pty import ParkedPty
 from hearth.terminals.spare import SPARE_DELAY, Spare
-
-
-class Timers:
-    """A clock the test advances, with the timers set on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._due: list[tuple[float, Callable[[], None], Timer]] = []
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer()
-        self._due.append((self.now + delay, callback, timer))
-        return timer
-
-    @property
-    def pending(self) -> int:
-        return sum(1 for _, _, timer in self._due if not timer.cancelled)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        due = [d for d in self._due if d[0] <= self.now]
-        self._due = [d for d in self._due if d[0] > self.now]
-        for _, callback, timer in due:
-            if not timer.cancelled:
-                callback()
-
-
-class Timer:
-    cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hearth.contract.api import KernelsAPI, TerminalsAPI
 from hearth.contract.terminals import Event, Refused, TerminalInfo, TerminalSpec
 from hearth.errors import HearthError
 from hearth.kernels.beneath import FileStream
-from hearth.kernels.channels import ChannelLink
+from hearth.kernels.channels import ChannelLink, ChannelRelay
 from hearth.kernels.service import KernelService
 from hearth.protocol import FrameError, HistoryEntry
 from hearth.protocol.jupyter import decode_v1
@@ -162,10 +162,18 @@ class LocalTerminals:
 
 
 class LocalChannels:
-    """A Jupyter client's hold on a session's channels, taking v1 messages."""
+    """A Jupyter client's hold on a session's channels, taking v1 messages. It takes hold of the
+    relay at its first use (as its stream's pump starts): a stream closed before that holds
+    nothing."""
 
-    def __init__(self, link: ChannelLink) -> None:
-        self._link = link
+    def __init__(self, relay: ChannelRelay) -> None:
+        self._relay = relay
+        self._link: ChannelLink | None = None
+
+    def _held(self) -> ChannelLink:
+        if self._link is None:
+            self._link = self._relay.attach()
+        return self._link
 
     async def send(self, message: bytes) -> None:
         try:
@@ -173,13 +181,14 @@ class LocalChannels:
         except FrameError as exc:  # the web tier checks them: not a client's error
             log.warning("dropped a kernel message", extra={"reason": str(exc)})
             return
-        await self._link.receive(channel, parts)
+        await self._held().receive(channel, parts)
 
     async def next(self) -> bytes | None:
-        return await self._link.next()
+        return await self._held().next()
 
     async def aclose(self) -> None:
-        await self._link.__aexit__(None, None, None)
+        if self._link is not None:
+            await self._link.__aexit__(None, None, None)
 
 
 class LocalKernels:
@@ -233,8 +242,7 @@ class LocalKernels:
     async def channels(
         self, user: str, session_id: str, client_session: str | None = None
     ) -> LocalChannels:
-        relay = self.service.channels(user, session_id, client_session)
-        return LocalChannels(await relay.attach().__aenter__())
+        return LocalChannels(self.service.channels(user, session_id, client_session))
 
     async def annotate(
         self, user: str, session_id: str, jupyter: dict[str, str] | None

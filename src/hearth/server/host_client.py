@@ -518,19 +518,9 @@ class RemoteKernels:
         """A Jupyter client's connection to the session's channels (v1 framing, both ways);
         ``client_session``, the client's Jupyter session id, lets it take over the connection
         it left."""
-        link = await self._client.link()
-        id = link.new_id()
-        inbox: Inbox[bytes] = Inbox(lambda n: link.ack(id, n))
-        link.inboxes[id] = (inbox, False)
-        credit = link.credits[id] = Credit()
         args = calls.KernelChannels(user=user, session_id=session_id, client_session=client_session)
-        reply = link.start_call(id, calls.KERNELS_CHANNELS, args)
-        try:
-            await asyncio.shield(reply)
-        except BaseException:
-            link.credits.pop(id, None)
-            _close_when_opened(link, id, reply)
-            raise
+        link, id, inbox, _ = await _open(self._client, calls.KERNELS_CHANNELS, args)
+        credit = link.credits[id] = Credit()  # for what the client sends, once the host took it
         return RemoteChannels(link, id, inbox, credit)
 
     async def annotate(

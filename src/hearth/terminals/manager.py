@@ -123,7 +123,8 @@ class TerminalManager:
     def _open_screen(self, session: TerminalSession) -> None:
         if self.screens is not None:  # cold: built when first needed (see Screen.cold)
             rows, cols = session.rows, session.cols
-            session.screen = self.screens.open(rows, cols, session.output_since, cold=True)
+            end = session.buffer.end
+            session.screen = self.screens.open(rows, cols, session.output_since, cold=True, end=end)
 
     async def _close_all(self) -> None:
         sessions = list(self._sessions.values())

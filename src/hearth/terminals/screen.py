@@ -336,16 +336,15 @@ class ScreenModels:
         source: Callable[[int | None], tuple[bytes, int] | None],
         *,
         cold: bool = False,
+        end: int = 0,
     ) -> Screen:
-        """A screen for a session; ``cold``: built from its buffer when first needed (see
+        """A screen for a session whose output ends at ``end`` (a buffer restored from a log
+        has some already); ``cold``: built from its buffer when first needed (see
         ``Screen.cold``)."""
         screen = Screen(self, next(self._numbers), rows, cols, source)
         self._screens[screen.number] = screen
-        screen.cold = cold
-        if cold:  # a buffer restored from a log already has output: resizes come after it
-            whole = source(None)
-            screen.end = whole[1] if whole is not None else 0
-        else:
+        screen.cold, screen.end = cold, end
+        if not cold:
             self.catch_up(screen)
         return screen
 
