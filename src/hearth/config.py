@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     session_timeout: float = Field(3600, gt=0)
     cleanup_interval: float = Field(300, gt=0)
     heartbeat_interval: float = Field(30, gt=0)
+    # hand terminal websockets to the session host, which serves them (False: relay them)
+    websocket_handover: bool = True
     max_buffer_size: int = Field(1000, ge=1)
     max_buffer_bytes: int = Field(1_048_576, ge=1024)
     max_total_buffer_bytes: int = Field(268_435_456, ge=1024)

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from hearth.errors import HostUnavailable
 from hearth.server.metrics import Metrics
 from hearth.server.serve import NoDelayWebSocketProtocol
-from hearth.server.ws_socket import Socket
+from hearth.websocket.socket import Socket
 
 Handler = Callable[[Socket, dict[str, Any]], Awaitable[None]]
 
@@ -36,7 +36,7 @@ async def served(handler: Handler) -> AsyncIterator[tuple[str, Metrics, dict[str
     async def endpoint(ws: WebSocket) -> None:
         try:
             await ws.accept()
-            async with Socket(ws, "test", metrics) as socket:
+            async with Socket(ws, "test", metrics.websockets_open.labels("test")) as socket:
                 seen["open"] = gauge(metrics)
                 await handler(socket, seen)
         finally:
@@ -57,8 +57,7 @@ async def served(handler: Handler) -> AsyncIterator[tuple[str, Metrics, dict[str
 
 
 def gauge(metrics: Metrics) -> float:
-    value: float = metrics.websockets_open.labels("test")._value.get()
-    return value
+    return metrics.websockets_open.value("test")
 
 
 async def closed_with(ws: ClientConnection) -> tuple[int, str]:

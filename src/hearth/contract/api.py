@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol, Self
 
-from hearth.contract.terminals import Event, TerminalInfo, TerminalSpec
+from hearth.contract.terminals import Event, TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
 
-__all__ = ["Channels", "Download", "KernelsAPI", "TerminalsAPI", "Viewer"]
+__all__ = ["Channels", "Download", "KernelsAPI", "SocketsAPI", "TerminalsAPI", "Viewer"]
 
 
 class Viewer(Protocol):
@@ -118,3 +118,19 @@ class KernelsAPI(Protocol):
     async def kernelspecs(self) -> dict[str, Any]: ...
     async def open_kernelspec_file(self, name: str, path: str) -> Download: ...
     async def pool_state(self) -> dict[str, int]: ...
+
+
+class SocketsAPI(Protocol):
+    """Websockets handed to the host before their handshake (a host on the same machine only:
+    the connection's descriptor travels apart, under ``ticket``). The events stream ends when
+    the socket does; a web tier that goes away leaves the socket served."""
+
+    async def terminal(
+        self,
+        ticket: int,
+        request: str,
+        user: str,
+        id: str,
+        socket: TerminalSocket,
+        heartbeat: float,
+    ) -> AsyncIterator[dict[str, Any]]: ...

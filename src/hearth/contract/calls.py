@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from hearth.contract.terminals import TerminalInfo, TerminalSpec
+from hearth.contract.terminals import TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
 
@@ -137,6 +137,16 @@ class AttachScreen(TerminalArgs):
     size: tuple[int, int] | None = None
 
 
+class HandOverTerminal(TerminalArgs):
+    """A terminal websocket handed to the host before its handshake: its descriptor travels
+    apart (see :mod:`hearth.host.handover`), under ``ticket``."""
+
+    ticket: int
+    request: str  # the HTTP request that opened it, as latin-1 text
+    socket: TerminalSocket
+    heartbeat: float  # seconds between pings
+
+
 class CreateKernel(Args):
     user: str
     session_id: str | None = None
@@ -199,6 +209,9 @@ class HostMetrics(Answer):
     kernels: dict[str, Any]
     buffered_bytes: int
     screen_model: dict[str, Any] | None
+    # of the websockets handed to the host (by kind: "terminal")
+    websockets_open: dict[str, int] = {}
+    bytes_streamed: dict[str, int] = {}
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -280,6 +293,11 @@ KERNELS_OPEN_KERNELSPEC_FILE: Call[KernelspecFile, FileHead] = Call(
 )  # fmt: skip
 KERNELS_POOL: Call[NoArgs, dict[str, int]] = Call(
     "kernels.pool_state", NoArgs, _answer(dict[str, int]), ordered=True
+)
+
+# websockets handed to the host: the stream ends when the socket does
+SOCKETS_TERMINAL = Call(
+    "sockets.terminal", HandOverTerminal, _NONE, ordered=False, stream=Stream.EVENTS
 )
 
 # the host itself

@@ -28,6 +28,7 @@ class HostPlace:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.socket = self.data_dir / "host.sock"
+        self.handover = self.data_dir / "handover.sock"  # descriptors of handed-over sockets
         self.lock = self.data_dir / "host.lock"
         self.log = self.data_dir / "host.log"
 
@@ -70,15 +71,17 @@ class HostPlace:
                 return "its socket removed" if socket_now is None else "its socket replaced"
 
     @contextlib.contextmanager
-    def socket_address(self) -> Iterator[str]:
-        """A path to the socket short enough for ``bind``/``connect``, valid inside the block."""
-        path = str(self.socket)
+    def socket_address(self, socket: Path | None = None) -> Iterator[str]:
+        """A path to the socket (or to ``socket``, in the data directory) short enough for
+        ``bind``/``connect``, valid inside the block."""
+        socket = socket or self.socket
+        path = str(socket)
         if len(path.encode()) <= _SUN_PATH_MAX:
             yield path
             return
         fd = os.open(self.data_dir, os.O_PATH | os.O_DIRECTORY)
         try:
-            yield f"/proc/self/fd/{fd}/{self.socket.name}"
+            yield f"/proc/self/fd/{fd}/{socket.name}"
         finally:
             os.close(fd)
 

@@ -17,6 +17,7 @@ __all__ = [
     "ReplayDone",
     "Resized",
     "TerminalInfo",
+    "TerminalSocket",
     "TerminalSpec",
     "TerminalStatus",
     "ViewerCount",
@@ -28,6 +29,17 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def valid_session_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalSocket:
+    """What a terminal websocket's query string asks (SPEC §3.4), validated."""
+
+    reconnect: bool = False  # True: attach only, never create
+    since: int | None = None  # the exact byte to resume from
+    screen: bool = False  # start from the screen (restore=screen, and no since)
+    rows: int | None = None
+    cols: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from hearth.contract.streams import Credit, Inbox, StreamClosed
 from hearth.contract.terminals import Output
 from hearth.core import SessionCore
 from hearth.errors import BadRequest
+from hearth.host.handover import Handovers
 from hearth.host.local import LocalKernels, LocalTerminals, LocalViewer
 from hearth.tasks import TaskSet
 
@@ -48,9 +49,12 @@ class HostServer:
         self.stopped = asyncio.Event()
         self._connections: set[_Connection] = set()
         self._ending = TaskSet("the host's ending connections")
+        terminals = LocalTerminals(core.terminals)
+        self.handovers = Handovers(place, terminals, core.settings.max_input_bytes)
 
     async def __aenter__(self) -> HostServer:
         self.place.socket.unlink(missing_ok=True)  # a dead host's: we hold the lock
+        await self.handovers.__aenter__()
         loop = asyncio.get_running_loop()
         old = os.umask(0o177)
         try:
@@ -63,6 +67,7 @@ class HostServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._server.close()
+        await self.handovers.__aexit__(*exc_info)
         for connection in list(self._connections):
             connection.wire.close()  # after what is queued (a shutdown's answer) is sent
         ends = [c.ended.wait() for c in self._connections]
@@ -110,6 +115,7 @@ class _Connection:
             "terminals": LocalTerminals(host.core.terminals),
             "kernels": LocalKernels(host.core.kernels),
             "host": _Host(host),
+            "sockets": host.handovers,
             "viewer": _Viewers(self),
         }
         self._greeted = False
@@ -433,6 +439,8 @@ class _Host:
             kernels=core.kernels.stats(),
             buffered_bytes=core.terminals.total_buffered_bytes,
             screen_model=screens.stats() if screens else None,
+            websockets_open={"terminal": self._host.handovers.open.value},
+            bytes_streamed={"terminal": self._host.handovers.streamed},
         )
 
     async def shutdown(self) -> None:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth import __version__
 from hearth.config import Settings
+from hearth.contract.place import HostPlace
 from hearth.diskspace import data_dir_state
 from hearth.errors import HearthError
 from hearth.server import (
@@ -27,6 +28,7 @@ from hearth.server import (
     ws_terminals,
 )
 from hearth.server.auth import COOKIE_NAME, Authenticator, load_or_create_token
+from hearth.server.handover import HandOver
 from hearth.server.host_client import HostClient
 from hearth.server.host_starter import HostStarter
 from hearth.server.metrics import Metrics
@@ -56,17 +58,23 @@ def create_app(
         warm_routes(app)
         await client.link()
         app.state.terminals, app.state.kernels = client.terminals, client.kernels
-        app.state.ready = True
-        log.info(
-            "ready",
-            extra={"seconds": round(time.monotonic() - started, 3), "host": client.hello["pid"]},
-        )
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            log.info("shutting down; the sessions stay in the session host")
-            await client.aclose()
+        place, heartbeat = HostPlace(data_dir), settings.heartbeat_interval
+        async with HandOver(client, place, heartbeat) as handover:
+            app.state.handover = handover if settings.websocket_handover else None
+            app.state.ready = True
+            log.info(
+                "ready",
+                extra={
+                    "seconds": round(time.monotonic() - started, 3),
+                    "host": client.hello["pid"],
+                },
+            )
+            try:
+                yield
+            finally:
+                app.state.ready = False
+                log.info("shutting down; the sessions stay in the session host")
+        await client.aclose()
 
     app = FastAPI(
         title="Hearth",
@@ -79,6 +87,7 @@ def create_app(
     app.state.authenticator = Authenticator(tokens)
     app.state.metrics = Metrics()
     app.state.ready = False
+    app.state.handover = None
     _install_error_handlers(app)
     _install_public_routes(app)
     app.include_router(routes_terminals.router)

@@ -27,6 +27,7 @@ __all__ = [
     "current_user",
     "load_or_create_token",
     "token_of",
+    "websocket_user",
 ]
 
 COOKIE_NAME = "hearth_token"
@@ -110,3 +111,10 @@ def load_or_create_token(data_dir: Path) -> dict[str, str]:
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return {token: DEFAULT_USER}
+
+
+def websocket_user(conn: HTTPConnection) -> str:
+    """A websocket's user, once its Origin and its token are checked: a ``HearthError`` to
+    refuse with after accepting (a close code says more to a browser than a refused upgrade)."""
+    check_origin(conn, conn.app.state.settings.allowed_origins)
+    return current_user(conn)

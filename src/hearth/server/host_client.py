@@ -23,17 +23,24 @@ from pydantic import BaseModel
 
 from hearth import __version__
 from hearth.contract import calls, wire
-from hearth.contract.api import KernelsAPI, TerminalsAPI
+from hearth.contract.api import KernelsAPI, SocketsAPI, TerminalsAPI
 from hearth.contract.calls import Attached, Call, FileHead, Stream
 from hearth.contract.framing import FrameProtocol
 from hearth.contract.streams import ACK_STEP, Credit, Inbox
-from hearth.contract.terminals import Event, Output, TerminalInfo, TerminalSpec
+from hearth.contract.terminals import Event, Output, TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.errors import HostUnavailable
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
 from hearth.tasks import TaskSet
 
-__all__ = ["HostClient", "Link", "RemoteAttachment", "RemoteChannels", "RemoteFile"]
+__all__ = [
+    "HostClient",
+    "Link",
+    "RemoteAttachment",
+    "RemoteChannels",
+    "RemoteFile",
+    "RemoteSockets",
+]
 
 log = logging.getLogger("hearth.host.client")
 
@@ -201,6 +208,7 @@ class HostClient:
         self._closing = False
         self.terminals = RemoteTerminals(self)
         self.kernels = RemoteKernels(self)
+        self.sockets = RemoteSockets(self)
 
     @property
     def hello(self) -> dict[str, Any]:
@@ -469,6 +477,26 @@ class RemoteTerminals:
         return await self._call(calls.TERMINALS_SCREEN, calls.TerminalArgs(user=user, id=id))
 
 
+class RemoteSockets:
+    def __init__(self, client: HostClient) -> None:
+        self._client = client
+
+    async def terminal(
+        self,
+        ticket: int,
+        request: str,
+        user: str,
+        id: str,
+        socket: TerminalSocket,
+        heartbeat: float,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        args = calls.HandOverTerminal(
+            ticket=ticket, request=request, user=user, id=id, socket=socket, heartbeat=heartbeat
+        )
+        link, stream, inbox, _ = await _open(self._client, calls.SOCKETS_TERMINAL, args)
+        return _items(link, stream, inbox)
+
+
 class RemoteKernels:
     """:class:`hearth.contract.api.KernelsAPI` through the host's socket."""
 
@@ -591,6 +619,6 @@ class RemoteKernels:
 
 
 def _satisfies(
-    terminals: RemoteTerminals, kernels: RemoteKernels
-) -> tuple[TerminalsAPI, KernelsAPI]:
-    return terminals, kernels  # mypy checks here that the remote side keeps the contract
+    terminals: RemoteTerminals, kernels: RemoteKernels, sockets: RemoteSockets
+) -> tuple[TerminalsAPI, KernelsAPI, SocketsAPI]:
+    return terminals, kernels, sockets  # mypy checks here that the remote side keeps the contract

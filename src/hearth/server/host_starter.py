@@ -44,6 +44,7 @@ _WEB_TIER_SETTINGS = {
     "allowed_origins",
     "log_level",
     "heartbeat_interval",
+    "websocket_handover",
     "data_dir",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from hearth.contract.calls import HostMetrics
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "Tally"]
 
 
 WEBSOCKET_KINDS = ("terminal", "kernel", "jupyter")
@@ -103,23 +103,69 @@ class _ScreenCollector(_FromHost):
         )
 
 
+class _Figure:
+    """One series of a :class:`Tally`."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+
+class Tally:
+    """A figure by websocket kind counted in this process, reported with the session host's
+    (the host serves the terminal websockets handed to it)."""
+
+    def __init__(self) -> None:
+        self._figures = {kind: _Figure() for kind in WEBSOCKET_KINDS}
+
+    def labels(self, kind: str) -> _Figure:
+        return self._figures.setdefault(kind, _Figure())
+
+    def value(self, kind: str, host: dict[str, int] | None = None) -> float:
+        return self.labels(kind).value + (host or {}).get(kind, 0)
+
+    def kinds(self) -> list[str]:
+        return list(self._figures)
+
+
+class _WebsocketCollector(_FromHost):
+    def __init__(self, snapshot: _Snapshot, open: Tally, streamed: Tally) -> None:
+        super().__init__(snapshot)
+        self._open, self._streamed = open, streamed
+
+    def collect(self) -> Iterable[Metric]:
+        host = self._snapshot.data
+        gauge = GaugeMetricFamily("hearth_websockets_open", "Open websockets", labels=["kind"])
+        for kind in self._open.kinds():  # each series from the first scrape, at zero
+            gauge.add_metric([kind], self._open.value(kind, host.websockets_open if host else None))
+        yield gauge
+        counter = CounterMetricFamily(
+            "hearth_bytes_streamed", "Bytes sent to clients over websockets", labels=["kind"]
+        )
+        for kind in self._streamed.kinds():
+            counter.add_metric(
+                [kind], self._streamed.value(kind, host.bytes_streamed if host else None)
+            )
+        yield counter
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._snapshot = _Snapshot()
+        self.websockets_open = Tally()
+        self.bytes_streamed = Tally()
         self.registry.register(_SessionCollector(self._snapshot))
         self.registry.register(_KernelCollector(self._snapshot))
         self.registry.register(_ScreenCollector(self._snapshot))
-        r = self.registry
-        self.websockets_open = Gauge(
-            "hearth_websockets_open", "Open websockets", ["kind"], registry=r
+        self.registry.register(
+            _WebsocketCollector(self._snapshot, self.websockets_open, self.bytes_streamed)
         )
-        self.bytes_streamed = Counter(
-            "hearth_bytes_streamed", "Bytes sent to clients over websockets", ["kind"], registry=r
-        )
-        for kind in WEBSOCKET_KINDS:  # each series from the first scrape, at zero
-            self.websockets_open.labels(kind)
-            self.bytes_streamed.labels(kind)
 
     def render(self, host_snapshot: HostMetrics) -> bytes:
         """The metrics, with the sessions' and the pool's from ``host_snapshot``."""

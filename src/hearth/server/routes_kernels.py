@@ -29,10 +29,10 @@ from hearth.protocol.kernels import (
     decode_kernel_frame,
 )
 from hearth.protocol.outputs import ExecutionEvent, Outputs, done_event
-from hearth.server.auth import CurrentUser
+from hearth.server.auth import CurrentUser, websocket_user
 from hearth.server.metrics import Metrics
 from hearth.server.validation import ValidatedRoute
-from hearth.server.ws_socket import Socket
+from hearth.websocket.socket import Socket
 
 __all__ = ["router"]
 
@@ -175,9 +175,10 @@ async def kernel_ws(ws: WebSocket, session_id: str) -> None:
     ``{"type":"interrupt"}``; ``{"type":"ping"}`` → ``{"type":"pong"}``."""
     kernels: KernelsAPI = ws.app.state.kernels
     metrics: Metrics = ws.app.state.metrics
-    socket = Socket(ws, "kernel", metrics)
+    socket = Socket(ws, "kernel", metrics.websockets_open.labels("kernel"))
     try:
-        user = await socket.accept()
+        await socket.accept()
+        user = websocket_user(ws)
         await kernels.get(user, session_id)
     except HearthError as exc:
         await socket.refuse(exc)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from hearth.contract.api import TerminalsAPI
-from hearth.contract.terminals import TerminalInfo, TerminalSpec
+from hearth.contract.terminals import TerminalSpec
 from hearth.errors import NotFound
 from hearth.protocol import (
     SESSION_ID,
@@ -24,8 +24,9 @@ from hearth.protocol import (
 )
 from hearth.server.auth import CurrentUser
 from hearth.server.validation import ValidatedRoute
+from hearth.websocket.terminal import state_of
 
-__all__ = ["legacy_router", "router", "state_of"]
+__all__ = ["legacy_router", "router"]
 
 
 async def terminals(request: Request) -> TerminalsAPI:
@@ -39,10 +40,6 @@ SessionId = Annotated[str, Path(pattern=SESSION_ID, description="1–64 of [A-Za
 
 class AsciicastResponse(PlainTextResponse):
     media_type = "application/x-asciicast"
-
-
-def state_of(info: TerminalInfo) -> TerminalState:
-    return TerminalState.model_validate(info, from_attributes=True)
 
 
 def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:

@@ -26,8 +26,9 @@ from hearth.protocol.jupyter import (
     encode_v1,
     own_message,
 )
+from hearth.server.auth import websocket_user
 from hearth.server.metrics import Metrics
-from hearth.server.ws_socket import Socket
+from hearth.websocket.socket import Socket
 
 __all__ = ["router"]
 
@@ -40,9 +41,10 @@ async def channels(ws: WebSocket, kernel_id: str) -> None:
     kernels: KernelsAPI = ws.app.state.kernels
     metrics: Metrics = ws.app.state.metrics
     v1 = V1_PROTOCOL in ws.scope.get("subprotocols", [])
-    socket = Socket(ws, "jupyter", metrics)
+    socket = Socket(ws, "jupyter", metrics.websockets_open.labels("jupyter"))
     try:
-        user = await socket.accept(subprotocol=V1_PROTOCOL if v1 else None)
+        await socket.accept(subprotocol=V1_PROTOCOL if v1 else None)
+        user = websocket_user(ws)
         client_session = ws.query_params.get("session_id") or None
         if client_session is not None and len(client_session) > 256:
             raise BadRequest("session_id is a Jupyter client's session id: at most 256 characters")

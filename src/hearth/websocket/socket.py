@@ -1,5 +1,5 @@
-"""What every websocket of Hearth does around its own protocol: accept, check the Origin and
-the token, count itself open, run its two pumps, send under one lock, and close.
+"""What every websocket of Hearth does around its own protocol: accept, count itself open, run
+its two pumps, send under one lock, and close. (The web tier checks the Origin and the token.)
 
 The two pumps, and any task either starts beside them, run in one task group the socket owns:
 
@@ -19,27 +19,33 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hearth.errors import HearthError, HostUnavailable
-from hearth.server.auth import check_origin, current_user
-from hearth.server.metrics import Metrics
 
-__all__ = ["Socket"]
+__all__ = ["Gauge", "Socket"]
 
 Pump = Callable[[], Awaitable[None]]
 
 
+class Gauge(Protocol):
+    """Where a socket counts itself while open (a Prometheus gauge's child, or the host's)."""
+
+    def inc(self) -> None: ...
+
+    def dec(self) -> None: ...
+
+
 class Socket:
     """One websocket's lifetime: ``accept()`` (or ``refuse(exc)``), then ``async with socket:``
-    (counted in ``websockets_open`` under ``kind``) around ``run(to_client, to_host)``."""
+    (counted in ``gauge``) around ``run(to_client, to_host)``."""
 
-    def __init__(self, ws: WebSocket, kind: str, metrics: Metrics) -> None:
+    def __init__(self, ws: WebSocket, kind: str, gauge: Gauge) -> None:
         self.ws, self.kind = ws, kind
-        self._gauge = metrics.websockets_open.labels(kind)
+        self._gauge = gauge
         self._lock = asyncio.Lock()  # the pumps share one socket
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -47,12 +53,8 @@ class Socket:
     def __repr__(self) -> str:
         return f"<Socket {self.kind} {'gone' if self.gone else 'open'}>"
 
-    async def accept(self, subprotocol: str | None = None) -> str:
-        """Accept, then check the Origin and the token: the user's name, or a ``HearthError``
-        to :meth:`refuse` with (a close code says more to a browser than a refused upgrade)."""
+    async def accept(self, subprotocol: str | None = None) -> None:
         await self.ws.accept(subprotocol=subprotocol)
-        check_origin(self.ws, self.ws.app.state.settings.allowed_origins)
-        return current_user(self.ws)
 
     async def refuse(self, exc: HearthError, reason: str | None = None) -> None:
         await self.close(exc.close_code, reason or exc.message)
