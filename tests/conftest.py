@@ -127,6 +127,22 @@ class RunningServer:
 
     loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
+    def on_websockets(self, fn: Callable[[Any], Any]) -> list[Any]:
+        """``fn`` of every websocket connection, on the loop that serves it: the web server's
+        (kernel, Jupyter and relayed terminal websockets) and the session host's (terminal
+        websockets handed to it)."""
+        from uvicorn.protocols.websockets.websockets_sansio_impl import (
+            WebSocketsSansIOProtocol as WS,
+        )
+
+        def web() -> list[Any]:
+            return [fn(c) for c in list(self.server.server_state.connections) if isinstance(c, WS)]
+
+        def host() -> list[Any]:
+            return [fn(c) for c in list(self.host.server.handovers.state.connections)]
+
+        return [*self.call_web(web), *self.call(host)]
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)

@@ -140,17 +140,7 @@ def test_attach_type_detach_and_come_back_to_only_new_output(
 
 
 def _drop_websockets(server: RunningServer) -> int:
-    def abort() -> int:
-        dropped = 0
-        for conn in list(server.server.server_state.connections):
-            modules = [base.__module__ for base in type(conn).__mro__]
-            if any("protocols.websockets" in m for m in modules):
-                conn.transport.abort()
-                dropped += 1
-        return dropped
-
-    count: int = server.call_web(abort)
-    return count
+    return len(server.on_websockets(lambda conn: conn.transport.abort()))
 
 
 def test_a_dropped_connection_is_resumed_printing_nothing_twice(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -418,15 +419,11 @@ async def test_websocket_connections_use_tcp_nodelay(server: RunningServer) -> N
 
     t = await TermClient.connect(server.ws_url, "nd", ALICE)
 
-    def server_side_flags() -> list[int]:
-        flags = []
-        for conn in server.server.server_state.connections:
-            sock = conn.transport.get_extra_info("socket")
-            if sock is not None and hasattr(conn, "conn"):  # the websocket protocols
-                flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        return flags
+    def nodelay(conn: Any) -> int:
+        sock = conn.transport.get_extra_info("socket")
+        return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
-    flags = server.call_web(server_side_flags)
+    flags = server.on_websockets(nodelay)
     assert flags and all(flags)
     await t.close()
 
@@ -477,12 +474,9 @@ def test_shutdown_with_a_viewer_closing_while_blocked_does_not_crash(make_server
         assert time.monotonic() < deadline
 
     def send_blocked() -> bool:  # the server's transport to this socket is full
-        return any(
-            hasattr(conn, "writable") and not conn.writable.is_set()
-            for conn in server.server.server_state.connections
-        )
+        return any(server.on_websockets(lambda conn: not conn.writable.is_set()))
 
-    while not server.call_web(send_blocked):
+    while not send_blocked():
         assert time.monotonic() < deadline, "the server never blocked sending to the viewer"
         time.sleep(0.02)
     payload = struct.pack(">H", 1000)
