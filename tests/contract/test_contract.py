@@ -13,15 +13,22 @@ import pytest
 
 from hearth.contract import api, calls
 from hearth.contract.terminals import Output, Refused, TerminalSpec
+from hearth.host.handover import Handovers
 from hearth.host.local import LocalKernels, LocalTerminals, LocalViewer
 from hearth.host.server import run_inline
-from hearth.server.host_client import RemoteAttachment, RemoteKernels, RemoteTerminals
+from hearth.server.host_client import (
+    RemoteAttachment,
+    RemoteKernels,
+    RemoteSockets,
+    RemoteTerminals,
+)
 from tests.conftest import RunningServer
 
 SIDES = {
     "terminals": (api.TerminalsAPI, LocalTerminals, RemoteTerminals),
     "kernels": (api.KernelsAPI, LocalKernels, RemoteKernels),
     "viewer": (api.Viewer, LocalViewer, RemoteAttachment),  # named by its stream
+    "sockets": (api.SocketsAPI, Handovers, RemoteSockets),
 }
 
 

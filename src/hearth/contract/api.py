@@ -127,10 +127,10 @@ class SocketsAPI(Protocol):
 
     async def terminal(
         self,
-        ticket: int,
-        request: str,
         user: str,
         id: str,
+        ticket: int,
+        request: str,
         socket: TerminalSocket,
         heartbeat: float,
     ) -> AsyncIterator[dict[str, Any]]: ...

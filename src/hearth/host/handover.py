@@ -146,10 +146,10 @@ class Handovers:
 
     async def terminal(
         self,
-        ticket: int,
-        request: str,
         user: str,
         id: str,
+        ticket: int,
+        request: str,
         socket: TerminalSocket,
         heartbeat: float,
     ) -> AsyncIterator[dict[str, Any]]:

@@ -71,7 +71,7 @@ class HandOver:
             return False
         try:
             ended = await self.client.sockets.terminal(
-                ticket, request[0].decode("latin-1"), user, id, params, self.heartbeat
+                user, id, ticket, request[0].decode("latin-1"), params, self.heartbeat
             )
         except BaseException as exc:
             _refuse(kept, exc)

@@ -483,10 +483,10 @@ class RemoteSockets:
 
     async def terminal(
         self,
-        ticket: int,
-        request: str,
         user: str,
         id: str,
+        ticket: int,
+        request: str,
         socket: TerminalSocket,
         heartbeat: float,
     ) -> AsyncGenerator[dict[str, Any], None]:
