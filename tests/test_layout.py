@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 SESSION_CORE = (
+    "hearth.connections",
     "hearth.core",
     "hearth.host",
     "hearth.kernels",

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     session_limits: Literal["auto", "rlimit"] = "auto"
     session_nofile_limit: int = Field(4096, ge=0)  # open files per session; 0: the server's
 
+    # Saved connections (SPEC §11): the key that seals their secrets (32 bytes, base64); unset,
+    # it is <data-dir>/connections.key, made on first use. Never shown, logged or compared.
+    connection_key: str | None = None
+
     @field_validator("tokens")
     @classmethod
     def _tokens_are_usable(cls, tokens: dict[str, str]) -> dict[str, str]:
@@ -113,8 +117,9 @@ class Settings(BaseSettings):
         return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
     def __repr__(self) -> str:
-        shown = self.model_dump(exclude={"tokens"})
+        shown = self.model_dump(exclude={"tokens", "connection_key"})
         shown["tokens"] = f"<{len(self.tokens)} configured>"
+        shown["connection_key"] = "<set>" if self.connection_key else None
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     __str__ = __repr__

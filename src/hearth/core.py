@@ -11,6 +11,8 @@ import contextlib
 from typing import Self
 
 from hearth.config import Settings
+from hearth.connections.sealed import Sealer
+from hearth.connections.service import Connections
 from hearth.kernels.service import KernelService
 from hearth.sandbox import Sandbox
 from hearth.store import SqliteStore
@@ -22,6 +24,7 @@ __all__ = ["SessionCore"]
 class SessionCore:
     terminals: TerminalManager
     kernels: KernelService
+    connections: Connections
 
     def __init__(self, settings: Settings, sandbox: Sandbox) -> None:
         self.settings = settings
@@ -33,6 +36,8 @@ class SessionCore:
         async with contextlib.AsyncExitStack() as stack:
             store = SqliteStore(self.store_path)
             stack.callback(store.close)
+            sealer = Sealer.for_data_dir(self.store_path.parent, self.settings.connection_key)
+            self.connections = Connections(store, sealer)
             self.terminals = await stack.enter_async_context(
                 TerminalManager(self.settings, store=store, sandbox=self.sandbox)
             )

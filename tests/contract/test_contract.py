@@ -14,10 +14,11 @@ import pytest
 from hearth.contract import api, calls
 from hearth.contract.terminals import Output, Refused, TerminalSpec
 from hearth.host.handover import Handovers
-from hearth.host.local import LocalKernels, LocalTerminals, LocalViewer
+from hearth.host.local import LocalConnections, LocalKernels, LocalTerminals, LocalViewer
 from hearth.host.server import run_inline
 from hearth.server.host_client import (
     RemoteAttachment,
+    RemoteConnections,
     RemoteKernels,
     RemoteSockets,
     RemoteTerminals,
@@ -29,6 +30,7 @@ SIDES = {
     "kernels": (api.KernelsAPI, LocalKernels, RemoteKernels),
     "viewer": (api.Viewer, LocalViewer, RemoteAttachment),  # named by its stream
     "sockets": (api.SocketsAPI, Handovers, RemoteSockets),
+    "connections": (api.ConnectionsAPI, LocalConnections, RemoteConnections),
 }
 
 

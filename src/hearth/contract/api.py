@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol, Self
 
+from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
 from hearth.contract.terminals import Event, TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
 
-__all__ = ["Channels", "Download", "KernelsAPI", "SocketsAPI", "TerminalsAPI", "Viewer"]
+__all__ = [
+    "Channels",
+    "ConnectionsAPI",
+    "Download",
+    "KernelsAPI",
+    "SocketsAPI",
+    "TerminalsAPI",
+    "Viewer",
+]
 
 
 class Viewer(Protocol):
@@ -134,3 +143,13 @@ class SocketsAPI(Protocol):
         socket: TerminalSocket,
         heartbeat: float,
     ) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class ConnectionsAPI(Protocol):
+    """A user's saved connections; answers never carry a secret."""
+
+    async def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo: ...
+    async def list_connections(self, user: str) -> list[ConnectionInfo]: ...
+    async def get(self, user: str, id: str) -> ConnectionInfo: ...
+    async def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo: ...
+    async def delete(self, user: str, id: str) -> None: ...

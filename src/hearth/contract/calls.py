@@ -15,8 +15,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter, field_serializer
 
+from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
 from hearth.contract.terminals import TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
@@ -145,6 +146,23 @@ class HandOverTerminal(TerminalArgs):
     request: str  # the HTTP request that opened it, as latin-1 text
     socket: TerminalSocket
     heartbeat: float  # seconds between pings
+
+
+class CreateConnection(UserArgs):
+    spec: ConnectionSpec
+
+
+class ConnectionArgs(UserArgs):
+    id: str
+
+
+class ChangeConnection(ConnectionArgs):
+    patch: ConnectionPatch
+
+    @field_serializer("patch")
+    def _what_is_set(self, patch: ConnectionPatch) -> dict[str, Any]:
+        """Only the fields given: a field left out is unchanged, one sent as null is cleared."""
+        return patch.model_dump(mode="json", exclude_unset=True)
 
 
 class CreateKernel(Args):
@@ -294,6 +312,16 @@ KERNELS_OPEN_KERNELSPEC_FILE: Call[KernelspecFile, FileHead] = Call(
 KERNELS_POOL: Call[NoArgs, dict[str, int]] = Call(
     "kernels.pool_state", NoArgs, _answer(dict[str, int]), ordered=True
 )
+
+# saved connections (SPEC §11): their secrets go in, never out
+_CONNECTION: TypeAdapter[ConnectionInfo] = TypeAdapter(ConnectionInfo)
+CONNECTIONS_CREATE = Call("connections.create", CreateConnection, _CONNECTION, ordered=True)
+CONNECTIONS_LIST: Call[UserArgs, list[ConnectionInfo]] = Call(
+    "connections.list_connections", UserArgs, _answer(list[ConnectionInfo]), ordered=True
+)
+CONNECTIONS_GET = Call("connections.get", ConnectionArgs, _CONNECTION, ordered=True)
+CONNECTIONS_CHANGE = Call("connections.change", ChangeConnection, _CONNECTION, ordered=True)
+CONNECTIONS_DELETE = Call("connections.delete", ConnectionArgs, _NONE, ordered=True)
 
 # websockets handed to the host: the stream ends when the socket does
 SOCKETS_TERMINAL = Call(

@@ -11,7 +11,9 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Self
 
-from hearth.contract.api import KernelsAPI, TerminalsAPI
+from hearth.connections.service import Connections
+from hearth.contract.api import ConnectionsAPI, KernelsAPI, TerminalsAPI
+from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
 from hearth.contract.terminals import Event, Refused, TerminalInfo, TerminalSpec
 from hearth.errors import HearthError
 from hearth.kernels.beneath import FileStream
@@ -23,7 +25,7 @@ from hearth.protocol.kernels import KernelState
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.manager import TerminalManager
 
-__all__ = ["LocalChannels", "LocalKernels", "LocalTerminals", "LocalViewer"]
+__all__ = ["LocalChannels", "LocalConnections", "LocalKernels", "LocalTerminals", "LocalViewer"]
 
 log = logging.getLogger("hearth.host")
 
@@ -259,5 +261,27 @@ class LocalKernels:
         return self.service.pool_state()
 
 
-def _satisfies(terminals: LocalTerminals, kernels: LocalKernels) -> tuple[TerminalsAPI, KernelsAPI]:
-    return terminals, kernels  # mypy checks here that the in-process core keeps the contract
+class LocalConnections:
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+
+    async def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo:
+        return self.connections.create(user, spec)
+
+    async def list_connections(self, user: str) -> list[ConnectionInfo]:
+        return self.connections.list_connections(user)
+
+    async def get(self, user: str, id: str) -> ConnectionInfo:
+        return self.connections.get(user, id)
+
+    async def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo:
+        return self.connections.change(user, id, patch)
+
+    async def delete(self, user: str, id: str) -> None:
+        self.connections.delete(user, id)
+
+
+def _satisfies(
+    terminals: LocalTerminals, kernels: LocalKernels, connections: LocalConnections
+) -> tuple[TerminalsAPI, KernelsAPI, ConnectionsAPI]:
+    return terminals, kernels, connections  # mypy checks that the core keeps the contract

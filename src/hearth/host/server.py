@@ -29,7 +29,7 @@ from hearth.contract.terminals import Output
 from hearth.core import SessionCore
 from hearth.errors import BadRequest
 from hearth.host.handover import Handovers
-from hearth.host.local import LocalKernels, LocalTerminals, LocalViewer
+from hearth.host.local import LocalConnections, LocalKernels, LocalTerminals, LocalViewer
 from hearth.tasks import TaskSet
 
 __all__ = ["HostServer"]
@@ -88,7 +88,9 @@ class HostServer:
             "version": __version__,
             "pid": os.getpid(),
             "sandbox": self.core.sandbox.status(),
-            "settings": self.core.settings.model_dump(mode="json", exclude={"tokens"}),
+            "settings": self.core.settings.model_dump(
+                mode="json", exclude={"tokens", "connection_key"}
+            ),
             "warnings": self.warnings,
         }
 
@@ -114,6 +116,7 @@ class _Connection:
         self.apis: dict[str, object] = {
             "terminals": LocalTerminals(host.core.terminals),
             "kernels": LocalKernels(host.core.kernels),
+            "connections": LocalConnections(host.core.connections),
             "host": _Host(host),
             "sockets": host.handovers,
             "viewer": _Viewers(self),

@@ -19,6 +19,7 @@ from hearth.contract.place import HostPlace
 from hearth.diskspace import data_dir_state
 from hearth.errors import HearthError
 from hearth.server import (
+    routes_connections,
     routes_jupyter,
     routes_jupyter_sessions,
     routes_kernels,
@@ -91,6 +92,7 @@ def create_app(
     _install_error_handlers(app)
     _install_public_routes(app)
     app.include_router(routes_terminals.router)
+    app.include_router(routes_connections.router)
     app.include_router(routes_terminals.legacy_router)
     app.include_router(ws_terminals.router)
     app.include_router(routes_kernels.router)

@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from hearth import __version__
 from hearth.contract import calls, wire
-from hearth.contract.api import KernelsAPI, SocketsAPI, TerminalsAPI
+from hearth.contract.api import ConnectionsAPI, KernelsAPI, SocketsAPI, TerminalsAPI
 from hearth.contract.calls import Attached, Call, FileHead, Stream
+from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
 from hearth.contract.framing import FrameProtocol
 from hearth.contract.streams import ACK_STEP, Credit, Inbox
 from hearth.contract.terminals import Event, Output, TerminalInfo, TerminalSocket, TerminalSpec
@@ -38,6 +39,7 @@ __all__ = [
     "Link",
     "RemoteAttachment",
     "RemoteChannels",
+    "RemoteConnections",
     "RemoteFile",
     "RemoteSockets",
 ]
@@ -209,6 +211,7 @@ class HostClient:
         self.terminals = RemoteTerminals(self)
         self.kernels = RemoteKernels(self)
         self.sockets = RemoteSockets(self)
+        self.connections = RemoteConnections(self)
 
     @property
     def hello(self) -> dict[str, Any]:
@@ -477,6 +480,30 @@ class RemoteTerminals:
         return await self._call(calls.TERMINALS_SCREEN, calls.TerminalArgs(user=user, id=id))
 
 
+class RemoteConnections:
+    def __init__(self, client: HostClient) -> None:
+        self._client = client
+
+    async def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo:
+        args = calls.CreateConnection(user=user, spec=spec)
+        return await self._client.call(calls.CONNECTIONS_CREATE, args)
+
+    async def list_connections(self, user: str) -> list[ConnectionInfo]:
+        return await self._client.call(calls.CONNECTIONS_LIST, calls.UserArgs(user=user))
+
+    async def get(self, user: str, id: str) -> ConnectionInfo:
+        args = calls.ConnectionArgs(user=user, id=id)
+        return await self._client.call(calls.CONNECTIONS_GET, args)
+
+    async def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo:
+        args = calls.ChangeConnection(user=user, id=id, patch=patch)
+        return await self._client.call(calls.CONNECTIONS_CHANGE, args)
+
+    async def delete(self, user: str, id: str) -> None:
+        args = calls.ConnectionArgs(user=user, id=id)
+        await self._client.call(calls.CONNECTIONS_DELETE, args)
+
+
 class RemoteSockets:
     def __init__(self, client: HostClient) -> None:
         self._client = client
@@ -619,6 +646,10 @@ class RemoteKernels:
 
 
 def _satisfies(
-    terminals: RemoteTerminals, kernels: RemoteKernels, sockets: RemoteSockets
-) -> tuple[TerminalsAPI, KernelsAPI, SocketsAPI]:
-    return terminals, kernels, sockets  # mypy checks here that the remote side keeps the contract
+    terminals: RemoteTerminals,
+    kernels: RemoteKernels,
+    sockets: RemoteSockets,
+    connections: RemoteConnections,
+) -> tuple[TerminalsAPI, KernelsAPI, SocketsAPI, ConnectionsAPI]:
+    # mypy checks here that the remote side keeps the contract
+    return terminals, kernels, sockets, connections

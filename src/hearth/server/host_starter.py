@@ -94,7 +94,7 @@ class HostStarter:
         differ = {
             k: {"host": theirs.get(k), "this server": v}
             for k, v in ours.items()
-            if k not in _WEB_TIER_SETTINGS and theirs.get(k) != v
+            if k not in _WEB_TIER_SETTINGS and k != "connection_key" and theirs.get(k) != v
         }
         if differ:
             log.warning(

@@ -1,0 +1,113 @@
+"""A user's saved connections, in the store: their fields in clear, their secrets sealed."""
+
+from __future__ import annotations
+
+import secrets as random
+import time
+from typing import Any
+
+from hearth.connections.sealed import Sealer
+from hearth.contract.connections import (
+    ConnectionInfo,
+    ConnectionPatch,
+    ConnectionSpec,
+    KeyAuth,
+    PasswordAuth,
+    auth_kind,
+)
+from hearth.errors import Conflict, NotFound
+from hearth.store import SessionStore
+
+__all__ = ["Connections"]
+
+KIND = "connection"
+MAX_PER_USER = 256
+
+
+class Connections:
+    def __init__(self, store: SessionStore, sealer: Sealer) -> None:
+        self._store = store
+        self._sealer = sealer
+
+    def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo:
+        records = self._store.list(KIND, user)
+        if len(records) >= MAX_PER_USER:
+            raise Conflict(f"At most {MAX_PER_USER} connections per user: delete one first.")
+        id = spec.id or f"c-{random.token_hex(6)}"
+        if self._store.get(KIND, user, id) is not None:
+            raise Conflict(f"A connection {id!r} exists already: PATCH it, or pick another id.")
+        now = time.time()
+        record: dict[str, Any] = {
+            "id": id,
+            "name": spec.name or f"{spec.username}@{spec.host}",
+            "protocol": spec.protocol,
+            "host": spec.host,
+            "port": spec.port,
+            "username": spec.username,
+            "auth": auth_kind(spec.auth),
+            "host_key": spec.host_key,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if spec.auth is not None:
+            record["sealed"] = self._sealer.seal(spec.auth.model_dump(), _bound(user, id))
+        self._store.put(KIND, user, id, record)
+        return _info(record)
+
+    def list_connections(self, user: str) -> list[ConnectionInfo]:
+        records = sorted(self._store.list(KIND, user), key=lambda r: r["created_at"])
+        return [_info(r) for r in records]
+
+    def get(self, user: str, id: str) -> ConnectionInfo:
+        return _info(self._record(user, id))
+
+    def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo:
+        record = self._record(user, id)
+        given = patch.model_dump(exclude_unset=True, exclude={"auth"})
+        if {"host", "port"} & given.keys() and "host_key" not in given:
+            given["host_key"] = None  # another machine: its key is pinned again
+        record.update(given)
+        if "auth" in patch.model_fields_set:
+            record["auth"] = auth_kind(patch.auth)
+            record.pop("sealed", None)
+            if patch.auth is not None:
+                record["sealed"] = self._sealer.seal(patch.auth.model_dump(), _bound(user, id))
+        record["updated_at"] = time.time()
+        self._store.put(KIND, user, id, record)
+        return _info(record)
+
+    def delete(self, user: str, id: str) -> None:
+        self._record(user, id)
+        self._store.delete(KIND, user, id)
+
+    def pin(self, user: str, id: str, host_key: str) -> None:
+        """Keep the key a first connect saw (``StrictHostKeyChecking=accept-new``)."""
+        record = self._record(user, id)
+        record["host_key"] = host_key
+        self._store.put(KIND, user, id, record)
+
+    def credentials(
+        self, user: str, id: str
+    ) -> tuple[ConnectionInfo, PasswordAuth | KeyAuth | None]:
+        """The connection and its opened secrets: for the SSH client in this process only."""
+        record = self._record(user, id)
+        sealed = record.get("sealed")
+        if sealed is None:
+            return _info(record), None
+        opened = self._sealer.open(sealed, _bound(user, id))
+        auth = PasswordAuth(**opened) if "password" in opened else KeyAuth(**opened)
+        return _info(record), auth
+
+    def _record(self, user: str, id: str) -> dict[str, Any]:
+        record = self._store.get(KIND, user, id)
+        if record is None:
+            raise NotFound(f"No connection {id!r}.")
+        return record
+
+
+def _bound(user: str, id: str) -> str:
+    return f"{KIND}\0{user}\0{id}"
+
+
+def _info(record: dict[str, Any]) -> ConnectionInfo:
+    return ConnectionInfo.model_validate({k: v for k, v in record.items() if k != "sealed"})

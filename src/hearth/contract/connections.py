@@ -1,0 +1,89 @@
+"""A saved connection as clients send it (:class:`ConnectionSpec`, :class:`ConnectionPatch`) and
+as every answer shows it (:class:`ConnectionInfo`: never a secret)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ConnectionInfo",
+    "ConnectionPatch",
+    "ConnectionSpec",
+    "KeyAuth",
+    "PasswordAuth",
+    "auth_kind",
+]
+
+_ID = r"^[A-Za-z0-9_-]{1,64}$"
+_HOST = r"^[^\s/@]{1,255}$"  # a name or an address: no spaces, paths or user@
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PasswordAuth(_Model):
+    password: str = Field(min_length=1, max_length=4096)
+
+
+class KeyAuth(_Model):
+    private_key: str = Field(min_length=1, max_length=65536, description="OpenSSH or PEM text")
+    passphrase: str | None = Field(default=None, max_length=4096)
+
+
+Auth = PasswordAuth | KeyAuth
+
+
+class ConnectionSpec(_Model):
+    id: str | None = Field(default=None, pattern=_ID)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    protocol: Literal["ssh"] = "ssh"
+    host: str = Field(pattern=_HOST)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[^\s:@/]+$")
+    auth: Auth | None = None  # none: the server must let the user in without (rare)
+    host_key: str | None = Field(
+        default=None,
+        max_length=16384,
+        description="the server's public key (as in known_hosts) or its SHA256 fingerprint; "
+        "without it the first key seen is pinned",
+    )
+
+
+class ConnectionPatch(_Model):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    host: str | None = Field(default=None, pattern=_HOST)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s:@/]+$")
+    auth: Auth | None = None
+    host_key: str | None = Field(default=None, max_length=16384)
+
+    @model_validator(mode="after")
+    def _kept_fields_are_not_cleared(self) -> ConnectionPatch:
+        for name in ("name", "host", "port", "username"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} can't be null: leave it out to keep it")
+        return self
+
+
+class ConnectionInfo(_Model):
+    id: str
+    name: str
+    protocol: Literal["ssh"]
+    host: str
+    port: int
+    username: str
+    auth: Literal["password", "private_key", "none"]  # which kind is kept, never what
+    host_key: str | None  # given, or pinned at the first connect
+    created_at: float
+    updated_at: float
+
+
+def auth_kind(auth: Auth | None) -> Literal["password", "private_key", "none"]:
+    if isinstance(auth, PasswordAuth):
+        return "password"
+    if isinstance(auth, KeyAuth):
+        return "private_key"
+    return "none"
