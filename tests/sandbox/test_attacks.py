@@ -32,6 +32,8 @@ H_BOB = {"Authorization": f"Bearer {BOB}"}
 SHELL_ATTEMPTS = """\
 read-store        cat {data}/hearth.sqlite3
 read-token        cat {data}/token
+read-conn-key     cat {data}/connections.key
+connect-handover  python3 -c "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).connect('{data}/handover.sock')"
 read-host-log     cat {data}/host.log
 connect-host      python3 -c "import socket; socket.socket(socket.AF_UNIX).connect('{data}/host.sock')"
 list-data-dir     ls {data}/homes/bob {data}/sessions/bob {data}/kernels/runtime/{bob_runtime}

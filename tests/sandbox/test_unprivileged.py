@@ -42,6 +42,8 @@ pytestmark = [
 
 ATTEMPTS = """\
 read-store        cat {data}/hearth.sqlite3
+read-conn-key     cat {data}/connections.key
+connect-handover  python3 -c "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).connect('{data}/handover.sock')"
 list-bob-home     ls {data}/homes/bob
 read-bob-home     cat {data}/homes/bob/secret.txt
 dotdot-escape     cat ~/../bob/secret.txt
