@@ -46,8 +46,10 @@ from hearth.terminals.history import Entry, EntryType, History
 from hearth.terminals.idle import expired
 from hearth.terminals.outlog import OutputLog, read_log
 from hearth.terminals.pty import ParkedPty, PtyProcess
+from hearth.terminals.pty_source import PtySource
 from hearth.terminals.screen import Screen, ScreenModels, open_models, snapshot_at
 from hearth.terminals.session import TerminalSession
+from hearth.terminals.source import Source
 from hearth.terminals.spare import Spare, parked_pty
 from hearth.terminals.workdir import working_dir
 
@@ -208,7 +210,7 @@ class TerminalManager:
             id,
             name=spec.name or f"Terminal {number}",
             command=command,
-            process=process,
+            source=PtySource(process, id),
             rows=spec.rows,
             cols=spec.cols,
             log=self._open_log(user, id),
@@ -425,7 +427,7 @@ class TerminalManager:
             id,
             name=record.get("name", id),
             command=list(record.get("command", [])),
-            process=None,
+            source=None,
             rows=int(record.get("rows", 24)),
             cols=int(record.get("cols", 80)),
             closed_reason="host_lost",
@@ -454,13 +456,13 @@ class TerminalManager:
         *,
         name: str,
         command: list[str],
-        process: PtyProcess | None,
+        source: Source | None,
         rows: int,
         cols: int,
         log: OutputLog | None = None,
         closed_reason: str | None = None,
     ) -> TerminalSession:
-        """A session with this server's buffer, history, timeout and clock (``process`` None:
+        """A session with this server's buffer, history, timeout and clock (``source`` None:
         one restored with its process gone)."""
         s = self.settings
         return TerminalSession(
@@ -468,7 +470,7 @@ class TerminalManager:
             user=user,
             name=name,
             command=command,
-            process=process,
+            source=source,
             rows=rows,
             cols=cols,
             buffer=OutputBuffer(s.max_buffer_size, s.max_buffer_bytes),

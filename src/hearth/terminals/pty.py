@@ -123,7 +123,7 @@ class PtyProcess:
         self.exited: asyncio.Future[int] = self._loop.create_future()
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
-        self._fd_closed = False
+        self.fd_closed = False
         self.oom_kills = 0  # processes the session's cgroup killed for memory, as of its exit
 
     @classmethod
@@ -190,7 +190,7 @@ class PtyProcess:
         return cls(popen, master, launch)
 
     def resize(self, rows: int, cols: int) -> None:
-        if not self._fd_closed:
+        if not self.fd_closed:
             set_window_size(self.fd, rows, cols)  # the kernel sends SIGWINCH to the foreground
 
     def write(self, data: bytes) -> int:
@@ -202,8 +202,8 @@ class PtyProcess:
 
     def close_fd(self) -> None:
         """Close the master: the slave side sees a hangup."""
-        if not self._fd_closed:
-            self._fd_closed = True
+        if not self.fd_closed:
+            self.fd_closed = True
             self._loop.remove_reader(self.fd)
             self._loop.remove_writer(self.fd)
             os.close(self.fd)

@@ -1,6 +1,7 @@
-"""A terminal session: a process on a PTY, its output buffer, its history and its viewers.
+"""A terminal session: its source of bytes (a process on a local PTY, or a PTY channel on
+another machine), its output buffer, its history and its viewers.
 
-The PTY is read whether or not anyone watches, straight from the event loop's reader callback.
+The source is read whether or not anyone watches.
 
 Flow control (which viewer holds the shell back, and when the PTY is read) is decided by
 :class:`hearth.terminals.flow.FlowControl`, a pure module; this class applies its decisions: it
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 
 from hearth.contract.terminals import Resized, TerminalInfo, TerminalStatus, ViewerCount
@@ -21,15 +21,13 @@ from hearth.terminals.buffer import OutputBuffer
 from hearth.terminals.flow import FlowControl
 from hearth.terminals.history import EntryType, History
 from hearth.terminals.outlog import OutputLog
-from hearth.terminals.pty import PtyProcess, is_eof
 from hearth.terminals.screen import Screen
+from hearth.terminals.source import Source
 
 __all__ = ["TerminalInfo", "TerminalSession", "TerminalStatus"]
 
 log = logging.getLogger("hearth.terminals")
 
-READ_BYTES = 64 * 1024
-BULK_READ = 2048  # a read this big means output is streaming, not echoing keystrokes
 STALL_TIMEOUT = 2.0
 LOG_FLUSH_DELAY = 0.005  # seconds gathered output may wait for the log when no viewer pulls it
 OOM_CHECK_INTERVAL = 0.5  # seconds between looks at the cgroup's OOM kills, while output flows
@@ -43,7 +41,7 @@ class TerminalSession:
         user: str,
         name: str,
         command: list[str],
-        process: PtyProcess | None,
+        source: Source | None,
         rows: int,
         cols: int,
         buffer: OutputBuffer,
@@ -54,13 +52,13 @@ class TerminalSession:
         log: OutputLog | None = None,
         closed_reason: str | None = None,
     ) -> None:
-        """``process`` None: a session restored from its log with no process left (its host was
-        lost; ``closed_reason`` says so)."""
+        """``source`` None: a session restored from its log with nothing left to read (its
+        host was lost; ``closed_reason`` says so)."""
         self.id = id
         self.user = user
         self.name = name
         self.command = command
-        self.process = process
+        self.source = source
         self.rows = rows
         self.cols = cols
         self.buffer = buffer
@@ -84,19 +82,19 @@ class TerminalSession:
         self._loop = asyncio.get_running_loop()
         self._reading = False
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._pending_input = bytearray()
         self._closing = False
-        if process is None:
+        if source is None:
             self.drained = True
             return
+        source.start(self._on_output)
         self._resume_reading()
-        process.exited.add_done_callback(self._on_process_exit)
+        source.exited.add_done_callback(self._on_exit)
 
     # --- state -----------------------------------------------------------------------------
 
     @property
     def alive(self) -> bool:
-        return self.exit_code is None and self.process is not None
+        return self.exit_code is None and self.source is not None
 
     @property
     def status(self) -> TerminalStatus:
@@ -113,7 +111,7 @@ class TerminalSession:
             id=self.id,
             name=self.name,
             user=self.user,
-            protocol="local",
+            protocol=self.source.protocol if self.source is not None else "local",
             status=self.status,
             alive=self.alive,
             exit_code=self.exit_code,
@@ -179,34 +177,18 @@ class TerminalSession:
             return
         self.touch()
         self.history.add(EntryType.INPUT, self.buffer.end, self.last_activity, data)
-        assert self.process is not None  # alive
-        if self._pending_input:
-            self._pending_input += data
-            return
-        written = self.process.write(data)
-        if written < len(data):
-            self._pending_input += data[written:]
-            self._loop.add_writer(self.process.fd, self._flush_input)
+        assert self.source is not None  # alive
+        self.source.write(data)
 
     @property
     def pending_input(self) -> int:
-        return len(self._pending_input)
-
-    def _flush_input(self) -> None:
-        assert self.process is not None
-        try:
-            written = self.process.write(bytes(self._pending_input))
-        except OSError:
-            written = len(self._pending_input)  # the process is gone; so is its input
-        del self._pending_input[:written]
-        if not self._pending_input:
-            self._loop.remove_writer(self.process.fd)
+        return self.source.pending_input if self.source is not None else 0
 
     def resize(self, rows: int, cols: int, by: int | None = None) -> None:
         """The last resize wins; the other viewers are told."""
         self.rows, self.cols = rows, cols
-        if self.process is not None and self.alive:
-            self.process.resize(rows, cols)
+        if self.source is not None and self.alive:
+            self.source.resize(rows, cols)
         if self.screen is not None:
             self.screen.resize(rows, cols)
         self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), f"resize {cols}x{rows}")
@@ -216,23 +198,8 @@ class TerminalSession:
 
     # --- output ----------------------------------------------------------------------------
 
-    def _on_readable(self) -> None:
-        assert self.process is not None
-        try:
-            data = os.read(self.process.fd, READ_BYTES)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if not is_eof(exc):
-                log.warning("read failed", extra={"session": self.id, "error": str(exc)})
-            self._pause_reading()
-            return
-        if not data:
-            self._pause_reading()
-            return
-        self.bulk = len(data) >= BULK_READ
-        if self.bulk:
-            data = self._read_more(data)
+    def _on_output(self, data: bytes, bulk: bool) -> None:
+        self.bulk = bulk
         self._append(data)
         if self.last_activity - self._oom_checked >= OOM_CHECK_INTERVAL:
             self._check_oom()
@@ -243,25 +210,6 @@ class TerminalSession:
         elif not self.flow.reading:
             self._pause_reading()
             self._restart_stall_timer()
-
-    def _read_more(self, data: bytes) -> bytes:
-        """Streaming output: what else the PTY has now, up to READ_BYTES in all. A PTY hands
-        over at most ~4 KiB a read, and everything after the read (the buffer, the log, the
-        screen model, a frame to each viewer) costs per call: one call for several reads."""
-        assert self.process is not None
-        parts, total = [data], len(data)
-        while total < READ_BYTES:
-            try:
-                more = os.read(self.process.fd, READ_BYTES - total)
-            except OSError:  # nothing yet, or the end: the next wake-up sees it
-                break
-            if not more:
-                break
-            parts.append(more)
-            total += len(more)
-            if len(more) < BULK_READ:
-                break
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _append(self, data: bytes) -> None:
         before = len(self.buffer)
@@ -294,10 +242,7 @@ class TerminalSession:
         """Say in the history when the memory limit killed a process of the session (its shell
         goes on: it prints "Killed", which is the output that brings us here)."""
         self._oom_checked = self.last_activity
-        launch = self.process.launch if self.process is not None else None
-        if launch is None or launch.cgroup is None:
-            return
-        kills = launch.oom_kills()
+        kills = self.source.oom_kills() if self.source is not None else 0
         if kills > self._oom_reported:
             self._oom_reported = kills
             self.history.add(
@@ -308,8 +253,8 @@ class TerminalSession:
             )
 
     def _memory_limit(self) -> str:
-        launch = self.process.launch if self.process is not None else None
-        return f"memory limit ({(launch.memory_limit if launch else 0) >> 20} MiB)"
+        limit = self.source.memory_limit if self.source is not None else 0
+        return f"memory limit ({limit >> 20} MiB)"
 
     def on_progress(self, attachment: Attachment) -> None:
         """An attachment's output was delivered (acked); it may hold again, free the reader."""
@@ -343,36 +288,33 @@ class TerminalSession:
         self._relieve()
 
     def _pause_reading(self) -> None:
-        if self._reading and self.process is not None:
+        if self._reading and self.source is not None:
             self._reading = False
-            self._loop.remove_reader(self.process.fd)
+            self.source.pause_reading()
 
     def _resume_reading(self) -> None:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        if (
-            self.process is not None
-            and not self._reading
-            and not self.drained
-            and not self._closing
-        ):
+        if self.source is not None and not self._reading and not self.drained and not self._closing:
             self._reading = True
-            self._loop.add_reader(self.process.fd, self._on_readable)
+            self.source.resume_reading()
 
     # --- end -------------------------------------------------------------------------------
 
-    def _on_process_exit(self, exited: asyncio.Future[int]) -> None:
+    def _on_exit(self, exited: asyncio.Future[int]) -> None:
         if exited.cancelled():
             return
         self._drain()
         self.exit_code = exited.result()
-        assert self.process is not None
-        if self.process.oom_kills > self._oom_reported:  # the last of it: its shell, likely
-            self.exit_reason = self._memory_limit()
+        assert self.source is not None
         what = f"exited {self.exit_code}"
-        if self.exit_reason:
+        if self.source.oom_kills() > self._oom_reported:  # the last of it: its shell, likely
+            self.exit_reason = self._memory_limit()
             what += f": a process was killed for going over the session's {self.exit_reason}"
+        elif self.source.exit_reason:
+            self.exit_reason = self.source.exit_reason
+            what += f": {self.exit_reason}"
         self.history.add(EntryType.SYSTEM, self.buffer.end, self._clock(), what)
         self.touch()
         log.info("exited", extra={"session": self.id, "exit_code": self.exit_code})
@@ -380,35 +322,27 @@ class TerminalSession:
             a.notify()
 
     def _drain(self) -> None:
-        """Read what the process wrote before it exited, then hang up the PTY."""
-        assert self.process is not None
+        """Take what the source still had when it ended, then hang it up."""
+        assert self.source is not None
         self._pause_reading()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        while not self._closing:
-            try:
-                data = os.read(self.process.fd, READ_BYTES)
-            except OSError:
-                break
-            if not data:
-                break
-            self._append(data)
+        if not self._closing:
+            self.source.drain(lambda data, bulk: self._append(data))
         self.drained = True
         self.flush_log()
-        self.process.close_fd()
 
     async def aclose(self, grace: float) -> None:
-        """Terminate the process session (SIGHUP, grace, SIGKILL, reap) and end every viewer."""
+        """End the source (a process: SIGHUP, grace, SIGKILL, reap) and every viewer."""
         self._closing = True
         self._pause_reading()
         try:
-            if self.process is not None:
-                await asyncio.shield(self.process.terminate(grace))
+            if self.source is not None:
+                await asyncio.shield(self.source.terminate(grace))
         finally:
             self.drained = True
             self.flush_log()
-            self._pending_input.clear()
             for a in list(self.attachments):
                 a.closed = True
                 a.notify()
