@@ -6,6 +6,7 @@ import pytest
 
 from hearth import errors
 from hearth.errors import (
+    BadGateway,
     BadRequest,
     Conflict,
     DownloadFailed,
@@ -19,6 +20,7 @@ from hearth.errors import (
     RequestError,
     SandboxUnavailable,
     ScreenUnavailable,
+    SecretsUnreadable,
     ServiceError,
     SessionClosed,
     Unauthorized,
@@ -37,7 +39,9 @@ TREE = {
     ServiceError: HearthError,
     KernelDied: ServiceError,
     DownloadFailed: ServiceError,
+    BadGateway: ServiceError,
     HostUnavailable: ServiceError,
+    SecretsUnreadable: ServiceError,
     ScreenUnavailable: ServiceError,
     SandboxUnavailable: ServiceError,
     InsufficientStorage: ServiceError,
@@ -65,6 +69,7 @@ def test_the_tree_is_the_one_drawn_in_the_docstring() -> None:
         (LimitReached, 429, 4429),
         (KernelDied, 500, 1011),
         (DownloadFailed, 502, 1011),
+        (BadGateway, 502, 1014),
         (HostUnavailable, 503, 1012),
         (ScreenUnavailable, 503, 1011),
         (InsufficientStorage, 507, 1011),

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # Saved connections (SPEC §11): the key that seals their secrets (32 bytes, base64); unset,
     # it is <data-dir>/connections.key, made on first use. Never shown, logged or compared.
     connection_key: str | None = None
+    # where saved connections may go: host name patterns (fnmatch), matched before connecting
+    connection_allowed_hosts: list[str] = Field(default_factory=lambda: ["*"])
 
     @field_validator("tokens")
     @classmethod

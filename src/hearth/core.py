@@ -37,10 +37,12 @@ class SessionCore:
             store = SqliteStore(self.store_path)
             stack.callback(store.close)
             sealer = Sealer.for_data_dir(self.store_path.parent, self.settings.connection_key)
-            self.connections = Connections(store, sealer)
-            self.terminals = await stack.enter_async_context(
-                TerminalManager(self.settings, store=store, sandbox=self.sandbox)
+            allowed = self.settings.connection_allowed_hosts
+            self.connections = Connections(store, sealer, allowed)
+            manager = TerminalManager(
+                self.settings, store=store, sandbox=self.sandbox, connections=self.connections
             )
+            self.terminals = await stack.enter_async_context(manager)
             self.kernels = await stack.enter_async_context(
                 KernelService(self.settings, store=store, sandbox=self.sandbox)
             )

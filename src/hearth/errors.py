@@ -12,8 +12,10 @@
      └── ServiceError            the world broke something, not the caller (5xx)
           ├── KernelDied         the kernel process died
           ├── DownloadFailed     502: a file of the request could not be fetched
+          ├── BadGateway         502: another machine refused a step (an SSH connection's)
           ├── HostUnavailable    503: the session host can't be reached (retry)
           ├── ScreenUnavailable  503: no screen model (off, or restarting): replay instead
+          ├── SecretsUnreadable  a saved secret the connections key does not open
           ├── SandboxUnavailable the sandbox asked for can't be had on this machine
           └── InsufficientStorage 507: the server's disk is full
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "BadGateway",
     "BadRequest",
     "Conflict",
     "DownloadFailed",
@@ -40,6 +43,7 @@ __all__ = [
     "RequestError",
     "SandboxUnavailable",
     "ScreenUnavailable",
+    "SecretsUnreadable",
     "ServiceError",
     "SessionClosed",
     "Unauthorized",
@@ -113,6 +117,13 @@ class DownloadFailed(ServiceError):
     status_code = 502
 
 
+class BadGateway(ServiceError):
+    """Another machine refused or failed what was asked of it (an SSH connection's step)."""
+
+    status_code = 502
+    close_code = 1014  # "bad gateway"
+
+
 class HostUnavailable(ServiceError):
     """The session host can't be reached: it stopped, or another version of it runs."""
 
@@ -124,6 +135,10 @@ class ScreenUnavailable(ServiceError):
     """No screen model to answer from (it is off, or restarting): replay the output instead."""
 
     status_code = 503
+
+
+class SecretsUnreadable(ServiceError):
+    """A sealed secret that the connections key does not open (the key was replaced or lost)."""
 
 
 class InsufficientStorage(ServiceError):

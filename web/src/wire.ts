@@ -56,4 +56,5 @@ export interface TerminalState {
   output_end: number;
   command?: string[];
   closed_reason?: "host_lost" | null;
+  connection_id?: string | null;
 }

@@ -17,18 +17,12 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hearth.errors import HearthError
+from hearth.errors import SecretsUnreadable
 
-__all__ = ["KEY_FILE", "Sealer", "SecretsUnreadable"]
+__all__ = ["KEY_FILE", "Sealer"]
 
 KEY_FILE = "connections.key"
 _NONCE = 12
-
-
-class SecretsUnreadable(HearthError):
-    """A sealed secret that this key does not open (the key file was replaced or lost)."""
-
-    status_code = 500
 
 
 class Sealer:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import secrets as random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from hearth.connections.sealed import Sealer
@@ -15,21 +17,38 @@ from hearth.contract.connections import (
     PasswordAuth,
     auth_kind,
 )
-from hearth.errors import Conflict, NotFound
+from hearth.errors import BadRequest, Conflict, NotFound
 from hearth.store import SessionStore
 
-__all__ = ["Connections"]
+__all__ = ["Connections", "host_allowed"]
 
 KIND = "connection"
 MAX_PER_USER = 256
 
 
+def host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    """Whether ``connection_allowed_hosts`` lets connections reach ``host``."""
+    return any(fnmatch.fnmatchcase(host.lower(), p.lower()) for p in patterns)
+
+
+def check_host(host: str, patterns: Sequence[str]) -> None:
+    if not host_allowed(host, patterns):
+        raise BadRequest(
+            f"Connections may not reach {host} (the server's connection_allowed_hosts): ask "
+            "its operator, or use another host."
+        )
+
+
 class Connections:
-    def __init__(self, store: SessionStore, sealer: Sealer) -> None:
+    def __init__(
+        self, store: SessionStore, sealer: Sealer, allowed_hosts: Sequence[str] = ("*",)
+    ) -> None:
         self._store = store
         self._sealer = sealer
+        self.allowed_hosts = list(allowed_hosts)
 
     def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo:
+        check_host(spec.host, self.allowed_hosts)
         records = self._store.list(KIND, user)
         if len(records) >= MAX_PER_USER:
             raise Conflict(f"At most {MAX_PER_USER} connections per user: delete one first.")
@@ -63,6 +82,8 @@ class Connections:
 
     def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo:
         record = self._record(user, id)
+        if patch.host is not None:
+            check_host(patch.host, self.allowed_hosts)
         given = patch.model_dump(exclude_unset=True, exclude={"auth"})
         if {"host", "port"} & given.keys() and "host_key" not in given:
             given["host_key"] = None  # another machine: its key is pinned again

@@ -53,6 +53,7 @@ class TerminalSpec:
     env: dict[str, str] = field(default_factory=dict)
     rows: int = 24
     cols: int = 80
+    connection_id: str | None = None  # a saved connection's machine (SPEC §11), else this one
 
 
 class TerminalStatus(StrEnum):
@@ -82,6 +83,7 @@ class TerminalInfo:
     output_end: int
     command: list[str] = field(default_factory=list)
     closed_reason: str | None = None
+    connection_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

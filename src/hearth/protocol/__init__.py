@@ -182,6 +182,9 @@ class TerminalCreate(BaseModel):
     env: dict[EnvName, ProcessText] = Field(default_factory=dict)
     rows: int = Field(24, ge=1, le=1000)
     cols: int = Field(80, ge=1, le=1000)
+    connection_id: str | None = Field(
+        None, pattern=SESSION_ID, description="open it on this saved connection's machine"
+    )
 
 
 class TerminalRename(BaseModel):
@@ -210,6 +213,7 @@ class TerminalState(BaseModel):
     output_end: int
     command: list[str] = Field(default_factory=list)
     closed_reason: Literal["host_lost"] | None = None
+    connection_id: str | None = None  # the saved connection it runs on (protocol "ssh")
 
 
 class TerminalStatusAnswer(BaseModel):

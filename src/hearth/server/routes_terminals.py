@@ -65,6 +65,7 @@ def _build(prefix: str, ws_path: str, include_in_schema: bool) -> APIRouter:
             env=body.env,
             rows=body.rows,
             cols=body.cols,
+            connection_id=body.connection_id,
         )
         return state_of(await manager.create(user, spec))
 

@@ -12,6 +12,7 @@ import logging
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from hearth.config import Settings
+from hearth.connections.service import Connections, check_host
 from hearth.contract.terminals import (
     TerminalInfo,
     TerminalSpec,
@@ -74,8 +76,11 @@ class TerminalManager:
         store: SessionStore | None = None,
         sandbox: Sandbox | None = None,
         clock: Callable[[], float] = time.time,
+        connections: Connections | None = None,
     ) -> None:
         self.settings = settings
+        self.connections = connections
+        self._opening: set[tuple[str, str]] = set()  # SSH sessions being opened
         self.sandbox = sandbox or Sandbox.unconfined(settings)
         self._homes = settings.data_dir.expanduser().resolve() / "homes"
         self._logs = settings.data_dir.expanduser().resolve() / "terminals"
@@ -183,11 +188,13 @@ class TerminalManager:
         id = spec.id if spec.id is not None else self._new_id(user)
         if not valid_session_id(id):
             raise BadRequest(f"Invalid session id {id!r}: use 1–64 characters of A-Z a-z 0-9 _ -.")
-        if (user, id) in self._sessions:
+        if (user, id) in self._sessions or (user, id) in self._opening:
             raise Conflict(
                 f"You already have a terminal session {id!r}; attach to it or pick another id."
             )
         self._check_limits(user)
+        if spec.connection_id is not None:
+            return await self._create_on_connection(user, id, spec)
         command = spec.command or [login_shell()]
         spare = self.spare.take()
         try:
@@ -224,6 +231,60 @@ class TerminalManager:
             raise storage_error(exc) or exc from None
         self._add(session)
         log.info("created", extra={"user": user, "session": id, "pid": process.pid})
+        return session.info()
+
+    async def _create_on_connection(self, user: str, id: str, spec: TerminalSpec) -> TerminalInfo:
+        """A session on a saved connection's machine: the connection opens (every failed step
+        a 502 that names it, nothing left behind), then the session registers as any other."""
+        assert spec.connection_id is not None
+        if self.connections is None:
+            raise BadRequest("This server keeps no connections.")
+        if spec.cwd is not None:
+            raise BadRequest(
+                "cwd is for terminals on this machine: a terminal on a connection starts where "
+                "its login does (give a command that changes directory instead)."
+            )
+        connections = self.connections
+        info, auth = connections.credentials(user, spec.connection_id)
+        check_host(info.host, self.settings.connection_allowed_hosts)  # it may have changed
+        from hearth.connections.ssh import open_terminal  # asyncssh: 0.3 s, at first use
+
+        key = (user, id)
+        self._opening.add(key)
+        try:
+            source = await open_terminal(
+                info,
+                auth,
+                command=shlex.join(spec.command) if spec.command else None,
+                env=spec.env,
+                rows=spec.rows,
+                cols=spec.cols,
+                pin=lambda host_key: connections.pin(user, info.id, host_key),
+            )
+        finally:
+            self._opening.discard(key)
+        session = self._build(
+            user,
+            id,
+            name=spec.name or f"{info.name}",
+            command=list(spec.command or []),
+            source=source,
+            rows=spec.rows,
+            cols=spec.cols,
+            log=self._open_log(user, id),
+            protocol="ssh",
+            connection_id=info.id,
+        )
+        self._number(user)
+        try:
+            self._record(session)
+        except Exception as exc:
+            if session.log is not None:
+                session.log.remove()
+            await session.aclose(self.settings.terminal_kill_grace)
+            raise storage_error(exc) or exc from None
+        self._add(session)
+        log.info("created", extra={"user": user, "session": id, **source.describe()})
         return session.info()
 
     async def ensure(self, user: str, spec: TerminalSpec) -> TerminalInfo:
@@ -368,11 +429,11 @@ class TerminalManager:
 
     def _check_limits(self, user: str) -> None:
         s = self.settings
-        if len(self._sessions) >= s.max_terminals:
+        if len(self._sessions) + len(self._opening) >= s.max_terminals:
             raise LimitReached(
                 f"The server runs its maximum of {s.max_terminals} terminals; close one first."
             )
-        mine = sum(1 for owner, _ in self._sessions if owner == user)
+        mine = sum(1 for owner, _ in [*self._sessions, *self._opening] if owner == user)
         if mine >= s.max_terminals_per_user:
             raise LimitReached(
                 f"You have {mine} terminal sessions, the most allowed "
@@ -431,6 +492,8 @@ class TerminalManager:
             rows=int(record.get("rows", 24)),
             cols=int(record.get("cols", 80)),
             closed_reason="host_lost",
+            protocol=record.get("protocol", "local"),
+            connection_id=record.get("connection_id"),
         )
         start, data = read_log(self._log_dir(user, id))
         buffer, history, now = session.buffer, session.history, self._clock()
@@ -461,6 +524,8 @@ class TerminalManager:
         cols: int,
         log: OutputLog | None = None,
         closed_reason: str | None = None,
+        protocol: str = "local",
+        connection_id: str | None = None,
     ) -> TerminalSession:
         """A session with this server's buffer, history, timeout and clock (``source`` None:
         one restored with its process gone)."""
@@ -480,6 +545,8 @@ class TerminalManager:
             on_buffer_change=self._on_buffer_change,
             log=log,
             closed_reason=closed_reason,
+            protocol=protocol,
+            connection_id=connection_id,
         )
 
     def _add(self, session: TerminalSession) -> None:
@@ -502,6 +569,8 @@ class TerminalManager:
                     "created_at": session.created_at,
                     "rows": session.rows,
                     "cols": session.cols,
+                    "protocol": session.protocol,
+                    "connection_id": session.connection_id,
                 },
             )
 

@@ -51,6 +51,8 @@ class TerminalSession:
         on_buffer_change: Callable[[int], None] = lambda delta: None,
         log: OutputLog | None = None,
         closed_reason: str | None = None,
+        protocol: str = "local",
+        connection_id: str | None = None,
     ) -> None:
         """``source`` None: a session restored from its log with nothing left to read (its
         host was lost; ``closed_reason`` says so)."""
@@ -59,6 +61,8 @@ class TerminalSession:
         self.name = name
         self.command = command
         self.source = source
+        self.protocol = protocol
+        self.connection_id = connection_id
         self.rows = rows
         self.cols = cols
         self.buffer = buffer
@@ -111,7 +115,7 @@ class TerminalSession:
             id=self.id,
             name=self.name,
             user=self.user,
-            protocol=self.source.protocol if self.source is not None else "local",
+            protocol=self.protocol,
             status=self.status,
             alive=self.alive,
             exit_code=self.exit_code,
@@ -125,6 +129,7 @@ class TerminalSession:
             output_end=self.buffer.end,
             command=list(self.command),
             closed_reason=self.closed_reason,
+            connection_id=self.connection_id,
         )
 
     def touch(self) -> None:

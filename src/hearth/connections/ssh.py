@@ -1,0 +1,146 @@
+"""Opening a terminal on a saved connection: an asyncssh connection and a PTY channel, in the
+session host. Nothing of the host user's ``~/.ssh``, agent or Kerberos is used: every option is
+passed. A failed step is a :class:`BadGateway` that names it (and, for a host key, both
+fingerprints), and leaves nothing open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Mapping
+
+from hearth.connections.quiet_asyncssh import asyncssh
+from hearth.contract.connections import ConnectionInfo, KeyAuth, PasswordAuth
+from hearth.errors import BadGateway, BadRequest
+from hearth.terminals.ssh_source import WINDOW, SshSource, TerminalChannel
+
+__all__ = ["open_terminal"]
+
+CONNECT_TIMEOUT = 15.0
+KEEPALIVE_INTERVAL = 15.0  # seconds; three unanswered end the session ("connection lost")
+# AES-GCM first: with AES-NI it costs a tenth of chacha20 per keystroke (docs/design/ssh-client.md)
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
+
+
+class _Client(asyncssh.SSHClient):
+    """Checks the server's key against the connection's pin, and remembers what it saw."""
+
+    def __init__(self, pinned: str | None) -> None:
+        self.pinned = pinned
+        self.seen: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self.seen = key
+        if self.pinned is None:
+            return True  # trust on first use; pinned once the session opens
+        if self.pinned.startswith("SHA256:"):
+            return bool(key.get_fingerprint("sha256") == self.pinned)
+        try:
+            pinned = asyncssh.import_public_key(self.pinned)
+        except (asyncssh.KeyImportError, ValueError):
+            return False
+        return bool(pinned == key)
+
+
+async def open_terminal(
+    info: ConnectionInfo,
+    auth: PasswordAuth | KeyAuth | None,
+    *,
+    command: str | None,
+    env: Mapping[str, str],
+    rows: int,
+    cols: int,
+    pin: Callable[[str], None],
+) -> SshSource:
+    """A PTY channel on ``info``'s machine (its login shell, or ``command``); ``pin(key)`` is
+    called with the server's public key when the connection had none pinned."""
+    where = f"{info.username}@{info.host}:{info.port}"
+    client = _Client(info.host_key)
+    options = asyncssh.SSHClientConnectionOptions(
+        username=info.username,
+        password=auth.password if isinstance(auth, PasswordAuth) else None,
+        client_keys=[_private_key(auth)] if isinstance(auth, KeyAuth) else None,
+        known_hosts=([], [], []),  # every key goes through _Client.validate_host_public_key
+        config=[],
+        agent_path=None,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        gss_auth=False,
+        gss_kex=False,
+        kbdint_auth=False,
+        connect_timeout=CONNECT_TIMEOUT,
+        login_timeout=CONNECT_TIMEOUT,
+        keepalive_interval=KEEPALIVE_INTERVAL,
+        keepalive_count_max=3,
+        encryption_algs=CIPHERS,
+    )
+    try:
+        connection = await asyncssh.connect(
+            info.host, info.port, client_factory=lambda: client, options=options
+        )
+    except Exception as exc:
+        raise _failed(exc, where, client) from None
+    try:
+        channel, session = await connection.create_session(
+            TerminalChannel,
+            command,
+            term_type="xterm-256color",
+            term_size=(cols, rows),
+            env={k.encode(): v.encode() for k, v in env.items()},
+            encoding=None,
+            window=WINDOW,
+        )
+    except BaseException as exc:
+        connection.abort()
+        if isinstance(exc, Exception):
+            raise _failed(exc, where, client) from None
+        raise
+    if info.host_key is None and client.seen is not None:
+        pin(client.seen.export_public_key().decode().strip())
+    assert isinstance(session, TerminalChannel)
+    return SshSource(connection, channel, session, where)
+
+
+def _private_key(auth: KeyAuth) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.import_private_key(auth.private_key, auth.passphrase)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
+        raise BadRequest(
+            f"The connection's private key can't be read ({exc}): set it again with PATCH, "
+            "with its passphrase if it has one."
+        ) from None
+
+
+def _failed(exc: Exception, where: str, client: _Client) -> BadGateway | BadRequest:
+    """The step that failed, said so that the user knows what to fix."""
+    if isinstance(exc, BadRequest):
+        return exc
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        got = client.seen.get_fingerprint("sha256") if client.seen is not None else "none"
+        pinned = client.pinned or ""
+        if not pinned.startswith("SHA256:"):
+            try:
+                pinned = asyncssh.import_public_key(pinned).get_fingerprint("sha256")
+            except (asyncssh.KeyImportError, ValueError):
+                pinned = "an unreadable key"
+        return BadGateway(
+            f"Host key of {where} does not match the connection's: pinned {pinned}, got {got}. "
+            "If the server's key changed on purpose, PATCH the connection's host_key (or set "
+            "it to null to pin the next one)."
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return BadGateway(f"Authentication failed on {where}: check the password or the key.")
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return BadGateway(f"{where} refused a terminal: {exc.reason}")
+    if isinstance(exc, asyncssh.DisconnectError):
+        return BadGateway(f"{where} ended the connection: {exc.reason}")
+    if isinstance(exc, socket.gaierror):
+        return BadGateway(f"Cannot resolve the host of {where}: {exc.strerror or exc}")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return BadGateway(f"No SSH answer from {where} within {CONNECT_TIMEOUT:g} s.")
+    if isinstance(exc, OSError):
+        return BadGateway(f"Cannot reach {where}: {exc.strerror or exc}")
+    return BadGateway(f"Cannot open a terminal on {where}: {type(exc).__name__}: {exc}")

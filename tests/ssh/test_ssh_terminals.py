@@ -1,0 +1,180 @@
+"""Terminals on a saved connection (SPEC §11), against a real sshd on 127.0.0.1: the session is
+like any other, and every failed step at create is a 502 that names it and leaves nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from tests.conftest import ALICE, BOB, RunningServer
+from tests.server.termclient import TermClient
+from tests.ssh.sshd import Sshd
+
+CONNECTIONS = "/api/v1/connections"
+TERMINALS = "/api/v1/terminal/sessions"
+
+
+def rest(server: RunningServer, token: str = ALICE) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+async def saved(server: RunningServer, sshd: Sshd, **fields: Any) -> dict[str, Any]:
+    body = {
+        "id": "box",
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.password_user,
+        "auth": {"password": sshd.password},
+        **fields,
+    }
+    async with rest(server) as c:
+        r = await c.post(CONNECTIONS, json=body)
+    assert r.status_code == 201, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def open_terminal(server: RunningServer, **fields: Any) -> httpx.Response:
+    async with rest(server) as c:
+        return await c.post(TERMINALS, json={"connection_id": "box", **fields})
+
+
+async def test_a_terminal_on_a_connection_runs_there_and_pins_the_host_key(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    made = await open_terminal(server, id="remote")
+    assert made.status_code == 201, made.text
+    info = made.json()
+    assert info["protocol"] == "ssh" and info["connection_id"] == "box" and info["alive"]
+    t = await TermClient.connect(server.ws_url, "remote", ALICE)
+    await t.send(b"echo I am $(whoami) $((6*7))\n")
+    await t.read_until(f"I am {sshd.password_user} 42".encode())
+    async with rest(server) as c:
+        pinned = (await c.get(f"{CONNECTIONS}/box")).json()["host_key"]
+    assert pinned.split()[:2] == sshd.host_key.split()[:2]  # trusted on first use, then pinned
+    await t.send(b"exit 7\n")
+    exit = await t.frame("exit")
+    assert exit["exit_code"] == 7 and not exit.get("reason")
+    await t.close()
+
+
+async def test_a_key_login_with_the_size_asked_and_resizes_seen_remotely(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(
+        server,
+        sshd,
+        username=sshd.key_user,
+        auth={"private_key": sshd.private_key},
+        host_key=sshd.host_key_fingerprint,
+    )
+    assert (await open_terminal(server, id="sized", rows=30, cols=100)).status_code == 201
+    t = await TermClient.connect(server.ws_url, "sized", ALICE)
+    await t.send(b"stty size\n")
+    await t.read_until(b"30 100")
+    await t.send('{"type": "resize", "rows": 40, "cols": 132}')
+    await t.send(b"stty size\n")
+    await t.read_until(b"40 132")
+    await t.close()
+
+
+async def test_output_made_while_away_is_resumed_exactly(server: RunningServer, sshd: Sshd) -> None:
+    await saved(server, sshd)
+    assert (await open_terminal(server, id="away")).status_code == 201
+    t = await TermClient.connect(server.ws_url, "away", ALICE)
+    await t.send(b"sleep 0.5; seq 1 500; echo DO''NE\n")
+    await t.read_until(b"sleep 0.5")
+    seen = t.next_offset
+    await t.close()  # cut before the output comes
+    async with rest(server) as c:
+        deadline = time.monotonic() + 15
+        while b"DONE" not in (await c.get(f"{TERMINALS}/away/history")).content:
+            assert time.monotonic() < deadline, "no output while away"
+            await asyncio.sleep(0.05)
+    again = await TermClient.connect(server.ws_url, "away", ALICE, reconnect="true", since=seen)
+    text = (await again.read_until(b"DONE\r\n")).decode()
+    numbers = [int(line) for line in text.split("\r\n") if line.isdigit()]
+    assert numbers == list(range(1, 501))  # nothing lost, nothing twice
+    await again.close()
+
+
+async def test_a_killed_server_ends_the_session_with_the_reason(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    assert (await open_terminal(server, id="doomed")).status_code == 201
+    t = await TermClient.connect(server.ws_url, "doomed", ALICE)
+    await t.send(b"echo up-$((1+1))\n")
+    await t.read_until(b"up-2")
+    sshd.kill_all()
+    exit = await t.frame("exit")
+    assert exit["reason"].startswith("connection lost"), exit
+    async with rest(server) as c:
+        info = (await c.get(f"{TERMINALS}/doomed")).json()
+    assert not info["alive"] and info["protocol"] == "ssh"
+
+
+async def failed_create(server: RunningServer) -> str:
+    made = await open_terminal(server, id="never")
+    assert made.status_code == 502, made.text
+    async with rest(server) as c:
+        assert (await c.get(f"{TERMINALS}/never")).status_code == 404  # nothing left behind
+        assert (await c.get(TERMINALS)).json() == []
+    detail: str = made.json()["detail"]
+    return detail
+
+
+async def test_a_wrong_password_is_a_502_that_says_so(server: RunningServer, sshd: Sshd) -> None:
+    await saved(server, sshd, auth={"password": "not-" + sshd.password})
+    detail = await failed_create(server)
+    assert "Authentication failed" in detail and sshd.password not in detail
+
+
+async def test_a_changed_host_key_is_refused_naming_both_fingerprints(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    old = sshd.host_key_fingerprint
+    await saved(server, sshd, host_key=sshd.host_key)
+    sshd.restart_with_new_host_key()
+    detail = await failed_create(server)
+    assert f"pinned {old}" in detail and f"got {sshd.host_key_fingerprint}" in detail
+
+
+async def test_an_unknown_host_and_a_closed_port_are_502s(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd, host="no-such-host.invalid")
+    assert "Cannot resolve" in await failed_create(server)
+    async with rest(server) as c:
+        assert (
+            await c.patch(f"{CONNECTIONS}/box", json={"host": "127.0.0.1", "port": 1})
+        ).status_code == 200
+    assert "Cannot reach" in await failed_create(server)
+
+
+async def test_another_users_connection_and_sessions_look_missing(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    assert (await open_terminal(server, id="mine")).status_code == 201
+    async with rest(server, BOB) as bob:
+        made = await bob.post(TERMINALS, json={"connection_id": "box"})
+        assert made.status_code == 404
+        assert (await bob.get(f"{TERMINALS}/mine")).status_code == 404
+
+
+async def test_connections_reach_only_the_allowed_hosts(make_server: Any, sshd: Sshd) -> None:
+    server = make_server(connection_allowed_hosts=["*.example.com"])
+    async with rest(server) as c:
+        body = {"host": sshd.host, "port": sshd.port, "username": "u"}
+        refused = await c.post(CONNECTIONS, json=body)
+        assert refused.status_code == 400 and "connection_allowed_hosts" in refused.text
+        assert (
+            await c.post(CONNECTIONS, json={**body, "host": "db.example.com"})
+        ).status_code == 201
