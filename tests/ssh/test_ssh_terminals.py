@@ -178,3 +178,37 @@ async def test_connections_reach_only_the_allowed_hosts(make_server: Any, sshd: 
         assert (
             await c.post(CONNECTIONS, json={**body, "host": "db.example.com"})
         ).status_code == 201
+
+
+async def probe_of(server: RunningServer) -> dict[str, Any]:
+    async with rest(server) as c:
+        r = await c.post(f"{CONNECTIONS}/box/test")
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def test_a_test_answers_the_key_and_whether_the_login_works(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    first = await probe_of(server)
+    assert first["fingerprint"] == sshd.host_key_fingerprint
+    assert first["host_key_matches"] is None and first["authenticated"] is True
+    async with rest(server) as c:
+        await c.patch(f"{CONNECTIONS}/box", json={"auth": {"password": "wrong"}})
+        await c.patch(f"{CONNECTIONS}/box", json={"host_key": sshd.host_key_fingerprint})
+    refused = await probe_of(server)
+    assert refused["host_key_matches"] is True and refused["authenticated"] is False
+    assert "Authentication failed" in refused["detail"]
+    sshd.restart_with_new_host_key()
+    changed = await probe_of(server)
+    assert changed["host_key_matches"] is False and changed["authenticated"] is None
+    assert changed["fingerprint"] == sshd.host_key_fingerprint
+
+
+async def test_a_test_of_an_unreachable_server_is_a_502(server: RunningServer, sshd: Sshd) -> None:
+    await saved(server, sshd, port=1)
+    async with rest(server) as c:
+        r = await c.post(f"{CONNECTIONS}/box/test")
+    assert r.status_code == 502 and "Cannot reach" in r.json()["detail"]

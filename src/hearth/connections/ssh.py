@@ -11,11 +11,11 @@ import socket
 from collections.abc import Callable, Mapping
 
 from hearth.connections.quiet_asyncssh import asyncssh
-from hearth.contract.connections import ConnectionInfo, KeyAuth, PasswordAuth
+from hearth.contract.connections import ConnectionInfo, ConnectionTest, KeyAuth, PasswordAuth
 from hearth.errors import BadGateway, BadRequest
 from hearth.terminals.ssh_source import WINDOW, SshSource, TerminalChannel
 
-__all__ = ["open_terminal"]
+__all__ = ["open_terminal", "probe"]
 
 CONNECT_TIMEOUT = 15.0
 KEEPALIVE_INTERVAL = 15.0  # seconds; three unanswered end the session ("connection lost")
@@ -45,21 +45,10 @@ class _Client(asyncssh.SSHClient):
         return bool(pinned == key)
 
 
-async def open_terminal(
-    info: ConnectionInfo,
-    auth: PasswordAuth | KeyAuth | None,
-    *,
-    command: str | None,
-    env: Mapping[str, str],
-    rows: int,
-    cols: int,
-    pin: Callable[[str], None],
-) -> SshSource:
-    """A PTY channel on ``info``'s machine (its login shell, or ``command``); ``pin(key)`` is
-    called with the server's public key when the connection had none pinned."""
-    where = f"{info.username}@{info.host}:{info.port}"
-    client = _Client(info.host_key)
-    options = asyncssh.SSHClientConnectionOptions(
+def _options(
+    info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None
+) -> asyncssh.SSHClientConnectionOptions:
+    return asyncssh.SSHClientConnectionOptions(
         username=info.username,
         password=auth.password if isinstance(auth, PasswordAuth) else None,
         client_keys=[_private_key(auth)] if isinstance(auth, KeyAuth) else None,
@@ -77,9 +66,58 @@ async def open_terminal(
         keepalive_count_max=3,
         encryption_algs=CIPHERS,
     )
+
+
+async def probe(info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None) -> ConnectionTest:
+    """Connect and log in, then hang up: what ``…/connections/{id}/test`` answers."""
+    where = f"{info.username}@{info.host}:{info.port}"
+    client = _Client(info.host_key)
+    matches: bool | None = None if info.host_key is None else True  # None: nothing pinned yet
+    authenticated: bool | None = True
+    detail = None
     try:
         connection = await asyncssh.connect(
-            info.host, info.port, client_factory=lambda: client, options=options
+            info.host, info.port, client_factory=lambda: client, options=_options(info, auth)
+        )
+    except (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied) as exc:
+        if client.seen is None:
+            raise _failed(exc, where, client) from None
+        detail = _failed(exc, where, client).message
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            matches, authenticated = False, None  # no credentials for a server not trusted
+        else:
+            authenticated = False
+    except Exception as exc:
+        raise _failed(exc, where, client) from None
+    else:
+        connection.close()
+    assert client.seen is not None
+    return ConnectionTest(
+        host_key=client.seen.export_public_key().decode().strip(),
+        fingerprint=client.seen.get_fingerprint("sha256"),
+        host_key_matches=matches,
+        authenticated=authenticated,
+        detail=detail,
+    )
+
+
+async def open_terminal(
+    info: ConnectionInfo,
+    auth: PasswordAuth | KeyAuth | None,
+    *,
+    command: str | None,
+    env: Mapping[str, str],
+    rows: int,
+    cols: int,
+    pin: Callable[[str], None],
+) -> SshSource:
+    """A PTY channel on ``info``'s machine (its login shell, or ``command``); ``pin(key)`` is
+    called with the server's public key when the connection had none pinned."""
+    where = f"{info.username}@{info.host}:{info.port}"
+    client = _Client(info.host_key)
+    try:
+        connection = await asyncssh.connect(
+            info.host, info.port, client_factory=lambda: client, options=_options(info, auth)
         )
     except Exception as exc:
         raise _failed(exc, where, client) from None

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol, Self
 
-from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
+from hearth.contract.connections import (
+    ConnectionInfo,
+    ConnectionPatch,
+    ConnectionSpec,
+    ConnectionTest,
+)
 from hearth.contract.terminals import Event, TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
@@ -153,3 +158,4 @@ class ConnectionsAPI(Protocol):
     async def get(self, user: str, id: str) -> ConnectionInfo: ...
     async def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo: ...
     async def delete(self, user: str, id: str) -> None: ...
+    async def test(self, user: str, id: str) -> ConnectionTest: ...

@@ -17,7 +17,12 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, field_serializer
 
-from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
+from hearth.contract.connections import (
+    ConnectionInfo,
+    ConnectionPatch,
+    ConnectionSpec,
+    ConnectionTest,
+)
 from hearth.contract.terminals import TerminalInfo, TerminalSocket, TerminalSpec
 from hearth.protocol import HistoryEntry
 from hearth.protocol.kernels import KernelState
@@ -322,6 +327,9 @@ CONNECTIONS_LIST: Call[UserArgs, list[ConnectionInfo]] = Call(
 CONNECTIONS_GET = Call("connections.get", ConnectionArgs, _CONNECTION, ordered=True)
 CONNECTIONS_CHANGE = Call("connections.change", ChangeConnection, _CONNECTION, ordered=True)
 CONNECTIONS_DELETE = Call("connections.delete", ConnectionArgs, _NONE, ordered=True)
+CONNECTIONS_TEST: Call[ConnectionArgs, ConnectionTest] = Call(
+    "connections.test", ConnectionArgs, _answer(ConnectionTest), ordered=False
+)
 
 # websockets handed to the host: the stream ends when the socket does
 SOCKETS_TERMINAL = Call(

@@ -11,6 +11,7 @@ __all__ = [
     "ConnectionInfo",
     "ConnectionPatch",
     "ConnectionSpec",
+    "ConnectionTest",
     "KeyAuth",
     "PasswordAuth",
     "auth_kind",
@@ -79,6 +80,17 @@ class ConnectionInfo(_Model):
     host_key: str | None  # given, or pinned at the first connect
     created_at: float
     updated_at: float
+
+
+class ConnectionTest(_Model):
+    """What ``POST …/connections/{id}/test`` found: the server's key, and whether the login
+    works. Credentials are offered only to a server whose key matches the pinned one."""
+
+    host_key: str  # the key the server presented, as in known_hosts
+    fingerprint: str  # its SHA256 fingerprint
+    host_key_matches: bool | None  # None: nothing pinned yet (the first terminal pins it)
+    authenticated: bool | None  # None: not tried (the key did not match)
+    detail: str | None = None  # what failed, when something did
 
 
 def auth_kind(auth: Auth | None) -> Literal["password", "private_key", "none"]:

@@ -13,7 +13,12 @@ from typing import Any, Self
 
 from hearth.connections.service import Connections
 from hearth.contract.api import ConnectionsAPI, KernelsAPI, TerminalsAPI
-from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
+from hearth.contract.connections import (
+    ConnectionInfo,
+    ConnectionPatch,
+    ConnectionSpec,
+    ConnectionTest,
+)
 from hearth.contract.terminals import Event, Refused, TerminalInfo, TerminalSpec
 from hearth.errors import HearthError
 from hearth.kernels.beneath import FileStream
@@ -279,6 +284,12 @@ class LocalConnections:
 
     async def delete(self, user: str, id: str) -> None:
         self.connections.delete(user, id)
+
+    async def test(self, user: str, id: str) -> ConnectionTest:
+        from hearth.connections.ssh import probe  # asyncssh: 0.3 s, at first use
+
+        info, auth = self.connections.credentials(user, id)
+        return await probe(info, auth)
 
 
 def _satisfies(

@@ -25,7 +25,12 @@ from hearth import __version__
 from hearth.contract import calls, wire
 from hearth.contract.api import ConnectionsAPI, KernelsAPI, SocketsAPI, TerminalsAPI
 from hearth.contract.calls import Attached, Call, FileHead, Stream
-from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
+from hearth.contract.connections import (
+    ConnectionInfo,
+    ConnectionPatch,
+    ConnectionSpec,
+    ConnectionTest,
+)
 from hearth.contract.framing import FrameProtocol
 from hearth.contract.streams import ACK_STEP, Credit, Inbox
 from hearth.contract.terminals import Event, Output, TerminalInfo, TerminalSocket, TerminalSpec
@@ -502,6 +507,10 @@ class RemoteConnections:
     async def delete(self, user: str, id: str) -> None:
         args = calls.ConnectionArgs(user=user, id=id)
         await self._client.call(calls.CONNECTIONS_DELETE, args)
+
+    async def test(self, user: str, id: str) -> ConnectionTest:
+        args = calls.ConnectionArgs(user=user, id=id)
+        return await self._client.call(calls.CONNECTIONS_TEST, args)
 
 
 class RemoteSockets:

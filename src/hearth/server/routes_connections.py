@@ -11,7 +11,12 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from hearth.contract.api import ConnectionsAPI
-from hearth.contract.connections import ConnectionInfo, ConnectionPatch, ConnectionSpec
+from hearth.contract.connections import (
+    ConnectionInfo,
+    ConnectionPatch,
+    ConnectionSpec,
+    ConnectionTest,
+)
 from hearth.server.auth import CurrentUser
 from hearth.server.validation import ValidatedRoute
 
@@ -75,3 +80,9 @@ async def change(
 async def delete(id: ConnectionId, user: CurrentUser, connections: Connections) -> Response:
     await connections.delete(user, id)
     return Response(status_code=204)
+
+
+@router.post("/{id}/test")
+async def test(id: ConnectionId, user: CurrentUser, connections: Connections) -> ConnectionTest:
+    """Connect: the server's key, and whether the login works (a 502 if it can't be reached)."""
+    return await connections.test(user, id)
