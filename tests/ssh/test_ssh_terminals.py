@@ -212,3 +212,77 @@ async def test_a_test_of_an_unreachable_server_is_a_502(server: RunningServer, s
     async with rest(server) as c:
         r = await c.post(f"{CONNECTIONS}/box/test")
     assert r.status_code == 502 and "Cannot reach" in r.json()["detail"]
+
+
+CURSES = """
+import curses, time
+def main(w):
+    w.addstr(0, 0, "TOP LEFT")
+    w.addstr(23, 0, "READY")
+    w.refresh()
+    time.sleep(600)
+curses.wrapper(main)
+"""
+
+
+async def test_the_screen_of_a_remote_full_screen_program_is_restored(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    made = await open_terminal(server, id="full", command=["/usr/bin/python3", "-c", CURSES])
+    assert made.status_code == 201, made.text
+    t = await TermClient.connect(server.ws_url, "full", ALICE, reconnect="true")
+    await t.read_until(b"READY")
+    await t.close()
+    again = await TermClient.connect(
+        server.ws_url, "full", ALICE, reconnect="true", restore="screen", rows=24, cols=80
+    )
+    screen = await again.frame("screen")
+    assert screen["alternate"] is True
+    assert "TOP LEFT" in screen["data"] and "READY" in screen["data"]
+    await again.close()
+
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.005; done"
+
+
+async def test_a_restart_of_the_web_server_mid_stream_loses_and_repeats_nothing(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    made = await open_terminal(server, id="count", command=["sh", "-c", COUNTER])
+    assert made.status_code == 201, made.text
+    t = await TermClient.connect(server.ws_url, "count", ALICE, reconnect="true", since=0)
+    await t.read_until(b"\r\n200\r\n")
+    await t.close()
+    end = t.next_offset
+    await asyncio.to_thread(server.restart_web)  # the host keeps the SSH connection
+    again = await TermClient.connect(server.ws_url, "count", ALICE, reconnect="true", since=end)
+    await again.read_until(b"\r\n400\r\n")
+    numbers = [int(n) for n in (bytes(t.output) + bytes(again.output)).decode().split()]
+    assert numbers[: numbers.index(400) + 1] == list(range(1, 401))
+    await again.close()
+
+
+async def test_no_process_of_a_users_local_terminal_can_read_the_secrets(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(server, sshd)
+    assert (await open_terminal(server, id="in-use")).status_code == 201  # the host holds them
+    async with rest(server) as c:
+        local = await c.post(TERMINALS, json={"id": "local", "command": ["/bin/sh"]})
+    assert local.status_code == 201
+    t = await TermClient.connect(server.ws_url, "local", ALICE)
+    # the password reversed, so that it is in no command line of the search itself
+    hidden = sshd.password[::-1]
+    await t.send(f"printf %s '{hidden}' | rev > /tmp/pw; echo >> /tmp/pw\n".encode())
+    data_dir = server.settings.data_dir
+    await t.send(
+        "n=$(grep -rslF -f /tmp/pw /proc/[0-9]*/environ /proc/[0-9]*/cmdline "
+        f"{data_dir} 2>/dev/null | wc -l); echo result-$((n + 1000))\n".encode()
+    )
+    await t.read_until(b"result-1", timeout=30)
+    await t.read_until(b"\r\n", timeout=5)
+    found = bytes(t.output).decode().rsplit("result-", 1)[1].split()[0]
+    assert found == "1000", f"{int(found) - 1000} places can read the password"
+    await t.close()
