@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hearth.contract.connections import OperatorConnection
+
 __all__ = ["Settings", "default_data_dir", "load_settings"]
 
 
@@ -96,6 +98,8 @@ class Settings(BaseSettings):
     connection_key: str | None = None
     # where saved connections may go: host name patterns (fnmatch), matched before connecting
     connection_allowed_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    # the operator's connections, for the users each names ([[connections]] in the file)
+    connections: list[OperatorConnection] = Field(default_factory=list)
 
     @field_validator("tokens")
     @classmethod
@@ -119,7 +123,8 @@ class Settings(BaseSettings):
         return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
     def __repr__(self) -> str:
-        shown = self.model_dump(exclude={"tokens", "connection_key"})
+        shown = self.model_dump(exclude={"tokens", "connection_key", "connections"})
+        shown["connections"] = [c.id for c in self.connections]
         shown["tokens"] = f"<{len(self.tokens)} configured>"
         shown["connection_key"] = "<set>" if self.connection_key else None
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"

@@ -37,8 +37,10 @@ class SessionCore:
             store = SqliteStore(self.store_path)
             stack.callback(store.close)
             sealer = Sealer.for_data_dir(self.store_path.parent, self.settings.connection_key)
-            allowed = self.settings.connection_allowed_hosts
-            self.connections = Connections(store, sealer, allowed)
+            s = self.settings
+            self.connections = Connections(
+                store, sealer, s.connection_allowed_hosts, operator=s.connections
+            )
             manager = TerminalManager(
                 self.settings, store=store, sandbox=self.sandbox, connections=self.connections
             )

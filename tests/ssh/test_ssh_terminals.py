@@ -286,3 +286,38 @@ async def test_no_process_of_a_users_local_terminal_can_read_the_secrets(
     found = bytes(t.output).decode().rsplit("result-", 1)[1].split()[0]
     assert found == "1000", f"{int(found) - 1000} places can read the password"
     await t.close()
+
+
+async def test_the_operators_connection_serves_the_users_it_names_without_its_secret(
+    make_server: Any, sshd: Sshd, tmp_path: Any
+) -> None:
+    key = tmp_path / "operator-key"
+    key.write_text(sshd.private_key)
+    key.chmod(0o600)
+    shared = {
+        "id": "shared",
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.key_user,
+        "private_key_file": str(key),
+        "host_key": sshd.host_key,
+        "users": ["alice"],
+    }
+    server = make_server(connections=[shared])
+    async with rest(server) as c:
+        [listed] = (await c.get(CONNECTIONS)).json()
+        assert listed["shared"] is True and listed["auth"] == "private_key"
+        assert "BEGIN" not in (await c.get(f"{CONNECTIONS}/shared")).text
+        assert (await c.patch(f"{CONNECTIONS}/shared", json={"name": "x"})).status_code == 409
+        assert (await c.delete(f"{CONNECTIONS}/shared")).status_code == 409
+        made = await c.post(TERMINALS, json={"id": "op", "connection_id": "shared"})
+        assert made.status_code == 201, made.text
+    t = await TermClient.connect(server.ws_url, "op", ALICE)
+    await t.send(b"echo I am $(whoami)\n")
+    await t.read_until(f"I am {sshd.key_user}".encode())
+    await t.close()
+    async with rest(server, BOB) as bob:
+        assert (await bob.get(CONNECTIONS)).json() == []
+        assert (await bob.get(f"{CONNECTIONS}/shared")).status_code == 404
+        refused = await bob.post(TERMINALS, json={"connection_id": "shared"})
+        assert refused.status_code == 404

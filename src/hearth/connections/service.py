@@ -6,7 +6,7 @@ import fnmatch
 import secrets as random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from hearth.connections.sealed import Sealer
 from hearth.contract.connections import (
@@ -14,10 +14,11 @@ from hearth.contract.connections import (
     ConnectionPatch,
     ConnectionSpec,
     KeyAuth,
+    OperatorConnection,
     PasswordAuth,
     auth_kind,
 )
-from hearth.errors import BadRequest, Conflict, NotFound
+from hearth.errors import BadRequest, Conflict, NotFound, ServiceError
 from hearth.store import SessionStore
 
 __all__ = ["Connections", "host_allowed"]
@@ -40,12 +41,20 @@ def check_host(host: str, patterns: Sequence[str]) -> None:
 
 
 class Connections:
+    """A user's own connections (in the store) and the operator's for them (in the settings)."""
+
     def __init__(
-        self, store: SessionStore, sealer: Sealer, allowed_hosts: Sequence[str] = ("*",)
+        self,
+        store: SessionStore,
+        sealer: Sealer,
+        allowed_hosts: Sequence[str] = ("*",),
+        operator: Sequence[OperatorConnection] = (),
     ) -> None:
         self._store = store
         self._sealer = sealer
         self.allowed_hosts = list(allowed_hosts)
+        self._operator = {c.id: c for c in operator}
+        self._started = time.time()
 
     def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo:
         check_host(spec.host, self.allowed_hosts)
@@ -53,7 +62,7 @@ class Connections:
         if len(records) >= MAX_PER_USER:
             raise Conflict(f"At most {MAX_PER_USER} connections per user: delete one first.")
         id = spec.id or f"c-{random.token_hex(6)}"
-        if self._store.get(KIND, user, id) is not None:
+        if self._store.get(KIND, user, id) is not None or self._shared(user, id) is not None:
             raise Conflict(f"A connection {id!r} exists already: PATCH it, or pick another id.")
         now = time.time()
         record: dict[str, Any] = {
@@ -74,13 +83,17 @@ class Connections:
         return _info(record)
 
     def list_connections(self, user: str) -> list[ConnectionInfo]:
+        shared = [self._shared_info(c) for c in self._operator.values() if user in c.users]
         records = sorted(self._store.list(KIND, user), key=lambda r: r["created_at"])
-        return [_info(r) for r in records]
+        return [*shared, *(_info(r) for r in records)]
 
     def get(self, user: str, id: str) -> ConnectionInfo:
+        if (shared := self._shared(user, id)) is not None:
+            return self._shared_info(shared)
         return _info(self._record(user, id))
 
     def change(self, user: str, id: str, patch: ConnectionPatch) -> ConnectionInfo:
+        self._refuse_shared(user, id)
         record = self._record(user, id)
         if patch.host is not None:
             check_host(patch.host, self.allowed_hosts)
@@ -98,6 +111,7 @@ class Connections:
         return _info(record)
 
     def delete(self, user: str, id: str) -> None:
+        self._refuse_shared(user, id)
         self._record(user, id)
         self._store.delete(KIND, user, id)
 
@@ -111,6 +125,8 @@ class Connections:
         self, user: str, id: str
     ) -> tuple[ConnectionInfo, PasswordAuth | KeyAuth | None]:
         """The connection and its opened secrets: for the SSH client in this process only."""
+        if (shared := self._shared(user, id)) is not None:
+            return self._shared_info(shared), _operator_auth(shared)
         record = self._record(user, id)
         sealed = record.get("sealed")
         if sealed is None:
@@ -119,11 +135,56 @@ class Connections:
         auth = PasswordAuth(**opened) if "password" in opened else KeyAuth(**opened)
         return _info(record), auth
 
+    def _shared(self, user: str, id: str) -> OperatorConnection | None:
+        connection = self._operator.get(id)
+        return connection if connection is not None and user in connection.users else None
+
+    def _shared_info(self, c: OperatorConnection) -> ConnectionInfo:
+        auth: Literal["password", "private_key", "none"] = (
+            "password" if c.password else "private_key" if c.private_key_file else "none"
+        )
+        return ConnectionInfo(
+            id=c.id,
+            name=c.name or f"{c.username}@{c.host}",
+            protocol="ssh",
+            host=c.host,
+            port=c.port,
+            username=c.username,
+            auth=auth,
+            host_key=c.host_key,
+            created_at=self._started,
+            updated_at=self._started,
+            shared=True,
+        )
+
+    def _refuse_shared(self, user: str, id: str) -> None:
+        if self._shared(user, id) is not None:
+            raise Conflict(
+                f"Connection {id!r} is the operator's (the server's config file): only they "
+                "can change it."
+            )
+
     def _record(self, user: str, id: str) -> dict[str, Any]:
         record = self._store.get(KIND, user, id)
         if record is None:
             raise NotFound(f"No connection {id!r}.")
         return record
+
+
+def _operator_auth(c: OperatorConnection) -> PasswordAuth | KeyAuth | None:
+    if c.password is not None:
+        return PasswordAuth(password=c.password)
+    if c.private_key_file is None:
+        return None
+    try:
+        with open(c.private_key_file) as f:
+            key = f.read()
+    except OSError as exc:
+        raise ServiceError(
+            f"The key file of connection {c.id!r} can't be read by the session host "
+            f"({exc.strerror}): tell the server's operator."
+        ) from None
+    return KeyAuth(private_key=key, passphrase=c.passphrase)
 
 
 def _bound(user: str, id: str) -> str:

@@ -13,6 +13,7 @@ __all__ = [
     "ConnectionSpec",
     "ConnectionTest",
     "KeyAuth",
+    "OperatorConnection",
     "PasswordAuth",
     "auth_kind",
 ]
@@ -69,6 +70,29 @@ class ConnectionPatch(_Model):
         return self
 
 
+class OperatorConnection(_Model):
+    """A connection the operator defines in the config file (``[[connections]]``) for the users
+    it names: they open terminals on it and never see its credentials. Its host key is given:
+    the users can't check a first one."""
+
+    id: str = Field(pattern=_ID)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    host: str = Field(pattern=_HOST)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[^\s:@/]+$")
+    password: str | None = Field(default=None, min_length=1)
+    private_key_file: str | None = None  # read by the session host at each connect
+    passphrase: str | None = None
+    host_key: str = Field(min_length=1, max_length=16384)
+    users: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> OperatorConnection:
+        if self.password is not None and self.private_key_file is not None:
+            raise ValueError(f"connection {self.id!r}: give password or private_key_file, not both")
+        return self
+
+
 class ConnectionInfo(_Model):
     id: str
     name: str
@@ -80,6 +104,7 @@ class ConnectionInfo(_Model):
     host_key: str | None  # given, or pinned at the first connect
     created_at: float
     updated_at: float
+    shared: bool = False  # defined by the operator (read-only, its credentials not shown)
 
 
 class ConnectionTest(_Model):

@@ -89,7 +89,7 @@ class HostServer:
             "pid": os.getpid(),
             "sandbox": self.core.sandbox.status(),
             "settings": self.core.settings.model_dump(
-                mode="json", exclude={"tokens", "connection_key"}
+                mode="json", exclude={"tokens", "connection_key", "connections"}
             ),
             "warnings": self.warnings,
         }

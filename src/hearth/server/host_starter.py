@@ -35,6 +35,9 @@ __all__ = ["HostStarter", "connect", "stop_host"]
 
 log = logging.getLogger("hearth.host")
 
+# what the host keeps to itself (they hold secrets): neither shown by it nor compared
+_SECRET_SETTINGS = {"connection_key", "connections"}
+
 START_TIMEOUT = 120.0  # seconds: a host opens the store and warms the pool before it answers
 _HELLO_TIMEOUT = 10.0
 # what the web server itself uses (and the data dir, which names the host): the rest is the host's
@@ -94,7 +97,7 @@ class HostStarter:
         differ = {
             k: {"host": theirs.get(k), "this server": v}
             for k, v in ours.items()
-            if k not in _WEB_TIER_SETTINGS and k != "connection_key" and theirs.get(k) != v
+            if k not in _WEB_TIER_SETTINGS and k not in _SECRET_SETTINGS and theirs.get(k) != v
         }
         if differ:
             log.warning(
