@@ -74,9 +74,12 @@ async def test_a_key_login_with_the_size_asked_and_resizes_seen_remotely(
         auth={"private_key": sshd.private_key},
         host_key=sshd.host_key_fingerprint,
     )
-    assert (await open_terminal(server, id="sized", rows=30, cols=100)).status_code == 201
+    env = {"HEARTH_TEST_GREETING": "hi-there"}  # what the server's AcceptEnv takes
+    made = await open_terminal(server, id="sized", rows=30, cols=100, env=env)
+    assert made.status_code == 201, made.text
     t = await TermClient.connect(server.ws_url, "sized", ALICE)
-    await t.send(b"stty size\n")
+    await t.send(b"echo got-$HEARTH_TEST_GREETING; stty size\n")
+    await t.read_until(b"got-hi-there")
     await t.read_until(b"30 100")
     await t.send('{"type": "resize", "rows": 40, "cols": 132}')
     await t.send(b"stty size\n")
