@@ -69,6 +69,7 @@ class SshSource:
         self.session = session
         self.where = where  # user@host:port, for the logs
         self.exit_reason: str | None = None
+        self._closed_here = False  # ended by Hearth (a delete, a shutdown): no link was lost
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         session.ended.add_done_callback(self._on_end)
 
@@ -103,6 +104,7 @@ class SshSource:
         self.connection.close()
 
     async def terminate(self, grace: float) -> int:
+        self._closed_here = True
         self.channel.close()
         self.connection.close()
         with contextlib.suppress(TimeoutError):
@@ -123,7 +125,9 @@ class SshSource:
         if self.exited.done():
             return
         status = self.session.exit_status
-        if status is None:
+        if status is None and self._closed_here:
+            status = LOST_EXIT
+        elif status is None:
             why = ended.result() or "the server closed the channel without an exit status"
             self.exit_reason = f"connection lost: {why}"
             status = LOST_EXIT
