@@ -4,8 +4,7 @@ the offending input)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,19 +25,9 @@ __all__ = ["router"]
 class _SecretsRoute(ValidatedRoute):
     """A route whose 422 names the bad field and never repeats what was sent."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                errors = [
-                    {k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()
-                ]
-                raise RequestValidationError(errors, endpoint_ctx=exc.endpoint_ctx) from None
-
-        return run
+    def answerable(self, exc: RequestValidationError) -> RequestValidationError:
+        errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()]
+        return RequestValidationError(errors, endpoint_ctx=exc.endpoint_ctx)
 
 
 async def _connections(request: Request) -> ConnectionsAPI:

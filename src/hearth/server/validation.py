@@ -48,10 +48,13 @@ class ValidatedRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                raise RequestValidationError(
-                    representable(list(exc.errors())),
-                    body=representable(exc.body),
-                    endpoint_ctx=exc.endpoint_ctx,
-                ) from None
+                raise self.answerable(exc) from None
 
         return run
+
+    def answerable(self, exc: RequestValidationError) -> RequestValidationError:
+        return RequestValidationError(
+            representable(list(exc.errors())),
+            body=representable(exc.body),
+            endpoint_ctx=exc.endpoint_ctx,
+        )
