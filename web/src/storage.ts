@@ -1,14 +1,18 @@
 // What the workspace remembers across page loads (SPEC §5): the open terminal sessions, in tab
-// order, each with the output offset written so far, and the active one.
+// order, each with the output offset written so far, and the active one. A session on a saved
+// connection also keeps the connection's id, so that its tab says where it runs before the server
+// answers, and a session that is gone is replaced on the same machine.
 
 export interface StoredSession {
   id: string;
   name: string;
   offset: number;
+  connection?: string;
 }
 
 const SESSIONS_KEY = "terminal_sessions";
 const ACTIVE_KEY = "terminal_active_session";
+const ID = /^[A-Za-z0-9_-]{1,64}$/; // a session's or a connection's
 
 export function loadSessions(): StoredSession[] {
   try {
@@ -18,13 +22,14 @@ export function loadSessions(): StoredSession[] {
     const sessions: StoredSession[] = [];
     for (const item of raw as unknown[]) {
       if (!item || typeof item !== "object") continue;
-      const { id, name, offset } = item as Record<string, unknown>;
-      if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id) || seen.has(id)) continue;
+      const { id, name, offset, connection } = item as Record<string, unknown>;
+      if (typeof id !== "string" || !ID.test(id) || seen.has(id)) continue;
       seen.add(id);
       sessions.push({
         id,
         name: typeof name === "string" && name ? name : id,
         offset: typeof offset === "number" && offset >= 0 ? Math.floor(offset) : 0,
+        ...(typeof connection === "string" && ID.test(connection) ? { connection } : {}),
       });
     }
     return sessions;

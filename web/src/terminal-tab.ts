@@ -72,6 +72,8 @@ export class TerminalTab {
   state: LinkState = "connecting";
   exitCode: number | null = null;
   exitReason: string | null = null;
+  /** The saved connection the session runs on (SPEC §11), or null on this server's machine. */
+  connectionId: string | null;
   viewers = 0;
   /** Offset of the next byte to write to the screen (what `terminal_sessions` remembers). */
   written = 0;
@@ -121,10 +123,12 @@ export class TerminalTab {
     id: string,
     name: string,
     remembered: number | null,
+    connectionId: string | null = null,
   ) {
     this.id = id;
     this.name = name;
     this.remembered = remembered;
+    this.connectionId = connectionId;
     this.debug = localStorage.getItem("hearth_debug") === "1" ? [] : null;
 
     this.screen = el("div", { class: "screen" });
@@ -415,6 +419,7 @@ export class TerminalTab {
     this.attempts = 0;
     this.viewers = session.viewers;
     if (session.name && session.name !== this.name) this.name = session.name;
+    this.connectionId = session.connection_id ?? null;
     if (fresh) {
       // A whole-buffer replay rebuilds the screen from scratch.
       this.queue = [];
@@ -615,7 +620,9 @@ export class TerminalTab {
     this.replacing = true;
     const oldId = this.id;
     try {
+      // on the same machine: a tab on a connection stays on it
       const body: Record<string, unknown> = { name: this.name };
+      if (this.connectionId) body.connection_id = this.connectionId;
       if (this.fitted) Object.assign(body, { rows: this.term.rows, cols: this.term.cols });
       const session = await sendJson<TerminalState>("POST", "/api/v1/terminal/sessions", body);
       if (this.disposed) return;

@@ -76,7 +76,7 @@ export class Workspace implements TabHost {
   async start(): Promise<void> {
     const stored = loadSessions();
     const activeId = loadActive();
-    for (const s of stored) this.addTab(s.id, s.name, s.offset);
+    for (const s of stored) this.addTab(s.id, s.name, s.offset, s.connection ?? null);
     if (this.tabs.length === 0) {
       await this.newTerminal();
       return;
@@ -87,8 +87,8 @@ export class Workspace implements TabHost {
 
   // --- tabs -------------------------------------------------------------------------------
 
-  private addTab(id: string, name: string, remembered: number | null): TerminalTab {
-    const tab = new TerminalTab(this, id, name, remembered);
+  private addTab(id: string, name: string, remembered: number | null, connectionId: string | null): TerminalTab {
+    const tab = new TerminalTab(this, id, name, remembered, connectionId);
     this.tabs.push(tab);
     this.panes.append(tab.pane);
     const dot = el("span", { class: "indicator", title: "Click to reconnect" });
@@ -134,7 +134,7 @@ export class Workspace implements TabHost {
   async newTerminal(): Promise<void> {
     try {
       const session = await sendJson<TerminalState>("POST", "/api/v1/terminal/sessions", {});
-      const tab = this.addTab(session.id, session.name, null);
+      const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null);
       this.activate(tab);
       this.save();
       tab.connect();
@@ -150,7 +150,7 @@ export class Workspace implements TabHost {
       this.activate(open);
       return;
     }
-    const tab = this.addTab(session.id, session.name, null);
+    const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null);
     this.activate(tab);
     this.save();
     tab.connect();
@@ -301,7 +301,14 @@ export class Workspace implements TabHost {
   save(): void {
     window.clearTimeout(this.saveTimer);
     this.saveTimer = undefined;
-    saveSessions(this.tabs.map((t) => ({ id: t.id, name: t.name, offset: t.written })));
+    saveSessions(
+      this.tabs.map((t) => ({
+        id: t.id,
+        name: t.name,
+        offset: t.written,
+        ...(t.connectionId ? { connection: t.connectionId } : {}),
+      })),
+    );
   }
 
   // --- the status bar and the sessions panel ---------------------------------------------
