@@ -61,6 +61,11 @@ class App {
     return this.workspace.tabs;
   }
 
+  /** Where a tab's session runs, as its tab says it (null: on this server's machine). */
+  where(tab: TerminalTab): string | null {
+    return this.workspace.place(tab.connectionId)?.short ?? null;
+  }
+
   /** Global keyboard shortcuts (also offered to xterm first, so they never reach the shell). */
   private key(event: KeyboardEvent): boolean {
     if (event.type !== "keydown" || this.dialog) return false;
@@ -176,6 +181,7 @@ window.hearth = {
       name: t.name,
       state: t.state,
       exitCode: t.exitCode,
+      connectionId: t.connectionId,
       written: t.written,
       received: t.received,
       suppressed: t.suppressed,
@@ -184,6 +190,7 @@ window.hearth = {
       drawing: t.drawing,
       fitted: t.fitted,
       viewers: t.viewers,
+      where: app.where(t),
       rows: t.term.rows,
       cols: t.term.cols,
     })),

@@ -1,7 +1,9 @@
 // The terminals view: tabs over server-side sessions, remembered in localStorage, and the
-// sessions panel to attach ones opened elsewhere.
+// sessions panel to attach ones opened elsewhere. A tab runs here or on a saved connection's
+// machine (SPEC §11), and says which.
 
 import { ApiError, getJson, request, sendJson, type TerminalState } from "./api";
+import { ConnectionMenu, listConnections, where, type ConnectionInfo } from "./connections";
 import { ago, el } from "./dom";
 import { loadActive, loadSessions, saveActive, saveSessions } from "./storage";
 import { TerminalTab, type LinkState, type TabHost } from "./terminal-tab";
@@ -31,19 +33,33 @@ export class Workspace implements TabHost {
   private readonly panel: HTMLElement;
   private readonly panelList: HTMLElement;
   private readonly tabEls = new Map<TerminalTab, HTMLElement>();
+  private readonly newGroup: HTMLElement;
+  private readonly menu: ConnectionMenu;
+  /** The saved connections by id, as last listed (for where each tab runs). */
+  readonly connections = new Map<string, ConnectionInfo>();
+  /** Connections a session named that were not listed: looked up once each (see lookUp). */
+  private readonly looked = new Set<string>();
   private saveTimer: number | undefined;
   private panelTimer: number | undefined;
 
   constructor(private readonly app: Shortcuts) {
     const add = el("button", { class: "tab-add", title: "New terminal (Alt+Shift+N)", "aria-label": "New terminal" }, ["+"]);
     add.addEventListener("click", () => void this.newTerminal());
-    this.tabBar = el("div", { class: "tabbar", role: "tablist" }, [add]);
+    this.menu = new ConnectionMenu(
+      (connection) => void this.newTerminal(connection),
+      (connections) => this.knownConnections(connections),
+    );
+    // a split button: "+" here, "▾" on a saved connection
+    this.newGroup = el("div", { class: "tab-new" }, [add, this.menu.button]);
+    this.tabBar = el("div", { class: "tabbar", role: "tablist" }, [this.newGroup]);
     const newButton = el("button", { class: "primary" }, ["New terminal"]);
     newButton.addEventListener("click", () => void this.newTerminal());
     this.empty = el("div", { class: "empty", hidden: "" }, [
       el("p", {}, ["No terminal open."]),
       newButton,
-      el("p", { class: "hint" }, ["or attach one from Sessions (Alt+Shift+S)"]),
+      el("p", { class: "hint" }, [
+        "or open one on a saved connection (▾, Alt+Shift+C), or attach one from Sessions (Alt+Shift+S)",
+      ]),
     ]);
     this.panes = el("div", { class: "panes" }, [this.empty]);
     this.status = el("div", { class: "statusbar" });
@@ -97,9 +113,10 @@ export class Workspace implements TabHost {
       tab.retryNow();
     });
     const label = el("span", { class: "tab-name", title: "Double-click to rename" });
+    const host = el("span", { class: "tab-host", hidden: "" });
     const state = el("span", { class: "tab-state" });
     const close = el("button", { class: "tab-close", title: "Close terminal (Alt+Shift+W)", "aria-label": "Close terminal" }, ["×"]);
-    const item = el("div", { class: "tab", role: "tab", tabindex: "0" }, [dot, label, state, close]);
+    const item = el("div", { class: "tab", role: "tab", tabindex: "0" }, [dot, label, host, state, close]);
     item.addEventListener("click", () => this.activate(tab));
     item.addEventListener("dblclick", () => this.rename(tab));
     item.addEventListener("auxclick", (e) => {
@@ -109,7 +126,7 @@ export class Workspace implements TabHost {
       e.stopPropagation();
       void this.closeTab(tab);
     });
-    this.tabBar.insertBefore(item, this.tabBar.lastElementChild);
+    this.tabBar.insertBefore(item, this.newGroup);
     this.tabEls.set(tab, item);
     this.changed(tab);
     this.empty.hidden = true;
@@ -131,16 +148,37 @@ export class Workspace implements TabHost {
     this.renderStatus();
   }
 
-  async newTerminal(): Promise<void> {
+  /** A new session and its tab: here, or on a saved connection's machine. Logging in there
+   * takes a moment, shown by a placeholder tab; a failed step (a 502) is said, and no tab stays. */
+  async newTerminal(connection: ConnectionInfo | null = null): Promise<void> {
+    let pending: HTMLElement | null = null;
+    if (connection) {
+      pending = el("div", { class: "tab tab-pending", "aria-busy": "true", "data-connection-id": connection.id }, [
+        el("span", { class: "indicator", "data-state": "connecting" }),
+        el("span", { class: "tab-name" }, [connection.name]),
+        el("span", { class: "tab-state" }, [`connecting to ${where(connection)}…`]),
+      ]);
+      this.tabBar.insertBefore(pending, this.newGroup);
+    }
     try {
-      const session = await sendJson<TerminalState>("POST", "/api/v1/terminal/sessions", {});
+      const body = connection ? { connection_id: connection.id } : {};
+      const session = await sendJson<TerminalState>("POST", "/api/v1/terminal/sessions", body);
       const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null);
       this.activate(tab);
       this.save();
       tab.connect();
     } catch (err) {
-      this.flash(`Could not start a terminal: ${err instanceof Error ? err.message : String(err)}`);
+      const why = err instanceof Error ? err.message : String(err);
+      this.flash(connection ? `Could not open a terminal on “${connection.name}”: ${why}` : `Could not start a terminal: ${why}`);
+    } finally {
+      pending?.remove();
     }
+  }
+
+  /** Open the saved connections' menu (Alt+Shift+C); the focus comes back to the terminal. */
+  openConnections(): void {
+    const tab = this.active;
+    void this.menu.open(tab ? () => tab.term.focus() : null);
   }
 
   /** Open a session that exists on the server (started here before, or on another device). */
@@ -225,6 +263,16 @@ export class Workspace implements TabHost {
       item.dataset.state = tab.state;
       const label = item.querySelector<HTMLElement>(".tab-name");
       if (label && label.textContent !== tab.name) label.textContent = tab.name;
+      const host = item.querySelector<HTMLElement>(".tab-host");
+      void this.lookUp([tab.connectionId]);
+      const place = this.place(tab.connectionId);
+      if (host) {
+        host.hidden = place === null;
+        host.textContent = place?.short ?? "";
+        host.title = place?.title ?? "";
+      }
+      if (tab.connectionId) item.dataset.connectionId = tab.connectionId;
+      else delete item.dataset.connectionId;
       const text = tab.state === "exited" ? exitText(tab.exitCode, tab.exitReason) : STATE_TEXT[tab.state];
       const state = item.querySelector<HTMLElement>(".tab-state");
       if (state) state.textContent = tab.state === "connected" ? "" : text;
@@ -273,6 +321,9 @@ export class Workspace implements TabHost {
       case "KeyS":
         this.togglePanel();
         return true;
+      case "KeyC":
+        this.openConnections();
+        return true;
       case "BracketLeft":
       case "ArrowLeft":
         go(index - 1);
@@ -311,6 +362,41 @@ export class Workspace implements TabHost {
     );
   }
 
+  // --- where a session runs ----------------------------------------------------------------
+
+  /** How a session on a saved connection says where it runs: `user@host` on its tab, with the
+   * port in the status bar and the panel, and the connection's name in their tooltips (just
+   * the connection's id while it is unknown here, or if it was deleted). */
+  place(connectionId: string | null | undefined): { short: string; full: string; title: string } | null {
+    if (!connectionId) return null;
+    const c = this.connections.get(connectionId);
+    if (!c) {
+      const text = `ssh · ${connectionId}`;
+      return { short: text, full: text, title: `on the saved connection ${connectionId}` };
+    }
+    const full = `ssh ${where(c, true)}`;
+    return { short: where(c, false), full, title: `${full} (connection “${c.name}”)` };
+  }
+
+  /** List the connections again if one of these is not known yet (once for each: one that
+   * was deleted stays unknown). */
+  private async lookUp(ids: (string | null | undefined)[]): Promise<void> {
+    const unknown = ids.filter((id): id is string => !!id && !this.connections.has(id) && !this.looked.has(id));
+    if (unknown.length === 0) return;
+    for (const id of unknown) this.looked.add(id);
+    try {
+      this.knownConnections(await listConnections());
+    } catch {
+      // the tabs say the connection's id instead
+    }
+  }
+
+  private knownConnections(connections: ConnectionInfo[]): void {
+    this.connections.clear();
+    for (const c of connections) this.connections.set(c.id, c);
+    for (const tab of this.tabs) if (tab.connectionId) this.changed(tab);
+  }
+
   // --- the status bar and the sessions panel ---------------------------------------------
 
   private renderStatus(): void {
@@ -325,13 +411,20 @@ export class Workspace implements TabHost {
       el("span", {}, [state]),
       el("span", { class: "sep" }, ["·"]),
       el("span", { title: "session id" }, [tab.id]),
+      ...this.placeSegment(tab.connectionId),
       el("span", { class: "sep" }, ["·"]),
       el("span", {}, [`${tab.viewers} viewer${tab.viewers === 1 ? "" : "s"}`]),
       el("span", { class: "sep" }, ["·"]),
       el("span", {}, [`${tab.term.cols}×${tab.term.rows}`]),
       el("span", { class: "spacer" }),
-      el("span", { class: "hint" }, ["Alt+Shift+N new · W close · R rename · 1–9 switch · S sessions · K kernels"]),
+      el("span", { class: "hint" }, ["Alt+Shift+N new · C on a connection · W close · R rename · 1–9 switch · S sessions · K kernels"]),
     );
+  }
+
+  private placeSegment(connectionId: string | null): HTMLElement[] {
+    const place = this.place(connectionId);
+    if (!place) return [];
+    return [el("span", { class: "sep" }, ["·"]), el("span", { class: "status-host", title: place.title }, [place.full])];
   }
 
   togglePanel(open = this.panel.hidden): void {
@@ -356,6 +449,7 @@ export class Workspace implements TabHost {
       this.panelList.replaceChildren(el("p", { class: "hint" }, ["No sessions yet."]));
       return;
     }
+    await this.lookUp(sessions.map((s) => s.connection_id));
     this.panelList.replaceChildren(
       ...sessions.map((s) => {
         const here = this.tabs.some((t) => t.id === s.id);
@@ -366,11 +460,13 @@ export class Workspace implements TabHost {
           : s.closed_reason === "host_lost"
             ? "closed (lost when the server stopped)"
             : `closed (${s.exit_code ?? "?"})`;
+        const place = this.place(s.connection_id);
         return el("div", { class: "session-row", "data-session-id": s.id }, [
           el("div", { class: "session-main" }, [
             el("span", { class: "session-name" }, [s.name]),
             el("span", { class: "badge", "data-status": s.alive ? s.status : "closed" }, [status]),
           ]),
+          place && el("div", { class: "session-host", title: place.title }, [place.full]),
           el("div", { class: "session-meta" }, [
             `${s.id} · ${s.viewers} viewer${s.viewers === 1 ? "" : "s"} · active ${ago(s.last_activity)}`,
           ]),
