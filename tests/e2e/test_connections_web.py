@@ -4,6 +4,8 @@ reload; a failed login is said in the page, and leaves no tab."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -151,3 +153,32 @@ def test_a_tab_whose_session_is_closed_elsewhere_reopens_on_the_same_connection(
     assert info["protocol"] == "ssh" and info["connection_id"] == "box"
     type_line(page, "echo I am $(whoami)")
     wait_text(page, again["id"], f"I am {sshd.password_user}")
+
+
+def test_the_operators_connection_is_offered_as_shared(
+    make_server: Callable[..., RunningServer], sshd: Sshd, context: Any, tmp_path: Path
+) -> None:
+    key = tmp_path / "operator-key"
+    key.write_text(sshd.private_key)
+    key.chmod(0o600)
+    shared = {
+        "id": "ops",
+        "name": "ops box",
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.key_user,
+        "private_key_file": str(key),
+        "host_key": sshd.host_key,
+        "users": ["alice"],
+    }
+    server = make_server(connections=[shared])
+    page = open_workspace(context, server.url)
+    wait_tabs(page, 1)
+    page.locator(".tab-more").click()
+    item = page.locator('.menu-item[data-connection-id="ops"]')
+    assert item.locator(".badge").inner_text() == "shared"
+    item.click()
+    _, remote = wait_tabs(page, 2)
+    assert remote["where"] == f"{sshd.key_user}@{sshd.host}"
+    type_line(page, "echo I am $(whoami)")
+    wait_text(page, remote["id"], f"I am {sshd.key_user}")

@@ -15,6 +15,8 @@ export interface ConnectionInfo {
   username: string;
   auth: "password" | "private_key" | "none";
   host_key: string | null;
+  /** Defined by the operator in the config file: usable, not changeable, credentials unseen. */
+  shared?: boolean;
 }
 
 /** `user@host`, with the port when it is not 22 (and an IPv6 address in brackets). */
@@ -93,7 +95,10 @@ export class ConnectionMenu {
           "Save one with ",
           el("code", {}, ["POST /api/v1/connections"]),
           ' {"name", "host", "port", "username", "auth": {"password": …} or {"private_key": …}}; ',
-          "it is listed here for a new tab.",
+          "it is listed here for a new tab. The server's operator can also share some with you ",
+          "(",
+          el("code", {}, ["[[connections]]"]),
+          " in its config file).",
         ]),
       ]);
       return;
@@ -101,7 +106,10 @@ export class ConnectionMenu {
     this.fill(
       connections.map((c) => {
         const item = el("button", { class: "menu-item", role: "menuitem", "data-connection-id": c.id, tabindex: "-1" }, [
-          el("span", { class: "menu-name" }, [c.name]),
+          el("span", { class: "menu-name" }, [
+            c.name,
+            c.shared && el("span", { class: "badge", title: "defined by the operator of this server" }, ["shared"]),
+          ]),
           el("span", { class: "menu-where" }, [where(c)]),
         ]);
         item.addEventListener("click", () => {
