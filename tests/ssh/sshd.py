@@ -28,6 +28,7 @@ SSHD = "/usr/sbin/sshd"  # absolute: sshd re-executes itself for each connection
 # sshd chroots its unprivileged half there and won't start without it (made at boot by systemd's
 # tmpfiles or by the init script, neither of which runs here)
 PRIVSEP_DIR = Path("/run/sshd")
+PASSWORD_FILE = Path("/run/hearth-ssh-test-password")  # tmpfs: gone at reboot
 KEY_USER = "hearth-ssh-key"
 PASSWORD_USER = "hearth-ssh-pass"
 START_TIMEOUT = 10.0
@@ -206,6 +207,20 @@ class Sshd:
             return False
 
 
+def _machine_password() -> str:
+    """The password user's password: random, made once per boot and kept root-only, so that
+    runs at once on one machine (developers' worktrees) don't reset it under each other."""
+    try:
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return PASSWORD_FILE.read_text().strip()
+    password = secrets.token_urlsafe(18)
+    _run("chpasswd", stdin=f"{PASSWORD_USER}:{password}\n")
+    with os.fdopen(fd, "w") as f:
+        f.write(password)
+    return password
+
+
 def start_sshd() -> Sshd:
     """Make the users and credentials, and start sshd on a free port of 127.0.0.1."""
     if os.geteuid() != 0:
@@ -219,8 +234,7 @@ def start_sshd() -> Sshd:
     # useradd leaves the password "!" (locked), and without PAM sshd refuses a locked account
     # even a key; "*" is no password without the lock
     _run("usermod", "-p", "*", KEY_USER)
-    password = secrets.token_urlsafe(18)
-    _run("chpasswd", stdin=f"{PASSWORD_USER}:{password}\n")
+    password = _machine_password()
 
     # sshd reads a user's authorized keys as that user: the directory must be theirs to cross,
     # which pytest's temporary directories (0700) are not
