@@ -1,12 +1,16 @@
-"""The hearth command line: 'serve' runs the server; 'ls', 'new', 'attach', 'kill' and 'exec'
-talk to one, found by --url and --token, else HEARTH_URL and HEARTH_TOKEN, else the local server
-and the token it generated."""
+"""The hearth command line: 'serve' runs the server; 'ls', 'new', 'attach', 'kill', 'exec' and
+'connections' talk to one, found by --url and --token, else HEARTH_URL and HEARTH_TOKEN, else the
+local server and the token it generated."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import getpass
+import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -124,6 +128,8 @@ def _ls(args: argparse.Namespace) -> int:
             detail = f"exit code {t.exit_code}"
         elif t.closed_reason == "host_lost":
             detail = "lost when the server stopped (output kept)"
+        if t.connection_id is not None:
+            detail = f"on {t.connection_id}, {detail}"
         rows.append(("terminal", t.id, t.name, t.status, detail, _age(now - t.created_at)))
     for k in kernels:
         i = k.info
@@ -135,9 +141,7 @@ def _ls(args: argparse.Namespace) -> int:
     if len(rows) == 1:
         print("No sessions. 'hearth new' starts a terminal; 'hearth exec CODE' runs code.")
         return 0
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    _table(rows)
     return 0
 
 
@@ -153,8 +157,13 @@ def _new(args: argparse.Namespace) -> int:
 
     rows, cols = window_size(sys.stdout.fileno())
     with _client(args) as client:
+        connection = None if args.connection is None else _connection_id(client, args.connection)
         session = client.terminals.create(
-            name=args.name, command=args.program or None, rows=rows, cols=cols
+            name=args.name,
+            command=args.program or None,
+            rows=rows,
+            cols=cols,
+            connection_id=connection,
         )
     if args.detach:
         print(session.id)
@@ -177,6 +186,150 @@ def _kill(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.terminals.close(args.id)
     return 0
+
+
+def _connections(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        connections = client.connections.list()
+    if args.json:
+        print(json.dumps([c.model_dump() for c in connections], indent=2))
+        return 0
+    if not connections:
+        print(
+            "No connections. 'hearth connections add NAME --host HOST --user USER "
+            "--password-stdin' saves one; 'hearth new --connection NAME' opens a terminal on it."
+        )
+        return 0
+    rows = [("ID", "NAME", "ADDRESS", "AUTH", "HOST KEY")]
+    for c in connections:
+        address = f"{c.username}@{c.host}:{c.port}"
+        rows.append((c.id, c.name, address, c.auth, _fingerprint(c.host_key)))
+    _table(rows)
+    return 0
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _fingerprint(host_key: str | None) -> str:
+    """A host key as ``ssh`` shows it, ``SHA256:…`` (a fingerprint given is shown as it is)."""
+    if host_key is None:
+        return "not pinned yet (the first key seen will be)"
+    if host_key.startswith("SHA256:"):
+        return host_key
+    try:
+        blob = base64.b64decode(host_key.split()[1], validate=True)
+    except (IndexError, ValueError):
+        return host_key[:60]
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def _connections_add(args: argparse.Namespace) -> int:
+    password = private_key = passphrase = None
+    if args.passphrase_stdin and args.key is None:
+        raise ValueError("--passphrase-stdin goes with --key: a password has no passphrase.")
+    if args.password_stdin:
+        password = _secret(f"Password for {args.user}@{args.host}")
+    else:
+        private_key = _private_key(args.key)
+        if args.passphrase_stdin or (_encrypted(private_key) and sys.stdin.isatty()):
+            passphrase = _secret(f"Passphrase of {args.key}")
+        elif _encrypted(private_key):
+            raise ValueError(
+                f"{args.key} is encrypted: give its passphrase with --passphrase-stdin."
+            )
+    with _client(args) as client:
+        made = client.connections.create(
+            host=args.host,
+            username=args.user,
+            port=args.port,
+            password=password,
+            private_key=private_key,
+            passphrase=passphrase,
+            host_key=args.host_key,
+            id=args.id,
+            name=args.name,
+        )
+    print(made.id)
+    return 0
+
+
+def _secret(prompt: str) -> str:
+    """A secret typed at a prompt that does not echo it, or the first line of stdin (the way
+    scripts give it: never in the arguments, which every process of the machine can read)."""
+    if sys.stdin.isatty():
+        try:
+            secret = getpass.getpass(f"{prompt}: ")
+        except EOFError:  # Ctrl-D
+            secret = ""
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")  # the line's end only: spaces may count
+    if not secret:
+        raise ValueError(f"{prompt}: nothing was given.")
+    return secret
+
+
+def _private_key(path: str) -> str:
+    try:
+        text = Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise ValueError(f"Cannot read the key {path}: {reason}.") from None
+    if "PRIVATE KEY-----" not in text:
+        raise ValueError(
+            f"{path} is not a private key (OpenSSH or PEM text); the .pub file is the public one."
+        )
+    return text
+
+
+_OPENSSH_KEY = re.compile(r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END", re.DOTALL)
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _encrypted(private_key: str) -> bool:
+    """Whether the key needs a passphrase: PEM says so in its header, OpenSSH names its cipher
+    (``none`` when not encrypted) right after its magic."""
+    if "ENCRYPTED" in private_key:
+        return True
+    found = _OPENSSH_KEY.search(private_key)
+    if found is None:
+        return False
+    try:
+        blob = base64.b64decode("".join(found[1].split()), validate=True)
+    except ValueError:
+        return False
+    if not blob.startswith(_OPENSSH_MAGIC):
+        return False
+    start = len(_OPENSSH_MAGIC) + 4
+    size = int.from_bytes(blob[len(_OPENSSH_MAGIC) : start], "big")
+    return blob[start : start + size] != b"none"
+
+
+def _connections_rm(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.connections.delete(_connection_id(client, args.id))
+    return 0
+
+
+def _connection_id(client: Any, ref: str) -> str:
+    """The id of the connection ``ref`` names: its id, else its name when only one has it."""
+    from hearth.errors import BadRequest, NotFound
+
+    connections = client.connections.list()
+    if any(c.id == ref for c in connections):
+        return ref
+    named = [c.id for c in connections if c.name == ref]
+    if len(named) == 1:
+        return str(named[0])
+    if named:
+        raise BadRequest(
+            f"{len(named)} connections are named {ref!r}: give the id of one of "
+            f"them ({', '.join(named)})."
+        )
+    raise NotFound(f"No connection {ref!r}: 'hearth connections' lists yours.")
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -239,16 +392,25 @@ def _client_command(func: Callable[[argparse.Namespace], int]) -> Callable[..., 
 
 
 def _add_client_commands(commands: Any) -> None:
+    url_help = "the server (default $HEARTH_URL, else http://127.0.0.1:8765)"
+    token_help = "your token (default $HEARTH_TOKEN, else the generated one)"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url", help="the server (default $HEARTH_URL, else http://127.0.0.1:8765)"
-    )
-    common.add_argument(
-        "--token", help="your token (default $HEARTH_TOKEN, else the generated one)"
-    )
+    common.add_argument("--url", help=url_help)
+    common.add_argument("--token", help=token_help)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
-        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+    # a command's own commands take them too, given as None only when they are not at all
+    nested = argparse.ArgumentParser(add_help=False)
+    nested.add_argument("--url", default=argparse.SUPPRESS, help=url_help)
+    nested.add_argument("--token", default=argparse.SUPPRESS, help=token_help)
+
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        under: Any = commands,
+        parent: argparse.ArgumentParser = common,
+    ) -> Any:
+        sub = under.add_parser(name, parents=[parent], help=help, description=help)
         sub.set_defaults(func=_client_command(func))
         return sub
 
@@ -257,6 +419,11 @@ def _add_client_commands(commands: Any) -> None:
     new = add("new", _new, "start a terminal session and attach to it")
     new.add_argument("--name", help="its display name")
     new.add_argument("-d", dest="detach", action="store_true", help="print its id, don't attach")
+    new.add_argument(
+        "--connection",
+        metavar="CONNECTION",
+        help="on this saved connection's machine, over SSH (its id or name)",
+    )
     new.add_argument(
         "program",
         nargs="*",
@@ -276,6 +443,59 @@ def _add_client_commands(commands: Any) -> None:
         "--session", help="the kernel session to use (made if new); default: a new one"
     )
     exec_.add_argument("--timeout", type=float, help="seconds before the code is interrupted")
+    _add_connection_commands(add, nested)
+
+
+def _add_connection_commands(add: Callable[..., Any], nested: argparse.ArgumentParser) -> None:
+    connections = add(
+        "connections",
+        _connections,
+        "list your saved connections to other machines (SSH); add and rm change them",
+    )
+    connections.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    actions = connections.add_subparsers(dest="action", metavar="{add,rm}")
+    new = add(
+        "add",
+        _connections_add,
+        "save an SSH connection; its password or passphrase is typed at a prompt, or read "
+        "from stdin, never given as an argument",
+        under=actions,
+        parent=nested,
+    )
+    new.add_argument(
+        "name", metavar="NAME", help="its display name ('hearth new --connection NAME')"
+    )
+    new.add_argument("--host", required=True, help="the machine's name or address")
+    new.add_argument("--port", type=int, default=22, help="its SSH port (default 22)")
+    new.add_argument("--user", required=True, help="the user to log in as")
+    auth = new.add_mutually_exclusive_group(required=True)
+    auth.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="log in with a password: typed at a prompt, or the first line of stdin",
+    )
+    auth.add_argument("--key", metavar="FILE", help="log in with this private key file")
+    new.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help="the key's passphrase: typed at a prompt, or the first line of stdin (asked "
+        "anyway at a terminal when the key is encrypted)",
+    )
+    new.add_argument(
+        "--host-key",
+        metavar="KEY_OR_FINGERPRINT",
+        help="the server's public key ('ssh-ed25519 AAAA…', quoted) or its SHA256:… "
+        "fingerprint; default: the first key seen is pinned",
+    )
+    new.add_argument("--id", help="its id (default: one is made); 'add' prints it")
+    rm = add(
+        "rm",
+        _connections_rm,
+        "delete a saved connection and its secret (terminals open on it go on)",
+        under=actions,
+        parent=nested,
+    )
+    rm.add_argument("id", metavar="ID", help="its id or name ('hearth connections' lists them)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,6 +135,7 @@ class _Attacher:
         self.outbox: deque[bytes | str] = deque(maxlen=_MAX_QUEUED_INPUT)
         self.outbox_ready = asyncio.Event()
         self.exit_code: int | None = None
+        self.exit_reason: str | None = None
         self.resumed = False  # the current connection got its hello
         self.stored_since = since  # the offset came from the state file (it may be stale)
 
@@ -333,7 +334,10 @@ class _Attacher:
             self.note(f"{frame.get('missed_bytes')} bytes of output were lost (too slow).")
             self.written = int(frame.get("offset", self.written or 0))
         elif kind == "exit":
-            self.exit_code = int(frame.get("exit_code") or 0)
+            # a session that ended for a reason (a lost SSH connection) says it; one that ended
+            # with a reason and no exit status failed
+            code, self.exit_reason = frame.get("exit_code"), frame.get("reason") or None
+            self.exit_code = int(code) if code is not None else (1 if self.exit_reason else 0)
             return True
         elif kind == "error":
             self.note(f"server: {frame.get('message')}")
@@ -366,5 +370,8 @@ async def attach(
         return 0
     if state is not None:
         state.put(key, None)
-    attacher.note(f"session {id} exited with status {code}.")
+    if attacher.exit_reason is not None:
+        attacher.note(f"session {id} ended: {attacher.exit_reason} (status {code}).")
+    else:
+        attacher.note(f"session {id} exited with status {code}.")
     return code

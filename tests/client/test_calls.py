@@ -9,7 +9,14 @@ import pytest
 
 from hearth.cli_attach import AttachState
 from hearth.client import _calls
-from hearth.errors import BadRequest, LimitReached, NotFound, ServiceError
+from hearth.errors import (
+    BadGateway,
+    BadRequest,
+    DownloadFailed,
+    LimitReached,
+    NotFound,
+    ServiceError,
+)
 
 
 def test_the_detail_of_an_error_answer_is_the_message() -> None:
@@ -39,6 +46,38 @@ def test_a_body_that_is_not_json_is_shown_as_text() -> None:
         _calls.raise_for_status(502, b"<html>Bad Gateway</html>")
     with pytest.raises(ServiceError, match="HTTP 503"):
         _calls.raise_for_status(503, b"")
+
+
+def test_a_502_of_a_terminal_on_a_connection_is_a_bad_gateway() -> None:
+    """``error_for_status`` reads a 502 as a failed download (the kernels' one); a terminal on a
+    connection says which machine refused which step."""
+    body = b'{"detail": "Authentication failed on u@h:22"}'
+    with pytest.raises(BadGateway, match="Authentication failed"):
+        call = _calls.create_terminal(connection_id="box")
+        _calls.raise_for_status(502, body, call.errors)
+    with pytest.raises(DownloadFailed):
+        _calls.raise_for_status(502, body, _calls.create_terminal().errors)
+    with pytest.raises(NotFound):  # the rest as everywhere
+        _calls.raise_for_status(404, b'{"detail": "No connection"}', call.errors)
+
+
+def test_a_connection_change_sends_only_what_is_given() -> None:
+    assert _calls.change_connection("c").json == {}
+    assert _calls.change_connection("c", host_key=None).json == {"host_key": None}  # clears it
+    assert _calls.change_connection("c", name="n", port=2222).json == {"name": "n", "port": 2222}
+    with_key = _calls.change_connection("c", private_key="K", passphrase="p")
+    assert with_key.method == "PATCH" and with_key.path == "/api/v1/connections/c"
+    assert with_key.json == {"auth": {"private_key": "K", "passphrase": "p"}}
+    assert _calls.change_connection("c", password="pw").json == {"auth": {"password": "pw"}}
+    with pytest.raises(ValueError, match="host can't be None"):
+        _calls.change_connection("c", host=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        _calls.change_connection("c", password="pw", private_key="K")
+    with pytest.raises(ValueError, match="goes with its private key"):
+        _calls.create_connection(host="h", username="u", passphrase="p")
+    made = _calls.create_connection(host="h", username="u", private_key="K")
+    assert made.json == {"host": "h", "port": 22, "username": "u", "auth": {"private_key": "K"}}
+    assert repr(_calls.UNSET) == "UNSET"
 
 
 def test_websocket_urls() -> None:

@@ -1,9 +1,11 @@
 """The Python client of Hearth: ``Client`` (sync) and ``AsyncClient`` (asyncio), with the same
-methods. It depends on ``hearth.protocol`` and ``hearth.errors`` only, never on the server.
+methods. It depends on ``hearth.protocol``, ``hearth.contract`` (the models both sides share) and
+``hearth.errors`` only, never on the server.
 """
 
 from hearth.client.aio import AsyncClient, AsyncKernelSession
 from hearth.client.models import (
+    ConnectionInfo,
     ExecutionResult,
     HistoryEntry,
     KernelFile,
@@ -18,6 +20,7 @@ __all__ = [
     "AsyncClient",
     "AsyncKernelSession",
     "Client",
+    "ConnectionInfo",
     "ExecutionResult",
     "HistoryEntry",
     "KernelFile",

@@ -13,13 +13,14 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from pydantic import TypeAdapter
 
 from hearth.client.models import (
+    ConnectionInfo,
     ExecutionResult,
     HistoryEntry,
     KernelEvent,
@@ -30,14 +31,24 @@ from hearth.client.models import (
     WorkingFile,
 )
 from hearth.config import default_data_dir
-from hearth.errors import HearthError, ServiceError, error_for_status
+from hearth.errors import BadGateway, HearthError, ServiceError, error_for_status
 
-__all__ = ["DEFAULT_URL", "Call", "ClientLifecycle", "ClientState", "raise_for_status", "resolve"]
+__all__ = [
+    "DEFAULT_URL",
+    "UNSET",
+    "Call",
+    "ClientLifecycle",
+    "ClientState",
+    "Unset",
+    "raise_for_status",
+    "resolve",
+]
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8765"
 TERMINALS = "/api/v1/terminal/sessions"
 KERNELS = "/api/v1/sessions"
+CONNECTIONS = "/api/v1/connections"
 
 
 # --- where the server is and who we are --------------------------------------------------------
@@ -146,6 +157,9 @@ class Call(Generic[T]):
     json: Any = None
     content: bytes | None = None
     long: bool = False  # may run for long (kernel start, code execution): no read timeout
+    # the error of a status that means something else for this call than ``error_for_status``
+    # says (a 502 of a terminal on a connection is another machine's refusal, not a download's)
+    errors: Mapping[int, type[HearthError]] = field(default_factory=dict)
 
 
 def _seg(value: str) -> str:
@@ -182,6 +196,8 @@ _kernels = _model(TypeAdapter(list[KernelInfo]))
 _result = _model(TypeAdapter(ExecutionResult))
 _files = _model(TypeAdapter(list[WorkingFile]))
 _pool = _model(TypeAdapter(PoolState))
+_connection = _model(TypeAdapter(ConnectionInfo))
+_connections = _model(TypeAdapter(list[ConnectionInfo]))
 
 
 def create_terminal(
@@ -193,11 +209,13 @@ def create_terminal(
     env: dict[str, str] | None = None,
     rows: int | None = None,
     cols: int | None = None,
+    connection_id: str | None = None,
 ) -> Call[TerminalState]:
     given: dict[str, Any] = {"name": name, "id": id, "command": command, "cwd": cwd}
-    given |= {"env": env, "rows": rows, "cols": cols}
+    given |= {"env": env, "rows": rows, "cols": cols, "connection_id": connection_id}
     body = {k: v for k, v in given.items() if v is not None}
-    return Call("POST", TERMINALS, _terminal, json=body)
+    errors: dict[int, type[HearthError]] = {502: BadGateway} if connection_id else {}
+    return Call("POST", TERMINALS, _terminal, json=body, errors=errors)
 
 
 def list_terminals() -> Call[list[TerminalState]]:
@@ -297,14 +315,117 @@ def pool() -> Call[PoolState]:
     return Call("GET", "/api/v1/pool", _pool)
 
 
+# --- saved connections (SPEC §11) ---------------------------------------------------------------
+
+
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+"""An argument not given: ``connections.change`` sends only the fields it is not."""
+
+
+def _auth(
+    password: str | None, private_key: str | None, passphrase: str | None
+) -> dict[str, str] | None:
+    """The ``auth`` object of a connection: a password, or a private key and its passphrase."""
+    if password is not None and private_key is not None:
+        raise ValueError("Give a password or a private key, not both.")
+    if passphrase is not None and private_key is None:
+        raise ValueError(
+            "A passphrase goes with its private key: give private_key too (the secret is "
+            "replaced whole)."
+        )
+    if password is not None:
+        return {"password": password}
+    if private_key is not None:
+        auth = {"private_key": private_key}
+        if passphrase is not None:
+            auth["passphrase"] = passphrase
+        return auth
+    return None
+
+
+def create_connection(
+    *,
+    host: str,
+    username: str,
+    port: int = 22,
+    password: str | None = None,
+    private_key: str | None = None,
+    passphrase: str | None = None,
+    host_key: str | None = None,
+    id: str | None = None,
+    name: str | None = None,
+) -> Call[ConnectionInfo]:
+    given: dict[str, Any] = {"id": id, "name": name, "host": host, "port": port}
+    given |= {"username": username, "host_key": host_key}
+    given["auth"] = _auth(password, private_key, passphrase)
+    body = {k: v for k, v in given.items() if v is not None}
+    return Call("POST", CONNECTIONS, _connection, json=body)
+
+
+def list_connections() -> Call[list[ConnectionInfo]]:
+    return Call("GET", CONNECTIONS, _connections)
+
+
+def get_connection(id: str) -> Call[ConnectionInfo]:
+    return Call("GET", f"{CONNECTIONS}/{_seg(id)}", _connection)
+
+
+def change_connection(
+    id: str,
+    *,
+    name: str | Unset = UNSET,
+    host: str | Unset = UNSET,
+    port: int | Unset = UNSET,
+    username: str | Unset = UNSET,
+    password: str | Unset = UNSET,
+    private_key: str | Unset = UNSET,
+    passphrase: str | Unset = UNSET,
+    host_key: str | Unset | None = UNSET,
+) -> Call[ConnectionInfo]:
+    """A PATCH of the fields given, and of those only; ``host_key=None`` is sent as null."""
+    kept = {"name": name, "host": host, "port": port, "username": username}
+    secrets = {"password": password, "private_key": private_key, "passphrase": passphrase}
+    for field_name, value in (kept | secrets).items():
+        if value is None:
+            raise ValueError(
+                f"{field_name} can't be None: leave it out to keep what the connection has."
+            )
+    body: dict[str, Any] = {k: v for k, v in kept.items() if v is not UNSET}
+    if host_key is not UNSET:
+        body["host_key"] = host_key
+    given = {k: None if v is UNSET else v for k, v in secrets.items()}
+    auth = _auth(given["password"], given["private_key"], given["passphrase"])
+    if auth is not None:
+        body["auth"] = auth
+    return Call("PATCH", f"{CONNECTIONS}/{_seg(id)}", _connection, json=body)
+
+
+def delete_connection(id: str) -> Call[None]:
+    return Call("DELETE", f"{CONNECTIONS}/{_seg(id)}", _none)
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 
-def raise_for_status(status: int, body: bytes) -> None:
-    """Raise the typed error of an error answer, with the server's message."""
+def raise_for_status(
+    status: int, body: bytes, errors: Mapping[int, type[HearthError]] | None = None
+) -> None:
+    """Raise the typed error of an error answer, with the server's message; ``errors``: the
+    call's own error for a status, where it has one."""
     if status < 400:
         return
-    raise error_for_status(status, _detail(status, body))
+    message = _detail(status, body)
+    cls = (errors or {}).get(status)
+    raise cls(message) if cls is not None else error_for_status(status, message)
 
 
 def _detail(status: int, body: bytes) -> str:

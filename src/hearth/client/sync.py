@@ -10,8 +10,9 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from hearth.client import _calls
-from hearth.client._calls import Call, ClientLifecycle
+from hearth.client._calls import UNSET, Call, ClientLifecycle, Unset
 from hearth.client.models import (
+    ConnectionInfo,
     ExecutionResult,
     HistoryEntry,
     KernelEvent,
@@ -22,7 +23,7 @@ from hearth.client.models import (
     WorkingFile,
 )
 
-__all__ = ["Client", "KernelSession", "Kernels", "Terminals"]
+__all__ = ["Client", "Connections", "KernelSession", "Kernels", "Terminals"]
 
 T = TypeVar("T")
 
@@ -41,9 +42,10 @@ class Client:
     ``url`` and ``token`` default to ``HEARTH_URL`` / ``HEARTH_TOKEN``, then to
     ``http://127.0.0.1:8765`` and the token ``hearth serve`` generated. Failed calls raise the
     errors of ``hearth.errors`` with the server's message: ``NotFound``, ``Unauthorized``,
-    ``Conflict``, ``LimitReached``, ``BadRequest``; a server that can't be reached raises
-    ``ServiceError``. ``timeout`` bounds quick calls; kernel starts, executions and file
-    transfers wait as long as they take (give ``execute`` its own ``timeout``).
+    ``Conflict``, ``LimitReached``, ``BadRequest``, ``BadGateway`` (a terminal on a saved
+    connection whose machine could not be reached or logged in to); a server that can't be
+    reached raises ``ServiceError``. ``timeout`` bounds quick calls; kernel starts, executions
+    and file transfers wait as long as they take (give ``execute`` its own ``timeout``).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Client:
         self._life = ClientLifecycle()
         self.terminals = Terminals(self)
         self.kernels = Kernels(self)
+        self.connections = Connections(self)
 
     def pool(self) -> PoolState:
         """The warm pool of kernels: ``target``, ``ready``, ``starting``, ``active``."""
@@ -100,7 +103,7 @@ class Client:
                 content=call.content,
                 timeout=_calls.timeout_of(call, self._timeout),
             )
-        _calls.raise_for_status(response.status_code, response.content)
+        _calls.raise_for_status(response.status_code, response.content, call.errors)
         return call.parse(response.content)
 
     def _stream(self, call: Call[Any]) -> Iterator[KernelEvent]:
@@ -116,7 +119,7 @@ class Client:
             ) as response,
         ):
             if response.status_code >= 400:
-                _calls.raise_for_status(response.status_code, response.read())
+                _calls.raise_for_status(response.status_code, response.read(), call.errors)
             for line in response.iter_lines():
                 if line.strip():
                     yield _calls.parse_event(line)
@@ -137,11 +140,25 @@ class Terminals:
         env: dict[str, str] | None = None,
         rows: int | None = None,
         cols: int | None = None,
+        connection_id: str | None = None,
     ) -> TerminalState:
         """Start a shell (or ``command``) on a PTY on the server; it runs until closed or
-        timed out, whether or not anyone is attached. An ``id`` you already use: ``Conflict``."""
+        timed out, whether or not anyone is attached. An ``id`` you already use: ``Conflict``.
+
+        ``connection_id``: on that saved connection's machine instead, over SSH (the login
+        shell there, or ``command``, its words quoted for the remote shell; no ``cwd``). The
+        session is like any other, with ``protocol == "ssh"``. A step that fails on the way
+        there (unreachable, refused, authentication, host key) raises ``BadGateway`` naming it,
+        and leaves no session behind."""
         call = _calls.create_terminal(
-            name=name, id=id, command=command, cwd=cwd, env=env, rows=rows, cols=cols
+            name=name,
+            id=id,
+            command=command,
+            cwd=cwd,
+            env=env,
+            rows=rows,
+            cols=cols,
+            connection_id=connection_id,
         )
         return self._client._send(call)
 
@@ -174,6 +191,99 @@ class Terminals:
     def close(self, id: str) -> None:
         """End the session: its process group is hung up, then killed; its output dropped."""
         self._client._send(_calls.close_terminal(id))
+
+
+class Connections:
+    """The account's saved connections to other machines (``client.connections``, SPEC §11).
+
+    Secrets go in and never come back: answers are ``ConnectionInfo``, whose ``auth`` says
+    which kind of secret is kept (``"password"``, ``"private_key"``, ``"none"``), not what.
+    Open a terminal on one with ``client.terminals.create(connection_id=...)``.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        host: str,
+        username: str,
+        *,
+        port: int = 22,
+        password: str | None = None,
+        private_key: str | None = None,
+        passphrase: str | None = None,
+        host_key: str | None = None,
+        id: str | None = None,
+        name: str | None = None,
+    ) -> ConnectionInfo:
+        """Save an SSH connection to ``username@host:port``, with a ``password`` or a
+        ``private_key`` (OpenSSH or PEM text, with its ``passphrase`` if it has one); nothing
+        is connected yet.
+
+        ``host_key``: the server's public key (a ``known_hosts`` key, ``"ssh-ed25519 AAAA…"``)
+        or its ``"SHA256:…"`` fingerprint; without it the first key seen is pinned. ``id``
+        (1–64 of ``A-Z a-z 0-9 _ -``) defaults to a generated one, ``name`` to
+        ``username@host``. An ``id`` you already use: ``Conflict``; a host outside the
+        server's ``connection_allowed_hosts``: ``BadRequest``.
+        """
+        call = _calls.create_connection(
+            host=host,
+            username=username,
+            port=port,
+            password=password,
+            private_key=private_key,
+            passphrase=passphrase,
+            host_key=host_key,
+            id=id,
+            name=name,
+        )
+        return self._client._send(call)
+
+    def list(self) -> list[ConnectionInfo]:
+        """The account's connections, oldest first."""
+        return self._client._send(_calls.list_connections())
+
+    def get(self, id: str) -> ConnectionInfo:
+        return self._client._send(_calls.get_connection(id))
+
+    def change(
+        self,
+        id: str,
+        *,
+        name: str | Unset = UNSET,
+        host: str | Unset = UNSET,
+        port: int | Unset = UNSET,
+        username: str | Unset = UNSET,
+        password: str | Unset = UNSET,
+        private_key: str | Unset = UNSET,
+        passphrase: str | Unset = UNSET,
+        host_key: str | Unset | None = UNSET,
+    ) -> ConnectionInfo:
+        """Change the fields given, and those only; the rest stay as they are.
+
+        ``host_key=None`` forgets the pinned key: the next connect pins the key it sees. A new
+        ``host`` or ``port`` without a ``host_key`` forgets it too (another machine, another
+        key). A ``password``, or a ``private_key`` with its ``passphrase``, replaces the secret
+        kept, whichever kind it was; ``None`` is refused for every field but ``host_key``
+        (``ValueError``).
+        """
+        call = _calls.change_connection(
+            id,
+            name=name,
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            private_key=private_key,
+            passphrase=passphrase,
+            host_key=host_key,
+        )
+        return self._client._send(call)
+
+    def delete(self, id: str) -> None:
+        """Forget the connection and its secret. Terminals open on it go on."""
+        self._client._send(_calls.delete_connection(id))
 
 
 class Kernels:
