@@ -324,3 +324,20 @@ async def test_the_operators_connection_serves_the_users_it_names_without_its_se
         assert (await bob.get(f"{CONNECTIONS}/shared")).status_code == 404
         refused = await bob.post(TERMINALS, json={"connection_id": "shared"})
         assert refused.status_code == 404
+
+
+async def test_a_key_in_openssh_format_with_a_passphrase_logs_in(
+    server: RunningServer, sshd: Sshd, tmp_path: Any
+) -> None:
+    import subprocess
+
+    key = tmp_path / "encrypted"
+    key.write_text(sshd.private_key)
+    key.chmod(0o600)
+    argv = ["ssh-keygen", "-q", "-p", "-N", "pass phrase", "-f", str(key)]
+    await asyncio.to_thread(subprocess.run, argv, check=True)
+    assert "OPENSSH PRIVATE KEY" in key.read_text()  # ssh-keygen's own format, bcrypt-derived
+    auth = {"private_key": key.read_text(), "passphrase": "pass phrase"}
+    await saved(server, sshd, username=sshd.key_user, auth=auth)
+    made = await open_terminal(server, id="locked", command=["echo", "unlocked"])
+    assert made.status_code == 201, made.text
