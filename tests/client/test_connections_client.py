@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.utils import CryptographyDeprecationWarning
 
 import hearth
@@ -38,8 +39,17 @@ with warnings.catch_warnings():
 # secrets of the connections that never reach an sshd
 PASSWORD = "pw-Never-Shown-7"
 PASSPHRASE = "pp-Never-Shown-8"
-KEY_BODY = "b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBmYWtlLWtleS1ib2R5"
-FAKE_KEY = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n"
+# a real key (the server reads a key when it is saved), encrypted as ssh-keygen does (aes256-ctr)
+FAKE_KEY = (
+    Ed25519PrivateKey.generate()
+    .private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    )
+    .decode()
+)
+KEY_BODY = FAKE_KEY.splitlines()[1]
 REMOTE = b"echo remote-$((6*7)) $(whoami)\r"  # its output is not its echo
 
 

@@ -8,12 +8,19 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.conftest import ALICE, BOB, RunningServer
 
 API = "/api/v1/connections"
 PASSWORD = "pa55-Wörd-that-must-never-show"
-KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key-but-secret\n-----END OPENSSH PRIVATE KEY-----"
+KEY = (
+    Ed25519PrivateKey.generate()
+    .private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+    .decode()
+)
+KEY_BODY = KEY.splitlines()[1]  # what must never come back
 
 
 def client(server: RunningServer, token: str = ALICE) -> httpx.Client:
@@ -80,9 +87,7 @@ def test_a_refused_body_names_the_field_and_repeats_no_secret(
     with client(server) as c:
         r = c.post(API, json=body)
         assert r.status_code == 422
-        assert (
-            PASSWORD not in r.text and "not-a-real-key" not in r.text and "12345678" not in r.text
-        )
+        assert PASSWORD not in r.text and KEY_BODY not in r.text and "12345678" not in r.text
         assert r.json()["detail"][0]["loc"][0] == "body"
 
 
@@ -97,7 +102,7 @@ def test_secrets_are_sealed_in_the_store_with_a_key_kept_apart(server: RunningSe
         rows = db.execute("SELECT data FROM sessions WHERE kind = 'connection'").fetchall()
     assert len(rows) == 2
     for (data,) in rows:
-        assert PASSWORD not in data and "not-a-real-key" not in data and "sealed" in data
+        assert PASSWORD not in data and KEY_BODY not in data and "sealed" in data
     # what the SSH client will get, in the host only
     _, auth = server.call(lambda: server.core.connections.credentials("alice", "keyed"))
     assert auth.private_key == KEY and auth.passphrase == PASSWORD
@@ -125,3 +130,14 @@ def test_a_change_that_clears_a_kept_field_is_refused(server: RunningServer) -> 
             assert r.status_code == 422, (field, r.text)
         cleared = c.patch(f"{API}/n", json={"auth": None, "host_key": None})
         assert cleared.status_code == 200 and cleared.json()["auth"] == "none"
+
+
+def test_a_key_that_cant_be_read_is_refused_at_once_without_repeating_it(
+    server: RunningServer,
+) -> None:
+    broken = KEY.replace(KEY_BODY, KEY_BODY[::-1])
+    with client(server) as c:
+        r = c.post(API, json={"host": "h", "username": "u", "auth": {"private_key": broken}})
+        assert r.status_code == 400 and "can't be read" in r.text
+        assert KEY_BODY[::-1] not in r.text
+        assert c.get(API).json() == []

@@ -78,6 +78,7 @@ class Connections:
             "updated_at": now,
         }
         if spec.auth is not None:
+            _check_key(spec.auth)
             record["sealed"] = self._sealer.seal(spec.auth.model_dump(), _bound(user, id))
         self._store.put(KIND, user, id, record)
         return _info(record)
@@ -105,6 +106,7 @@ class Connections:
             record["auth"] = auth_kind(patch.auth)
             record.pop("sealed", None)
             if patch.auth is not None:
+                _check_key(patch.auth)
                 record["sealed"] = self._sealer.seal(patch.auth.model_dump(), _bound(user, id))
         record["updated_at"] = time.time()
         self._store.put(KIND, user, id, record)
@@ -169,6 +171,14 @@ class Connections:
         if record is None:
             raise NotFound(f"No connection {id!r}.")
         return record
+
+
+def _check_key(auth: PasswordAuth | KeyAuth) -> None:
+    """A private key that can't be read is refused now, not at the first terminal."""
+    if isinstance(auth, KeyAuth):
+        from hearth.connections.ssh import private_key  # asyncssh: 0.3 s, at first use
+
+        private_key(auth)
 
 
 def _operator_auth(c: OperatorConnection) -> PasswordAuth | KeyAuth | None:

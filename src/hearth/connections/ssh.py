@@ -15,7 +15,7 @@ from hearth.contract.connections import ConnectionInfo, ConnectionTest, KeyAuth,
 from hearth.errors import BadGateway, BadRequest
 from hearth.terminals.ssh_source import WINDOW, SshSource, TerminalChannel
 
-__all__ = ["open_terminal", "probe"]
+__all__ = ["open_terminal", "private_key", "probe"]
 
 CONNECT_TIMEOUT = 15.0
 KEEPALIVE_INTERVAL = 15.0  # seconds; three unanswered end the session ("connection lost")
@@ -51,7 +51,7 @@ def _options(
     return asyncssh.SSHClientConnectionOptions(
         username=info.username,
         password=auth.password if isinstance(auth, PasswordAuth) else None,
-        client_keys=[_private_key(auth)] if isinstance(auth, KeyAuth) else None,
+        client_keys=[private_key(auth)] if isinstance(auth, KeyAuth) else None,
         known_hosts=([], [], []),  # every key goes through _Client.validate_host_public_key
         config=[],
         agent_path=None,
@@ -142,12 +142,12 @@ async def open_terminal(
     return SshSource(connection, channel, session, where)
 
 
-def _private_key(auth: KeyAuth) -> asyncssh.SSHKey:
+def private_key(auth: KeyAuth) -> asyncssh.SSHKey:
     try:
         return asyncssh.import_private_key(auth.private_key, auth.passphrase)
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
         raise BadRequest(
-            f"The connection's private key can't be read ({exc}): set it again with PATCH, "
+            f"The private key can't be read ({exc}): give it whole (OpenSSH or PEM text), "
             "with its passphrase if it has one."
         ) from None
 
