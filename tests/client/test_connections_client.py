@@ -193,6 +193,9 @@ def test_a_terminal_on_a_connection_runs_on_that_machine(server: RunningServer, 
             host_key=sshd.host_key_fingerprint,
             id="box",
         )
+        tested = client.connections.test("box")
+        assert (tested.fingerprint, tested.host_key_matches) == (sshd.host_key_fingerprint, True)
+        assert tested.authenticated is True and tested.detail is None
         t = client.terminals.create(
             connection_id="box", command=["sh", "-c", "echo remote-$((6*7)) $(whoami)"]
         )

@@ -6,6 +6,7 @@ methods. It depends on ``hearth.protocol``, ``hearth.contract`` (the models both
 from hearth.client.aio import AsyncClient, AsyncKernelSession
 from hearth.client.models import (
     ConnectionInfo,
+    ConnectionTest,
     ExecutionResult,
     HistoryEntry,
     KernelFile,
@@ -21,6 +22,7 @@ __all__ = [
     "AsyncKernelSession",
     "Client",
     "ConnectionInfo",
+    "ConnectionTest",
     "ExecutionResult",
     "HistoryEntry",
     "KernelFile",

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 
 from hearth.client.models import (
     ConnectionInfo,
+    ConnectionTest,
     ExecutionResult,
     HistoryEntry,
     KernelEvent,
@@ -198,6 +199,7 @@ _files = _model(TypeAdapter(list[WorkingFile]))
 _pool = _model(TypeAdapter(PoolState))
 _connection = _model(TypeAdapter(ConnectionInfo))
 _connections = _model(TypeAdapter(list[ConnectionInfo]))
+_tested = _model(TypeAdapter(ConnectionTest))
 
 
 def create_terminal(
@@ -411,6 +413,11 @@ def change_connection(
 
 def delete_connection(id: str) -> Call[None]:
     return Call("DELETE", f"{CONNECTIONS}/{_seg(id)}", _none)
+
+
+def test_connection(id: str) -> Call[ConnectionTest]:
+    path = f"{CONNECTIONS}/{_seg(id)}/test"
+    return Call("POST", path, _tested, long=True, errors={502: BadGateway})
 
 
 # --- errors -------------------------------------------------------------------------------------

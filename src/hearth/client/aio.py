@@ -16,6 +16,7 @@ from hearth.client import _calls
 from hearth.client._calls import UNSET, Call, ClientLifecycle, Unset
 from hearth.client.models import (
     ConnectionInfo,
+    ConnectionTest,
     ExecutionResult,
     HistoryEntry,
     KernelEvent,
@@ -295,6 +296,11 @@ class AsyncConnections:
     async def delete(self, id: str) -> None:
         """Forget the connection and its secret. Terminals open on it go on."""
         await self._client._send(_calls.delete_connection(id))
+
+    async def test(self, id: str) -> ConnectionTest:
+        """Connect: the server's key, whether it matches the pinned one, whether the login
+        works. ``BadGateway`` if the server can't be reached."""
+        return await self._client._send(_calls.test_connection(id))
 
 
 class AsyncKernels:

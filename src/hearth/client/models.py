@@ -24,6 +24,7 @@ from hearth.protocol.kernels import (
 
 __all__ = [
     "ConnectionInfo",
+    "ConnectionTest",
     "ExecutionResult",
     "HistoryEntry",
     "KernelEvent",
@@ -34,6 +35,15 @@ __all__ = [
     "TerminalState",
     "WorkingFile",
 ]
+
+
+class ConnectionTest(_contract.ConnectionTest):
+    """What ``connections.test(id)`` found: the server's ``host_key`` and ``fingerprint``,
+    ``host_key_matches`` (None: nothing pinned yet), ``authenticated`` (None: not tried, the
+    key did not match) and ``detail`` (what failed)."""
+
+    model_config = ConfigDict(extra="ignore")
+
 
 KernelInfo = KernelState  # a kernel session as GET /api/v1/sessions/{id} shows it (SPEC §4.2)
 

@@ -13,6 +13,7 @@ from hearth.client import _calls
 from hearth.client._calls import UNSET, Call, ClientLifecycle, Unset
 from hearth.client.models import (
     ConnectionInfo,
+    ConnectionTest,
     ExecutionResult,
     HistoryEntry,
     KernelEvent,
@@ -284,6 +285,11 @@ class Connections:
     def delete(self, id: str) -> None:
         """Forget the connection and its secret. Terminals open on it go on."""
         self._client._send(_calls.delete_connection(id))
+
+    def test(self, id: str) -> ConnectionTest:
+        """Connect: the server's key, whether it matches the pinned one, whether the login
+        works. ``BadGateway`` if the server can't be reached."""
+        return self._client._send(_calls.test_connection(id))
 
 
 class Kernels:
