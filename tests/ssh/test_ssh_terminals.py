@@ -4,6 +4,7 @@ like any other, and every failed step at create is a 502 that names it and leave
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -341,3 +342,15 @@ async def test_a_key_in_openssh_format_with_a_passphrase_logs_in(
     await saved(server, sshd, username=sshd.key_user, auth=auth)
     made = await open_terminal(server, id="locked", command=["echo", "unlocked"])
     assert made.status_code == 201, made.text
+
+
+async def test_no_log_line_carries_a_secret(server: RunningServer, sshd: Sshd, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, asyncssh's too, at its most talkative
+    await saved(server, sshd)
+    assert (await open_terminal(server, id="logged")).status_code == 201
+    async with rest(server) as c:
+        await c.post(f"{CONNECTIONS}/box/test")
+        await c.patch(f"{CONNECTIONS}/box", json={"auth": {"password": "wrong-" + sshd.password}})
+        assert (await c.post(TERMINALS, json={"connection_id": "box"})).status_code == 502
+    assert "box" in caplog.text  # the logs were captured
+    assert sshd.password not in caplog.text
