@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     connection_key: str | None = None
     # where saved connections may go: host name patterns (fnmatch), matched before connecting
     connection_allowed_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    # seconds between an SSH connection's keepalives; three unanswered end its sessions
+    connection_keepalive_interval: float = Field(15, gt=0)
     # the operator's connections, for the users each names ([[connections]] in the file)
     connections: list[OperatorConnection] = Field(default_factory=list)
 

@@ -4,7 +4,10 @@ like any other, and every failed step at create is a 502 that names it and leave
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import time
 from typing import Any
 
@@ -354,3 +357,28 @@ async def test_no_log_line_carries_a_secret(server: RunningServer, sshd: Sshd, c
         assert (await c.post(TERMINALS, json={"connection_id": "box"})).status_code == 502
     assert "box" in caplog.text  # the logs were captured
     assert sshd.password not in caplog.text
+
+
+async def test_keepalives_end_a_session_whose_server_stopped_answering(
+    make_server: Any, sshd: Sshd
+) -> None:
+    server = make_server(connection_keepalive_interval=0.3)
+    await saved(server, sshd)
+    assert (await open_terminal(server, id="frozen")).status_code == 201
+    t = await TermClient.connect(server.ws_url, "frozen", ALICE)
+    await t.send(b"echo up-$((2+2))\n")
+    await t.read_until(b"up-4")
+    frozen = sshd.connection_processes()
+    for p in frozen:  # the link stays up, nothing answers on it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGSTOP)
+    try:
+        exit = await t.frame("exit", timeout=15)
+    finally:
+        for p in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)
+    assert exit["reason"] == "connection lost: Server not responding to keepalive", exit
+    async with rest(server) as c:
+        info = (await c.get(f"{TERMINALS}/frozen")).json()
+    assert not info["alive"] and info["exit_reason"] == exit["reason"]

@@ -57,4 +57,5 @@ export interface TerminalState {
   command?: string[];
   closed_reason?: "host_lost" | null;
   connection_id?: string | null;
+  exit_reason?: string | null;
 }

@@ -18,7 +18,6 @@ from hearth.terminals.ssh_source import WINDOW, SshSource, TerminalChannel
 __all__ = ["open_terminal", "private_key", "probe"]
 
 CONNECT_TIMEOUT = 15.0
-KEEPALIVE_INTERVAL = 15.0  # seconds; three unanswered end the session ("connection lost")
 # AES-GCM first: with AES-NI it costs a tenth of chacha20 per keystroke (docs/design/ssh-client.md)
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 
@@ -46,7 +45,7 @@ class _Client(asyncssh.SSHClient):
 
 
 def _options(
-    info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None
+    info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None, keepalive: float = 15.0
 ) -> asyncssh.SSHClientConnectionOptions:
     return asyncssh.SSHClientConnectionOptions(
         username=info.username,
@@ -62,7 +61,7 @@ def _options(
         kbdint_auth=False,
         connect_timeout=CONNECT_TIMEOUT,
         login_timeout=CONNECT_TIMEOUT,
-        keepalive_interval=KEEPALIVE_INTERVAL,
+        keepalive_interval=keepalive,  # three unanswered: "connection lost"
         keepalive_count_max=3,
         encryption_algs=CIPHERS,
     )
@@ -110,14 +109,16 @@ async def open_terminal(
     rows: int,
     cols: int,
     pin: Callable[[str], None],
+    keepalive: float = 15.0,
 ) -> SshSource:
     """A PTY channel on ``info``'s machine (its login shell, or ``command``); ``pin(key)`` is
     called with the server's public key when the connection had none pinned."""
     where = f"{info.username}@{info.host}:{info.port}"
     client = _Client(info.host_key)
+    options = _options(info, auth, keepalive)
     try:
         connection = await asyncssh.connect(
-            info.host, info.port, client_factory=lambda: client, options=_options(info, auth)
+            info.host, info.port, client_factory=lambda: client, options=options
         )
     except Exception as exc:
         raise _failed(exc, where, client) from None

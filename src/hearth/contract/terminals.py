@@ -84,6 +84,7 @@ class TerminalInfo:
     command: list[str] = field(default_factory=list)
     closed_reason: str | None = None
     connection_id: str | None = None
+    exit_reason: str | None = None  # why it ended, beyond its status ("connection lost: …")
 
 
 @dataclass(frozen=True, slots=True)

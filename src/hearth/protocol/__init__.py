@@ -214,6 +214,8 @@ class TerminalState(BaseModel):
     command: list[str] = Field(default_factory=list)
     closed_reason: Literal["host_lost"] | None = None
     connection_id: str | None = None  # the saved connection it runs on (protocol "ssh")
+    # why it ended, beyond its exit status: "connection lost: <why>", a memory limit
+    exit_reason: str | None = None
 
 
 class TerminalStatusAnswer(BaseModel):

@@ -260,6 +260,7 @@ class TerminalManager:
                 rows=spec.rows,
                 cols=spec.cols,
                 pin=lambda host_key: connections.pin(user, info.id, host_key),
+                keepalive=self.settings.connection_keepalive_interval,
             )
         finally:
             self._opening.discard(key)

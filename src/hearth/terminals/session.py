@@ -130,6 +130,7 @@ class TerminalSession:
             command=list(self.command),
             closed_reason=self.closed_reason,
             connection_id=self.connection_id,
+            exit_reason=self.exit_reason,
         )
 
     def touch(self) -> None:
