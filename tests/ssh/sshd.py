@@ -174,6 +174,7 @@ class Sshd:
             # a shell's first output is its prompt
             "PrintMotd no",
             "PrintLastLog no",
+            "LogLevel DEBUG1",  # says when a client forwards through it (a jump host's work)
         ]
         if _openssh_version() >= (9, 8):
             # every client is 127.0.0.1: no refusals after failed logins or killed sessions

@@ -382,3 +382,39 @@ async def test_keepalives_end_a_session_whose_server_stopped_answering(
     async with rest(server) as c:
         info = (await c.get(f"{TERMINALS}/frozen")).json()
     assert not info["alive"] and info["exit_reason"] == exit["reason"]
+
+
+async def test_a_connection_through_a_jump_host_opens_there(
+    server: RunningServer, sshd: Sshd
+) -> None:
+    await saved(
+        server,
+        sshd,
+        id="bastion",
+        username=sshd.key_user,
+        auth={"private_key": sshd.private_key},
+    )  # its key pinned at first use, like any connection's
+    await saved(server, sshd, id="box", jump="bastion")
+    async with rest(server) as c:
+        assert (await c.get(f"{CONNECTIONS}/box")).json()["jump"] == "bastion"
+        body = {"host": sshd.host, "port": sshd.port, "username": sshd.password_user}
+        chained = await c.post(CONNECTIONS, json={**body, "id": "x", "jump": "box"})
+        assert chained.status_code == 400 and "one jump host" in chained.text
+        assert (await c.delete(f"{CONNECTIONS}/bastion")).status_code == 409  # box needs it
+        tested = (await c.post(f"{CONNECTIONS}/box/test")).json()
+        assert tested["authenticated"] is True
+    logged = len(sshd.log())
+    made = await open_terminal(server, id="far")
+    assert made.status_code == 201, made.text
+    t = await TermClient.connect(server.ws_url, "far", ALICE)
+    await t.send(b"echo I am $(whoami)\n")
+    await t.read_until(f"I am {sshd.password_user}".encode())
+    assert "direct-tcpip" in sshd.log()[logged:]  # the bastion forwarded it
+    async with rest(server) as c:
+        pinned = (await c.get(f"{CONNECTIONS}/bastion")).json()["host_key"]
+    assert pinned.split()[:2] == sshd.host_key.split()[:2]
+    await t.close()
+
+
+def BODY_OF(sshd: Sshd) -> dict[str, Any]:
+    return {"host": sshd.host, "port": sshd.port, "username": sshd.password_user}

@@ -58,6 +58,7 @@ class Connections:
 
     def create(self, user: str, spec: ConnectionSpec) -> ConnectionInfo:
         check_host(spec.host, self.allowed_hosts)
+        self._check_jump(user, spec.id, spec.jump)
         records = self._store.list(KIND, user)
         if len(records) >= MAX_PER_USER:
             raise Conflict(f"At most {MAX_PER_USER} connections per user: delete one first.")
@@ -74,6 +75,7 @@ class Connections:
             "username": spec.username,
             "auth": auth_kind(spec.auth),
             "host_key": spec.host_key,
+            "jump": spec.jump,
             "created_at": now,
             "updated_at": now,
         }
@@ -98,6 +100,8 @@ class Connections:
         record = self._record(user, id)
         if patch.host is not None:
             check_host(patch.host, self.allowed_hosts)
+        if patch.jump is not None:
+            self._check_jump(user, id, patch.jump)
         given = patch.model_dump(exclude_unset=True, exclude={"auth"})
         if {"host", "port"} & given.keys() and "host_key" not in given:
             given["host_key"] = None  # another machine: its key is pinned again
@@ -115,6 +119,12 @@ class Connections:
     def delete(self, user: str, id: str) -> None:
         self._refuse_shared(user, id)
         self._record(user, id)
+        through = [c.id for c in self.list_connections(user) if c.jump == id]
+        if through:
+            raise Conflict(
+                f"Connections {', '.join(through)} are reached through {id!r}: change their "
+                "jump first."
+            )
         self._store.delete(KIND, user, id)
 
     def pin(self, user: str, id: str, host_key: str) -> None:
@@ -137,6 +147,22 @@ class Connections:
         auth = PasswordAuth(**opened) if "password" in opened else KeyAuth(**opened)
         return _info(record), auth
 
+    def _check_jump(self, user: str, id: str | None, jump: str | None) -> None:
+        """A jump host is another of the user's connections, reached directly (one hop)."""
+        if jump is None:
+            return
+        if jump == id:
+            raise BadRequest("A connection can't be its own jump host.")
+        try:
+            through = self.get(user, jump)
+        except NotFound:
+            raise BadRequest(f"No connection {jump!r} to jump through: save it first.") from None
+        if through.jump is not None:
+            raise BadRequest(
+                f"Connection {jump!r} is itself reached through {through.jump!r}: one jump host "
+                "at most."
+            )
+
     def _shared(self, user: str, id: str) -> OperatorConnection | None:
         connection = self._operator.get(id)
         return connection if connection is not None and user in connection.users else None
@@ -154,6 +180,7 @@ class Connections:
             username=c.username,
             auth=auth,
             host_key=c.host_key,
+            jump=c.jump,
             created_at=self._started,
             updated_at=self._started,
             shared=True,

@@ -67,8 +67,26 @@ def _options(
     )
 
 
-async def probe(info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None) -> ConnectionTest:
-    """Connect and log in, then hang up: what ``…/connections/{id}/test`` answers."""
+async def probe(
+    info: ConnectionInfo,
+    auth: PasswordAuth | KeyAuth | None,
+    jump: tuple[ConnectionInfo, PasswordAuth | KeyAuth | None] | None = None,
+) -> ConnectionTest:
+    """Connect (through ``jump``'s machine, if given) and log in, then hang up: what
+    ``…/connections/{id}/test`` answers. Nothing is pinned."""
+    tunnel = None if jump is None else await _connect(*jump, 15.0, lambda id, key: None)
+    try:
+        return await _probe(info, auth, tunnel)
+    finally:
+        if tunnel is not None:
+            tunnel.close()
+
+
+async def _probe(
+    info: ConnectionInfo,
+    auth: PasswordAuth | KeyAuth | None,
+    tunnel: asyncssh.SSHClientConnection | None,
+) -> ConnectionTest:
     where = f"{info.username}@{info.host}:{info.port}"
     client = _Client(info.host_key)
     matches: bool | None = None if info.host_key is None else True  # None: nothing pinned yet
@@ -76,7 +94,11 @@ async def probe(info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None) -> Co
     detail = None
     try:
         connection = await asyncssh.connect(
-            info.host, info.port, client_factory=lambda: client, options=_options(info, auth)
+            info.host,
+            info.port,
+            tunnel=tunnel,
+            client_factory=lambda: client,
+            options=_options(info, auth),
         )
     except (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied) as exc:
         if client.seen is None:
@@ -100,6 +122,9 @@ async def probe(info: ConnectionInfo, auth: PasswordAuth | KeyAuth | None) -> Co
     )
 
 
+Credentials = tuple[ConnectionInfo, PasswordAuth | KeyAuth | None]
+
+
 async def open_terminal(
     info: ConnectionInfo,
     auth: PasswordAuth | KeyAuth | None,
@@ -108,20 +133,23 @@ async def open_terminal(
     env: Mapping[str, str],
     rows: int,
     cols: int,
-    pin: Callable[[str], None],
+    pin: Callable[[str, str], None],
     keepalive: float = 15.0,
+    jump: Credentials | None = None,
 ) -> SshSource:
-    """A PTY channel on ``info``'s machine (its login shell, or ``command``); ``pin(key)`` is
-    called with the server's public key when the connection had none pinned."""
-    where = f"{info.username}@{info.host}:{info.port}"
-    client = _Client(info.host_key)
-    options = _options(info, auth, keepalive)
+    """A PTY channel on ``info``'s machine (its login shell, or ``command``), through ``jump``'s
+    machine when given (each hop with its own credentials and pin); ``pin(id, key)`` is called
+    with a server's public key when its connection had none pinned."""
+    tunnel = None
+    if jump is not None:
+        tunnel = await _connect(*jump, keepalive, pin)
     try:
-        connection = await asyncssh.connect(
-            info.host, info.port, client_factory=lambda: client, options=options
-        )
-    except Exception as exc:
-        raise _failed(exc, where, client) from None
+        connection = await _connect(info, auth, keepalive, pin, tunnel)
+    except BaseException:
+        if tunnel is not None:
+            tunnel.abort()
+        raise
+    where = _where(info)
     try:
         channel, session = await connection.create_session(
             TerminalChannel,
@@ -134,13 +162,38 @@ async def open_terminal(
         )
     except BaseException as exc:
         connection.abort()
+        if tunnel is not None:
+            tunnel.abort()
         if isinstance(exc, Exception):
-            raise _failed(exc, where, client) from None
+            raise _failed(exc, where, _Client(info.host_key)) from None
         raise
-    if info.host_key is None and client.seen is not None:
-        pin(client.seen.export_public_key().decode().strip())
     assert isinstance(session, TerminalChannel)
-    return SshSource(connection, channel, session, where)
+    return SshSource(connection, channel, session, where, tunnel=tunnel)
+
+
+def _where(info: ConnectionInfo) -> str:
+    return f"{info.username}@{info.host}:{info.port}"
+
+
+async def _connect(
+    info: ConnectionInfo,
+    auth: PasswordAuth | KeyAuth | None,
+    keepalive: float,
+    pin: Callable[[str, str], None],
+    tunnel: asyncssh.SSHClientConnection | None = None,
+) -> asyncssh.SSHClientConnection:
+    """A logged-in connection to ``info``'s machine (through ``tunnel``'s, if given)."""
+    client = _Client(info.host_key)
+    options = _options(info, auth, keepalive)
+    try:
+        connection = await asyncssh.connect(
+            info.host, info.port, tunnel=tunnel, client_factory=lambda: client, options=options
+        )
+    except Exception as exc:
+        raise _failed(exc, _where(info), client) from None
+    if info.host_key is None and client.seen is not None:
+        pin(info.id, client.seen.export_public_key().decode().strip())
+    return connection
 
 
 def private_key(auth: KeyAuth) -> asyncssh.SSHKey:

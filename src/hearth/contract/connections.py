@@ -52,6 +52,9 @@ class ConnectionSpec(_Model):
         description="the server's public key (as in known_hosts) or its SHA256 fingerprint; "
         "without it the first key seen is pinned",
     )
+    jump: str | None = Field(
+        default=None, pattern=_ID, description="another saved connection to reach this one through"
+    )
 
 
 class ConnectionPatch(_Model):
@@ -61,6 +64,9 @@ class ConnectionPatch(_Model):
     username: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s:@/]+$")
     auth: Auth | None = None
     host_key: str | None = Field(default=None, max_length=16384)
+    jump: str | None = Field(
+        default=None, pattern=_ID, description="another saved connection to reach this one through"
+    )
 
     @model_validator(mode="after")
     def _kept_fields_are_not_cleared(self) -> ConnectionPatch:
@@ -84,6 +90,7 @@ class OperatorConnection(_Model):
     private_key_file: str | None = None  # read by the session host at each connect
     passphrase: str | None = None
     host_key: str = Field(min_length=1, max_length=16384)
+    jump: str | None = Field(default=None, pattern=_ID)  # another of the operator's connections
     users: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -102,6 +109,7 @@ class ConnectionInfo(_Model):
     username: str
     auth: Literal["password", "private_key", "none"]  # which kind is kept, never what
     host_key: str | None  # given, or pinned at the first connect
+    jump: str | None = None  # the connection it is reached through (a jump host)
     created_at: float
     updated_at: float
     shared: bool = False  # defined by the operator (read-only, its credentials not shown)

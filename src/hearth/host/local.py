@@ -289,7 +289,8 @@ class LocalConnections:
         from hearth.connections.ssh import probe  # asyncssh: 0.3 s, at first use
 
         info, auth = self.connections.credentials(user, id)
-        return await probe(info, auth)
+        jump = None if info.jump is None else self.connections.credentials(user, info.jump)
+        return await probe(info, auth, jump)
 
 
 def _satisfies(

@@ -246,7 +246,9 @@ class TerminalManager:
             )
         connections = self.connections
         info, auth = connections.credentials(user, spec.connection_id)
-        check_host(info.host, self.settings.connection_allowed_hosts)  # it may have changed
+        jump = connections.credentials(user, info.jump) if info.jump is not None else None
+        for hop in (info, *([jump[0]] if jump else [])):  # the setting may have changed
+            check_host(hop.host, self.settings.connection_allowed_hosts)
         from hearth.connections.ssh import open_terminal  # asyncssh: 0.3 s, at first use
 
         key = (user, id)
@@ -259,8 +261,9 @@ class TerminalManager:
                 env=spec.env,
                 rows=spec.rows,
                 cols=spec.cols,
-                pin=lambda host_key: connections.pin(user, info.id, host_key),
+                pin=lambda id, host_key: connections.pin(user, id, host_key),
                 keepalive=self.settings.connection_keepalive_interval,
+                jump=jump,
             )
         finally:
             self._opening.discard(key)

@@ -63,8 +63,10 @@ class SshSource:
         channel: asyncssh.SSHClientChannel[bytes],
         session: TerminalChannel,
         where: str,
+        tunnel: asyncssh.SSHClientConnection | None = None,
     ) -> None:
         self.connection = connection
+        self.tunnel = tunnel  # the jump host's connection, if it was reached through one
         self.channel = channel
         self.session = session
         self.where = where  # user@host:port, for the logs
@@ -101,16 +103,23 @@ class SshSource:
 
     def drain(self, sink: Sink) -> None:
         """asyncssh delivers a channel's data before its end: nothing is left to read."""
+        self._hang_up()
+
+    def _hang_up(self) -> None:
         self.connection.close()
+        if self.tunnel is not None:
+            self.tunnel.close()
 
     async def terminate(self, grace: float) -> int:
         self._closed_here = True
         self.channel.close()
-        self.connection.close()
+        self._hang_up()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.exited), grace)
         if not self.exited.done():
             self.connection.abort()
+            if self.tunnel is not None:
+                self.tunnel.abort()
             self.exited.set_result(LOST_EXIT)
         return self.exited.result()
 
