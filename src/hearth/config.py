@@ -22,7 +22,10 @@ from pydantic_settings import (
 
 from hearth.contract.connections import OperatorConnection
 
-__all__ = ["Settings", "default_data_dir", "load_settings"]
+__all__ = ["SECRET_SETTINGS", "Settings", "default_data_dir", "load_settings"]
+
+# settings that hold secrets: never shown, logged, echoed by the host or compared with it
+SECRET_SETTINGS = frozenset({"tokens", "connection_key", "connections"})
 
 
 def default_data_dir() -> Path:
@@ -125,7 +128,7 @@ class Settings(BaseSettings):
         return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
     def __repr__(self) -> str:
-        shown = self.model_dump(exclude={"tokens", "connection_key", "connections"})
+        shown = self.model_dump(exclude=set(SECRET_SETTINGS))
         shown["connections"] = [c.id for c in self.connections]
         shown["tokens"] = f"<{len(self.tokens)} configured>"
         shown["connection_key"] = "<set>" if self.connection_key else None

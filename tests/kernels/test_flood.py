@@ -58,10 +58,7 @@ def test_a_flood_to_a_client_that_does_not_read_costs_the_host_bounded_memory(
         events = []
         with c.stream("POST", "/api/v1/sessions/k1/execute?stream=true", json={"code": CODE}) as r:
             assert r.status_code == 200
-            deadline = time.monotonic() + 60
-            while "flooded" not in files(c):
-                assert time.monotonic() < deadline, "the cell did not finish printing"
-                time.sleep(0.1)
+            wait_flooded(c)
             # the host has all of it by now, or a little after: then read it
             events = [json.loads(line) for line in r.iter_lines()]
         growth = rss(pid, "VmHWM") - before

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from pydantic import ValidationError
 
 from hearth import __version__
+from hearth.config import SECRET_SETTINGS
 from hearth.contract import wire
 from hearth.contract.api import Channels
 from hearth.contract.calls import CALLS, Attached, Call, FileHead, HostMetrics, Stream
@@ -60,6 +61,9 @@ class HostServer:
         try:
             with self.place.socket_address() as address:
                 self._server = await loop.create_unix_server(self._accept, address)
+        except BaseException as exc:
+            await self.handovers.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         finally:
             os.umask(old)
         log.info("listening", extra={"pid": os.getpid(), "version": __version__})
@@ -88,9 +92,7 @@ class HostServer:
             "version": __version__,
             "pid": os.getpid(),
             "sandbox": self.core.sandbox.status(),
-            "settings": self.core.settings.model_dump(
-                mode="json", exclude={"tokens", "connection_key", "connections"}
-            ),
+            "settings": self.core.settings.model_dump(mode="json", exclude=set(SECRET_SETTINGS)),
             "warnings": self.warnings,
         }
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth import __version__
-from hearth.config import Settings
+from hearth.config import SECRET_SETTINGS, Settings
 from hearth.contract import calls, wire
 from hearth.contract.place import ALREADY_RUNNING, HostPlace, lock_free
 from hearth.errors import RLIMITS_ONLY, UNSANDBOXED_USERS, HostUnavailable, SandboxUnavailable
@@ -35,8 +35,6 @@ __all__ = ["HostStarter", "connect", "stop_host"]
 
 log = logging.getLogger("hearth.host")
 
-# what the host keeps to itself (they hold secrets): neither shown by it nor compared
-_SECRET_SETTINGS = {"connection_key", "connections"}
 
 START_TIMEOUT = 120.0  # seconds: a host opens the store and warms the pool before it answers
 _HELLO_TIMEOUT = 10.0
@@ -97,7 +95,7 @@ class HostStarter:
         differ = {
             k: {"host": theirs.get(k), "this server": v}
             for k, v in ours.items()
-            if k not in _WEB_TIER_SETTINGS and k not in _SECRET_SETTINGS and theirs.get(k) != v
+            if k not in _WEB_TIER_SETTINGS and k not in SECRET_SETTINGS and theirs.get(k) != v
         }
         if differ:
             log.warning(

@@ -222,16 +222,7 @@ class TerminalManager:
             cols=spec.cols,
             log=self._open_log(user, id),
         )
-        try:
-            self._record(session)
-        except Exception as exc:  # a full disk, say: no process is left without its record
-            if session.log is not None:
-                session.log.remove()
-            await session.aclose(self.settings.terminal_kill_grace)
-            raise storage_error(exc) or exc from None
-        self._add(session)
-        log.info("created", extra={"user": user, "session": id, "pid": process.pid})
-        return session.info()
+        return await self._register(session, f"pid {process.pid}")
 
     async def _create_on_connection(self, user: str, id: str, spec: TerminalSpec) -> TerminalInfo:
         """A session on a saved connection's machine: the connection opens (every failed step
@@ -280,15 +271,19 @@ class TerminalManager:
             connection_id=info.id,
         )
         self._number(user)
+        return await self._register(session, source.describe())
+
+    async def _register(self, session: TerminalSession, where: str) -> TerminalInfo:
+        """A new session recorded and listed; ``where`` it runs (a pid, a host), for the log."""
         try:
             self._record(session)
-        except Exception as exc:
+        except Exception as exc:  # a full disk, say: no process is left without its record
             if session.log is not None:
                 session.log.remove()
             await session.aclose(self.settings.terminal_kill_grace)
             raise storage_error(exc) or exc from None
         self._add(session)
-        log.info("created", extra={"user": user, "session": id, **source.describe()})
+        log.info("created", extra={"user": session.user, "session": session.id, "at": where})
         return session.info()
 
     async def ensure(self, user: str, spec: TerminalSpec) -> TerminalInfo:

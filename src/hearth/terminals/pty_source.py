@@ -19,7 +19,6 @@ BULK_READ = 2048  # a read this big means output is streaming, not echoing keyst
 
 
 class PtySource:
-    protocol = "local"
     exit_reason: str | None = None
 
     def __init__(self, process: PtyProcess, name: str) -> None:
@@ -31,8 +30,8 @@ class PtySource:
         self._reading = False
         self._pending_input = bytearray()
 
-    def describe(self) -> dict[str, object]:
-        return {"pid": self.process.pid}
+    def describe(self) -> str:
+        return f"pid {self.process.pid}"
 
     def start(self, sink: Sink) -> None:
         self._sink = sink

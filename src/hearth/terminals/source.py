@@ -16,7 +16,6 @@ Sink = Callable[[bytes, bool], None]
 
 
 class Source(Protocol):
-    protocol: str  # "local" or "ssh": what the session's info says
     exited: asyncio.Future[int]  # the exit status, once it ended
     exit_reason: str | None  # why it ended, when not by its own exit ("connection lost: …")
 
@@ -49,5 +48,5 @@ class Source(Protocol):
     @property
     def memory_limit(self) -> int: ...
 
-    def describe(self) -> dict[str, object]:
-        """What the logs say of it (a pid, a host)."""
+    def describe(self) -> str:
+        """What the logs say of it: ``pid 1234``, ``ops@db:22``."""

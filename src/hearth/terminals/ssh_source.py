@@ -55,8 +55,6 @@ _SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "KILL": 9, "SEGV": 11, "PIPE": 13, "T
 
 
 class SshSource:
-    protocol = "ssh"
-
     def __init__(
         self,
         connection: asyncssh.SSHClientConnection,
@@ -75,8 +73,8 @@ class SshSource:
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         session.ended.add_done_callback(self._on_end)
 
-    def describe(self) -> dict[str, object]:
-        return {"ssh": self.where}
+    def describe(self) -> str:
+        return self.where
 
     def start(self, sink: Sink) -> None:
         self.session.sink = sink
