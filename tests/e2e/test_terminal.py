@@ -55,8 +55,12 @@ def test_two_tabs_survive_a_reload_with_their_output_names_and_no_stray_replies(
 ) -> None:
     page = open_workspace(context, server.url)
     [first] = wait_tabs(page, 1)
-    # A live query is answered (xterm replies to the cursor-position request)…
-    type_line(page, r"printf '\e[6n'; read -rs -d R reply; echo got-reply-${#reply}")
+    # A live query is answered (xterm replies to the cursor-position request)… Echo is off
+    # before the query: a reply that comes back before `read` turns it off would be echoed.
+    type_line(
+        page,
+        r"stty -echo; printf '\e[6n'; read -rs -d R reply; stty echo; echo got-reply-${#reply}",
+    )
     assert re.search(r"^got-reply-[1-9]", wait_text(page, first["id"], "got-reply-", count=2), re.M)
     type_line(page, "echo before-reload")
     wait_text(page, first["id"], "before-reload", count=2)
