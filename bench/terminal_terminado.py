@@ -132,13 +132,16 @@ class Terminado:
 
 
 @contextlib.contextmanager
-def terminado_server(plan: Plan) -> Iterator[tuple[int, int]]:
-    """Start the terminado server; yields (port, pid)."""
+def terminado_server(
+    plan: Plan, shell: list[str] | None = None, nodelay: bool | None = None
+) -> Iterator[tuple[int, int]]:
+    """Start the terminado server running ``shell`` (the bench's shell unless given); yields
+    (port, pid)."""
     python = ensure_venv()
     argv = [str(python), str(SERVER_SCRIPT)]
-    if plan.terminado_nodelay:
+    if plan.terminado_nodelay if nodelay is None else nodelay:
         argv.append("--nodelay")
-    argv += ["--", *SHELL]
+    argv += ["--", *(shell or SHELL)]
     log_path = plan.tmp / "terminado.log"
     with server_process(argv, env=shell_env(), log_path=log_path) as server:
         deadline = time.monotonic() + 30

@@ -375,12 +375,15 @@ class TerminalManager:
     def recording(self, user: str, id: str) -> str:
         """The buffered session as an asciicast v2 recording."""
         session = self._session(user, id)
+        env = {"TERM": "xterm-256color"}
+        if session.command:  # a login shell on another machine names none
+            env["SHELL"] = session.command[0]
         return render_cast(
             width=session.cols,
             height=session.rows,
             started=session.created_at,
             title=session.name,
-            env={"TERM": "xterm-256color", "SHELL": session.command[0]},
+            env=env,
             entries=entry_text(session.history.select(), session.read_output),
         )
 
