@@ -7,11 +7,12 @@ file > defaults. Lists and mappings in environment variables are JSON.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -25,7 +26,7 @@ from hearth.contract.connections import OperatorConnection
 __all__ = ["SECRET_SETTINGS", "Settings", "default_data_dir", "load_settings"]
 
 # settings that hold secrets: never shown, logged, echoed by the host or compared with it
-SECRET_SETTINGS = frozenset({"tokens", "connection_key", "connections"})
+SECRET_SETTINGS = frozenset({"tokens", "connection_key", "connections", "cluster_secret"})
 
 
 def default_data_dir() -> Path:
@@ -106,6 +107,28 @@ class Settings(BaseSettings):
     # the operator's connections, for the users each names ([[connections]] in the file)
     connections: list[OperatorConnection] = Field(default_factory=list)
 
+    # Many nodes (SPEC §12): unset, this is the only node and nothing below is used
+    cluster_redis_url: str | None = None
+    node_name: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # how the other nodes reach this node's web server; unset: http://<host>:<port>
+    advertise_url: str | None = None
+    # shared by the nodes: signs node-to-node calls (a user's token goes no further)
+    cluster_secret: str | None = None
+    node_lease_s: float = Field(10, gt=0)  # a node not renewing its lease for this long is down
+    node_lost_timeout: float = Field(600, gt=0)  # …and its sessions closed ("node_lost") after this
+
+    @model_validator(mode="after")
+    def _cluster_is_whole(self) -> Settings:
+        if self.cluster_redis_url and not self.cluster_secret:
+            raise ValueError(
+                "cluster_redis_url needs cluster_secret: the same secret on every node, which "
+                "signs their calls to each other (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
+        if self.cluster_secret is not None and len(self.cluster_secret) < 16:
+            raise ValueError("cluster_secret must be at least 16 characters long")
+        return self
+
     @field_validator("tokens")
     @classmethod
     def _tokens_are_usable(cls, tokens: dict[str, str]) -> dict[str, str]:
@@ -132,6 +155,10 @@ class Settings(BaseSettings):
         shown["connections"] = [c.id for c in self.connections]
         shown["tokens"] = f"<{len(self.tokens)} configured>"
         shown["connection_key"] = "<set>" if self.connection_key else None
+        shown["cluster_secret"] = "<set>" if self.cluster_secret else None
+        if self.cluster_redis_url and "@" in self.cluster_redis_url:  # redis://:password@host
+            scheme, _, rest = self.cluster_redis_url.partition("://")
+            shown["cluster_redis_url"] = f"{scheme}://<credentials>@{rest.rsplit('@', 1)[1]}"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     __str__ = __repr__
