@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth import __version__
+from hearth.cluster.membership import join, leave
+from hearth.cluster.middleware import Cluster, ClusterMiddleware
 from hearth.config import Settings
 from hearth.contract.place import HostPlace
 from hearth.diskspace import data_dir_state
@@ -62,6 +64,10 @@ def create_app(
         place, heartbeat = HostPlace(data_dir), settings.heartbeat_interval
         async with HandOver(client, place, heartbeat) as handover:
             app.state.handover = handover if settings.websocket_handover else None
+            cluster = None
+            if settings.cluster_redis_url:
+                users = app.state.authenticator.users()
+                cluster = await join(app, settings, client.metrics, users)
             app.state.ready = True
             log.info(
                 "ready",
@@ -75,6 +81,8 @@ def create_app(
             finally:
                 app.state.ready = False
                 log.info("shutting down; the sessions stay in the session host")
+                if cluster is not None:
+                    await leave(cluster)
         await client.aclose()
 
     app = FastAPI(
@@ -89,6 +97,9 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.ready = False
     app.state.handover = None
+    app.state.cluster = None
+    if settings.cluster_redis_url:
+        app.add_middleware(ClusterMiddleware)
     _install_error_handlers(app)
     _install_public_routes(app)
     app.include_router(routes_terminals.router)
@@ -148,7 +159,11 @@ def _install_public_routes(app: FastAPI) -> None:
             detail = "The session host is unavailable; Hearth is reconnecting to it."
             return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
         disk = data_dir_state(request.app.state.settings.data_dir.expanduser())
-        return JSONResponse({"status": "ok", **host.hello.get("sandbox", {}), "disk": disk})
+        answer = {"status": "ok", **host.hello.get("sandbox", {}), "disk": disk}
+        cluster: Cluster | None = request.app.state.cluster
+        if cluster is not None:
+            answer.update(cluster.node.health())
+        return JSONResponse(answer)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> PlainTextResponse:

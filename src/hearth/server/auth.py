@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from hearth.cluster.relay import local_path
+from hearth.cluster.signing import HEADER as RELAY_HEADER
 from hearth.errors import OriginRefused, Unauthorized
 
 __all__ = [
@@ -40,6 +42,9 @@ class Authenticator:
             raise ValueError("an authenticator needs at least one token")
         self._tokens = [(t.encode(), user) for t, user in tokens.items()]
 
+    def users(self) -> list[str]:
+        return sorted({user for _, user in self._tokens})
+
     def user_for(self, token: str | None) -> str | None:
         """The user owning ``token``; every configured token is compared, in constant time."""
         if not token:
@@ -61,6 +66,8 @@ def token_of(conn: HTTPConnection) -> str | None:
 
 
 def current_user(conn: HTTPConnection) -> str:
+    if RELAY_HEADER in conn.headers:
+        return _relayed_user(conn)
     auth: Authenticator = conn.app.state.authenticator
     user = auth.user_for(token_of(conn))
     if user is None:
@@ -68,6 +75,21 @@ def current_user(conn: HTTPConnection) -> str:
             "Missing or wrong token: send 'Authorization: Bearer <token>' (or 'token <token>'), "
             "'?token=<token>', "
             "or log in at /login?token=<token>."
+        )
+    return user
+
+
+def _relayed_user(conn: HTTPConnection) -> str:
+    """The user another node of the cluster authenticated, if its signature holds (SPEC §12)."""
+    cluster = getattr(conn.app.state, "cluster", None)
+    method = conn.scope.get("method", "GET")
+    user: str | None = None
+    if cluster is not None:
+        user = cluster.signer.verify(conn.headers[RELAY_HEADER], method, local_path(conn.scope))
+    if user is None:
+        raise Unauthorized(
+            "A relayed call whose signature does not hold: every node needs the same "
+            "cluster_secret, and clocks within a minute of each other."
         )
     return user
 

@@ -1,0 +1,164 @@
+"""The cluster's index in Redis (SPEC §12): who the nodes are, where each session lives, and what
+each node's lists showed last. Redis is an index, not the truth: every node's own session host
+and store stay authoritative, and a node writes all of its part again when Redis comes back
+empty (``Node`` in ``hearth.cluster.node``).
+
+Keys (all under ``hearth:``):
+
+- ``lease:<node>``: the node's instance id, expiring after ``node_lease_s`` unless renewed. Its
+  presence is what "up" means. A second node with the name but another instance is refused.
+- ``nodes``: hash node → JSON {url, instance, seen, headroom, version}; ``seen`` outlives the
+  lease, so a node gone for good is told from one just restarting (``node_lost_timeout``).
+- ``where``: hash "kind/user/id" → node, for every session, Jupyter session and connection.
+- ``lists:<node>``: hash "user path" → the JSON list that node answered, for listing a node's
+  sessions (``node_reachable: false``) while it is down.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hearth.cluster.paths import Key
+
+__all__ = ["ClusterIndex", "IndexDown", "NodeNameTaken", "NodeView"]
+
+PREFIX = "hearth:"
+
+
+class IndexDown(Exception):
+    """Redis did not answer."""
+
+
+class NodeNameTaken(Exception):
+    """Another node (another data directory) holds this node's name."""
+
+
+@dataclass
+class NodeView:
+    name: str
+    url: str
+    up: bool  # its lease is held
+    seen: float  # when it last renewed it (wall clock)
+    headroom: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+
+    def lost(self, now: float, lost_after: float) -> bool:
+        return not self.up and now - self.seen > lost_after
+
+
+class ClusterIndex:
+    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            decode_responses=True,
+            health_check_interval=0,
+        )
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    async def hold_lease(self, node: str, instance: str, lease_s: float) -> bool:
+        """Take or renew ``node``'s lease for ``instance``. False if Redis had no lease for it
+        (first start, or Redis came back empty): the caller then writes its part again."""
+        key = f"{PREFIX}lease:{node}"
+        try:
+            held = await self._redis.get(key)
+            if held is not None and held != instance:
+                raise NodeNameTaken(
+                    f"Another node (another data directory) runs as {node!r} in this cluster: "
+                    "give this one its own node_name."
+                )
+            await self._redis.set(key, instance, px=int(lease_s * 1000))
+        except RedisError as exc:
+            raise IndexDown(str(exc)) from None
+        return held is not None
+
+    async def announce(self, view: NodeView, instance: str) -> None:
+        record = {
+            "url": view.url,
+            "instance": instance,
+            "seen": view.seen,
+            "headroom": view.headroom,
+            "version": view.version,
+        }
+        await self._run(self._redis.hset(f"{PREFIX}nodes", view.name, json.dumps(record)))
+
+    async def release(self, node: str, instance: str) -> None:
+        """Give the lease up at a clean stop (the node is down at once, not after its lease)."""
+        key = f"{PREFIX}lease:{node}"
+        try:
+            if await self._redis.get(key) == instance:
+                await self._redis.delete(key)
+        except RedisError:
+            pass
+
+    async def nodes(self) -> dict[str, NodeView]:
+        records = await self._run(self._redis.hgetall(f"{PREFIX}nodes"))
+        views: dict[str, NodeView] = {}
+        for name, raw in records.items():
+            record = json.loads(raw)
+            views[name] = NodeView(
+                name, record["url"], False, record["seen"], record["headroom"], record["version"]
+            )
+        if views:
+            leases = await self._run(self._redis.mget([f"{PREFIX}lease:{n}" for n in views]))
+            for view, lease in zip(views.values(), leases, strict=True):
+                view.up = lease is not None
+        return views
+
+    # --- where sessions are --------------------------------------------------------------
+
+    async def owner(self, key: Key) -> str | None:
+        owner: str | None = await self._run(self._redis.hget(f"{PREFIX}where", key.field()))
+        return owner
+
+    async def claim(self, key: Key, node: str) -> str:
+        """Record ``key`` on ``node`` unless it is somewhere already; the node it is on."""
+        where = f"{PREFIX}where"
+        if await self._run(self._redis.hsetnx(where, key.field(), node)):
+            return node
+        return await self.owner(key) or node
+
+    async def place(self, keys: list[Key], node: str) -> None:
+        if keys:
+            mapping = {k.field(): node for k in keys}
+            await self._run(self._redis.hset(f"{PREFIX}where", mapping=mapping))  # type: ignore[arg-type]
+
+    async def forget(self, keys: list[Key], node: str) -> None:
+        """Drop ``keys`` that are still recorded on ``node`` (not one placed elsewhere since)."""
+        for key in keys:
+            if await self.owner(key) == node:
+                await self._run(self._redis.hdel(f"{PREFIX}where", key.field()))
+
+    # --- what each node listed ------------------------------------------------------------
+
+    async def save_lists(self, node: str, lists: dict[tuple[str, str], list[Any]]) -> None:
+        """Replace ``node``'s saved lists: (user, path) → the items it answered."""
+        key = f"{PREFIX}lists:{node}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if lists:
+                pipe.hset(key, mapping={f"{u} {p}": json.dumps(v) for (u, p), v in lists.items()})
+            await self._run(pipe.execute())
+
+    async def saved_list(self, node: str, user: str, path: str) -> list[Any]:
+        raw = await self._run(self._redis.hget(f"{PREFIX}lists:{node}", f"{user} {path}"))
+        return [] if raw is None else list(json.loads(raw))
+
+    async def _run(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise IndexDown(str(exc)) from None
+        except OSError as exc:
+            raise IndexDown(str(exc)) from None

@@ -1,0 +1,253 @@
+"""Relaying a request to the node that holds its session (SPEC §12): an HTTP request is sent on
+as it came (streamed both ways), a websocket is joined to one opened on the owner, frame for frame,
+with the owner's close code passed back. The owner answers as if called directly; the relay keeps
+no state. The user's token stays here: the owner gets the user, signed (``signing.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from starlette.types import Message, Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from hearth.cluster.signing import HEADER, Signer
+
+__all__ = ["NodeUnreachable", "Relay", "local_path", "signed_path"]
+
+log = logging.getLogger("hearth.cluster")
+
+# headers that belong to one hop, or that carry the user's credentials
+_DROPPED = {
+    b"host",
+    b"authorization",
+    b"cookie",
+    b"connection",
+    b"keep-alive",
+    b"proxy-authorization",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    HEADER.encode(),
+}
+_DROPPED_BACK = {b"connection", b"keep-alive", b"transfer-encoding", b"set-cookie"}
+CONNECT_TIMEOUT = 3.0
+LIST_TIMEOUT = 5.0  # a node slower than this to list is shown as it listed last
+# a relayed websocket whose owner vanished (its web server died): the client comes back, as
+# after a restart
+GONE = (1012, "The node holding this session went away; reconnect to resume.")
+
+
+class NodeUnreachable(Exception):
+    """The owner could not be reached (refused, timed out): a 503 with Retry-After here."""
+
+
+def signed_path(scope: Scope) -> str:
+    """The request's path and query, the ``token`` left out: what is signed and sent on."""
+    query = [
+        (k, v)
+        for k, v in parse_qsl(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+        if k != "token"
+    ]
+    return str(scope["path"]) + (f"?{urlencode(query)}" if query else "")
+
+
+def local_path(scope: Scope) -> str:
+    """What a relayed request was signed over, as it arrived here."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    return str(scope["path"]) + (f"?{query}" if query else "")
+
+
+class Relay:
+    def __init__(self, signer: Signer) -> None:
+        self.signer = signer
+        self._http = httpx.AsyncClient(
+            trust_env=False,
+            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _headers(self, scope: Scope, user: str, path: str) -> list[tuple[bytes, bytes]]:
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _DROPPED]
+        signature = self.signer.sign(user, scope.get("method", "GET"), path)
+        return [*headers, (HEADER.encode(), signature.encode())]
+
+    # --- plain calls -----------------------------------------------------------------------
+
+    async def get_json(self, base: str, user: str, path: str) -> Any:
+        """``GET path`` on another node as ``user``: its JSON; NodeUnreachable if it can't
+        answer within ``LIST_TIMEOUT``."""
+        headers = {HEADER: self.signer.sign(user, "GET", path)}
+        try:
+            answer = await self._http.get(base + path, headers=headers, timeout=LIST_TIMEOUT)
+        except httpx.HTTPError as exc:
+            raise NodeUnreachable(str(exc) or type(exc).__name__) from None
+        if answer.status_code != 200:
+            raise NodeUnreachable(f"HTTP {answer.status_code}")
+        return answer.json()
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def http(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        base: str,
+        user: str,
+        body: bytes | None = None,
+    ) -> None:
+        """Send the request on to ``base`` and its answer back. ``body``: the request's body when
+        it was read here already. NodeUnreachable before anything was answered."""
+        path = signed_path(scope)
+        headers = self._headers(scope, user, path)
+        if body is not None:
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        content: bytes | AsyncIterator[bytes] = body if body is not None else _body(receive)
+        request = self._http.build_request(
+            scope["method"], base + path, headers=headers, content=content
+        )
+        try:
+            upstream = await self._http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise NodeUnreachable(str(exc) or type(exc).__name__) from None
+        except httpx.HTTPError as exc:  # it took the request and failed: it may have acted
+            raise NodeUnreachable(str(exc) or type(exc).__name__) from None
+        try:
+            back = [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in upstream.headers.multi_items()
+                if k.lower().encode() not in _DROPPED_BACK
+            ]
+            await send(
+                {"type": "http.response.start", "status": upstream.status_code, "headers": back}
+            )
+            async for chunk in upstream.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await upstream.aclose()
+
+    # --- websockets ------------------------------------------------------------------------
+
+    async def websocket(
+        self, scope: Scope, receive: Receive, send: Send, base: str, user: str
+    ) -> None:
+        """Join the client's websocket to one on the owner until either side closes; the
+        owner's close code goes back to the client (1012 if the owner vanished)."""
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        path = signed_path(scope)
+        url = "ws" + base[len("http") :] + path
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers(scope, user, path)
+        ]
+        headers = [
+            (k, v)
+            for k, v in headers
+            if not k.lower().startswith("sec-websocket") and k.lower() != "origin"
+        ]
+        offered = [
+            p.strip()
+            for k, v in scope["headers"]
+            if k == b"sec-websocket-protocol"
+            for p in v.decode().split(",")
+        ]
+        try:
+            upstream = await connect(
+                url,
+                additional_headers=headers,
+                subprotocols=offered or None,
+                compression=None,
+                max_size=None,
+                ping_interval=None,
+                open_timeout=CONNECT_TIMEOUT,
+                close_timeout=5,
+                user_agent_header=None,
+            )
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
+            await send({"type": "websocket.accept"})
+            reason = (
+                f"The node holding this session can't be reached ({status or exc}); retry shortly."
+            )
+            await send({"type": "websocket.close", "code": 1013, "reason": reason[:120]})
+            return
+        async with upstream:
+            await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+            await _join(upstream, receive, send)
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+async def _join(upstream: ClientConnection, receive: Receive, send: Send) -> None:
+    async def to_owner() -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code", 1000)
+                await upstream.close(
+                    code if code in range(1000, 5000) and code not in (1005, 1006, 1015) else 1000
+                )
+                return
+            if message["type"] != "websocket.receive":
+                continue
+            data = message.get("bytes")
+            await upstream.send(data if data is not None else message.get("text", ""))
+
+    async def to_client() -> None:
+        try:
+            async for data in upstream:
+                key = "bytes" if isinstance(data, bytes) else "text"
+                await send({"type": "websocket.send", key: data})
+        except ConnectionClosed:
+            pass
+        close = upstream.protocol.close_rcvd
+        code, reason = (close.code, close.reason) if close is not None else GONE
+        if code in (1005, 1006):
+            code, reason = GONE
+        with contextlib.suppress(Exception):  # the client may be gone first
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+
+    client_side = asyncio.create_task(to_owner())
+    owner_side = asyncio.create_task(to_client())
+    try:
+        done, _ = await asyncio.wait({client_side, owner_side}, return_when=asyncio.FIRST_COMPLETED)
+        if owner_side in done:
+            # the owner closed: the client is told, and its disconnect ends the other pump
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(client_side), 5)
+        else:
+            await owner_side
+    finally:
+        for task in (client_side, owner_side):
+            task.cancel()
+        await asyncio.gather(client_side, owner_side, return_exceptions=True)
+        for task in (client_side, owner_side):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if not isinstance(exc, ConnectionClosed | OSError):
+                    log.error("websocket relay failed", exc_info=exc)

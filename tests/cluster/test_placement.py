@@ -1,0 +1,74 @@
+"""Creates on any node land on the node with the most headroom (or the one named), and every
+node then answers for the session (SPEC §12)."""
+
+from __future__ import annotations
+
+import time
+import httpx
+
+from tests.cluster.nodes import Node, StartCluster
+from tests.conftest import ALICE, BOB
+
+SLEEPER = ["/bin/sh", "-c", "exec sleep 1000"]
+
+
+def api(node: Node, token: str = ALICE) -> httpx.Client:
+    return httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def wait_for_nodes(nodes: list[Node], deadline_s: float = 20) -> None:
+    """Until every node sees every other one up (their leases are in Redis)."""
+    deadline = time.monotonic() + deadline_s
+    names = {n.name for n in nodes}
+    for node in nodes:
+        while True:
+            health = httpx.get(f"{node.url}/healthz", timeout=5).json()
+            seen = {n["name"] for n in health.get("nodes", []) if n["reachable"]}
+            if health.get("cluster") == "ok" and names <= seen:
+                break
+            assert time.monotonic() < deadline, f"{node.name} sees {health}"
+            time.sleep(0.05)
+
+
+def test_creates_through_a_full_node_land_on_the_others_and_answer_everywhere(
+    cluster: StartCluster,
+) -> None:
+    a, b, c = cluster(3, env={"a": {"HEARTH_MAX_TERMINALS": "1"}})
+    wait_for_nodes([a, b, c])
+    with api(a) as via_a:
+        first = via_a.post(
+            "/api/v1/terminal/sessions", json={"id": "on-a", "node": "a", "command": SLEEPER}
+        )
+        assert first.status_code == 201, first.text
+        assert first.json()["node"] == "a"
+        placed = []
+        for i in range(4):
+            made = via_a.post("/api/v1/terminal/sessions", json={"id": f"t{i}", "command": SLEEPER})
+            assert made.status_code == 201, made.text
+            placed.append(made.json()["node"])
+    assert set(placed) == {"b", "c"}, placed  # a is full; b and c share the rest
+    for node in (a, b, c):
+        with api(node) as client:
+            for i, where in enumerate(placed):
+                got = client.get(f"/api/v1/terminal/sessions/t{i}")
+                assert got.status_code == 200, got.text
+                assert got.json()["node"] == where
+            listed = {s["id"]: s["node"] for s in client.get("/api/v1/terminal/sessions").json()}
+            assert listed == {"on-a": "a", **{f"t{i}": w for i, w in enumerate(placed)}}
+    with api(c, BOB) as bob:
+        assert bob.get("/api/v1/terminal/sessions/t0").status_code == 404
+        assert bob.get("/api/v1/terminal/sessions").json() == []
+
+
+def test_an_id_taken_on_another_node_is_a_conflict_there(cluster: StartCluster) -> None:
+    a, b = cluster(2)
+    wait_for_nodes([a, b])
+    with api(a) as via_a, api(b) as via_b:
+        made = via_a.post(
+            "/api/v1/terminal/sessions", json={"id": "once", "node": "b", "command": SLEEPER}
+        )
+        assert made.status_code == 201, made.text
+        again = via_a.post("/api/v1/terminal/sessions", json={"id": "once", "command": SLEEPER})
+        assert again.status_code == 409, again.text
+        assert via_b.delete("/api/v1/terminal/sessions/once").status_code == 204
+        assert via_a.get("/api/v1/terminal/sessions/once").status_code == 404
