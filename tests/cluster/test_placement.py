@@ -4,6 +4,7 @@ node then answers for the session (SPEC §12)."""
 from __future__ import annotations
 
 import time
+
 import httpx
 
 from tests.cluster.nodes import Node, StartCluster
