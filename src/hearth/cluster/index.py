@@ -10,8 +10,8 @@ Keys (all under ``hearth:``):
 - ``nodes``: hash node → JSON {url, instance, seen, headroom, version}; ``seen`` outlives the
   lease, so a node gone for good is told from one just restarting (``node_lost_timeout``).
 - ``where``: hash "kind/user/id" → node, for every session, Jupyter session and connection.
-- ``lists:<node>``: hash "user path" → the JSON list that node answered, for listing a node's
-  sessions (``node_reachable: false``) while it is down.
+- ``list:<node>:<user>:<path>``: hash id → the item that node's list at ``path`` answered
+  for it, for listing a node's sessions (``node_reachable: false``) while it is down.
 """
 
 from __future__ import annotations
@@ -142,18 +142,29 @@ class ClusterIndex:
 
     # --- what each node listed ------------------------------------------------------------
 
-    async def save_lists(self, node: str, lists: dict[tuple[str, str], list[Any]]) -> None:
-        """Replace ``node``'s saved lists: (user, path) → the items it answered."""
-        key = f"{PREFIX}lists:{node}"
+    async def save_lists(self, node: str, lists: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Replace ``node``'s saved lists: (user, path) → {id: the item it answered}."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if lists:
-                pipe.hset(key, mapping={f"{u} {p}": json.dumps(v) for (u, p), v in lists.items()})
+            for (user, path), items in lists.items():
+                key = _list_key(node, user, path)
+                pipe.delete(key)
+                if items:
+                    pipe.hset(key, mapping={i: json.dumps(v) for i, v in items.items()})
+            await self._run(pipe.execute())
+
+    async def save_item(self, node: str, user: str, path: str, id: str, item: Any) -> None:
+        await self._run(self._redis.hset(_list_key(node, user, path), id, json.dumps(item)))
+
+    async def drop_item(self, node: str, user: str, paths: list[str], id: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for path in paths:
+                pipe.hdel(_list_key(node, user, path), id)
             await self._run(pipe.execute())
 
     async def saved_list(self, node: str, user: str, path: str) -> list[Any]:
-        raw = await self._run(self._redis.hget(f"{PREFIX}lists:{node}", f"{user} {path}"))
-        return [] if raw is None else list(json.loads(raw))
+        raw = await self._run(self._redis.hvals(_list_key(node, user, path)))
+        items = [json.loads(r) for r in raw]
+        return sorted(items, key=lambda i: i.get("created_at", 0) if isinstance(i, dict) else 0)
 
     async def _run(self, awaitable: Any) -> Any:
         try:
@@ -162,3 +173,7 @@ class ClusterIndex:
             raise IndexDown(str(exc)) from None
         except OSError as exc:
             raise IndexDown(str(exc)) from None
+
+
+def _list_key(node: str, user: str, path: str) -> str:
+    return f"{PREFIX}list:{node}:{user}:{path}"

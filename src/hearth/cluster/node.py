@@ -131,14 +131,14 @@ class Node:
 
     async def sync(self) -> None:
         """Write every user's lists from here, and where each of their sessions is."""
-        lists: dict[tuple[str, str], list[Any]] = {}
+        lists: dict[tuple[str, str], dict[str, Any]] = {}
         keys: set[Key] = set()
         for user in self._users:
             for path, kind in LISTS.items():
                 items = await self._list_here(user, path)
-                lists[user, path] = items
+                lists[user, path] = _by_id(path, items)
                 if path in _KEYED:
-                    keys |= {k for k in _keys_of(kind, user, path, items)}
+                    keys |= _keys_of(kind, user, path, items)
         await self.index.save_lists(self.name, lists)
         await self.index.place(sorted(keys, key=Key.field), self.name)
         await self.index.forget(sorted(self.here - keys, key=Key.field), self.name)
@@ -153,12 +153,16 @@ class Node:
         self.here |= keys
         with contextlib.suppress(IndexDown):
             await self.index.place(sorted(keys, key=Key.field), self.name)
+            for id, item in _by_id(path, [answer]).items():  # listed while this node is down
+                await self.index.save_item(self.name, user, path, id, item)
         self.changed()
 
     async def deleted(self, key: Key) -> None:
         self.here.discard(key)
+        paths = [path for path, kind in LISTS.items() if kind == key.kind]
         with contextlib.suppress(IndexDown):
             await self.index.forget([key], self.name)
+            await self.index.drop_item(self.name, key.user, paths, key.id)
         self.changed()
 
     # --- what it tells -------------------------------------------------------------------
@@ -180,6 +184,15 @@ class Node:
             "node": self.name,
             "nodes": nodes,
         }
+
+
+def _by_id(path: str, items: list[Any]) -> dict[str, Any]:
+    field = ID_FIELDS[path]
+    return {
+        item[field]: item
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get(field), str)
+    }
 
 
 def _keys_of(kind: Kind, user: str, path: str, items: list[Any]) -> set[Key]:

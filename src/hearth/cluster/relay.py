@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 from starlette.types import Message, Receive, Scope, Send
@@ -39,7 +39,16 @@ _DROPPED = {
     b"upgrade",
     HEADER.encode(),
 }
-_DROPPED_BACK = {b"connection", b"keep-alive", b"transfer-encoding", b"set-cookie"}
+# an answer's own framing and cookies, and the headers the relaying node's server adds to every
+# answer it sends (date, server): passed on, they would come twice
+_DROPPED_BACK = {
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"set-cookie",
+    b"date",
+    b"server",
+}
 CONNECT_TIMEOUT = 3.0
 LIST_TIMEOUT = 5.0  # a node slower than this to list is shown as it listed last
 # a relayed websocket whose owner vanished (its web server died): the client comes back, as
@@ -51,8 +60,8 @@ class NodeUnreachable(Exception):
     """The owner could not be reached (refused, timed out): a 503 with Retry-After here."""
 
 
-def signed_path(scope: Scope) -> str:
-    """The request's path and query, the ``token`` left out: what is signed and sent on."""
+def _query(scope: Scope) -> str:
+    """The request's query string, the ``token`` left out (the owner gets the user signed)."""
     query = [
         (k, v)
         for k, v in parse_qsl(
@@ -60,7 +69,24 @@ def signed_path(scope: Scope) -> str:
         )
         if k != "token"
     ]
-    return str(scope["path"]) + (f"?{urlencode(query)}" if query else "")
+    return urlencode(query)
+
+
+def signed_path(scope: Scope) -> str:
+    """The request's path and query, the ``token`` left out: what is signed (``local_path`` on
+    the owner: the same path, as it decodes the one it is sent)."""
+    query = _query(scope)
+    return str(scope["path"]) + (f"?{query}" if query else "")
+
+
+def _sent_path(scope: Scope) -> str:
+    """What goes on the owner's request line: the path as the client sent it (its escapes kept,
+    so that an encoded ``/``, ``?`` or ``..`` reaches the owner's routes as it reached these,
+    never decoded or resolved on the way) and the query, the ``token`` left out."""
+    raw = scope.get("raw_path")
+    sent = raw.decode("latin-1") if raw else quote(str(scope["path"]))
+    query = _query(scope)
+    return sent + (f"?{query}" if query else "")
 
 
 def local_path(scope: Scope) -> str:
@@ -118,9 +144,9 @@ class Relay:
         if body is not None:
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         content: bytes | AsyncIterator[bytes] = body if body is not None else _body(receive)
-        request = self._http.build_request(
-            scope["method"], base + path, headers=headers, content=content
-        )
+        url = httpx.URL(base)  # its raw path set, not parsed: httpx would resolve a ".."
+        url = url.copy_with(raw_path=(url.raw_path.rstrip(b"/") + _sent_path(scope).encode()))
+        request = self._http.build_request(scope["method"], url, headers=headers, content=content)
         try:
             upstream = await self._http.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -153,7 +179,7 @@ class Relay:
         if first["type"] != "websocket.connect":
             return
         path = signed_path(scope)
-        url = "ws" + base[len("http") :] + path
+        url = "ws" + base[len("http") :] + _sent_path(scope)
         headers = [
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers(scope, user, path)
         ]
