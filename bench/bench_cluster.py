@@ -56,9 +56,10 @@ async def wait_for_each_other(ports: list[int]) -> None:
         for port in ports:
             while True:
                 health = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
-                if health.get("cluster") == "ok" and len(health.get("nodes", [])) >= len(ports):
-                    if all(n["reachable"] for n in health["nodes"]):
-                        break
+                nodes = health.get("nodes", [])
+                up = len(nodes) >= len(ports) and all(n["reachable"] for n in nodes)
+                if health.get("cluster") == "ok" and up:
+                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the nodes did not see each other: {health}")
                 await asyncio.sleep(0.05)

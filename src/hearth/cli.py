@@ -115,34 +115,58 @@ def _ls(args: argparse.Namespace) -> int:
         kernels = client.kernels.list()
     if args.json:
         answer = {
-            "terminals": [t.model_dump() for t in terminals],
-            "kernels": [k.info.model_dump() for k in kernels],
+            "terminals": [_dumped(t) for t in terminals],
+            "kernels": [_dumped(k.info) for k in kernels],
         }
         print(json.dumps(answer, indent=2))
         return 0
-    rows = [("KIND", "ID", "NAME", "STATUS", "DETAIL", "AGE")]
+    # many nodes (SPEC §12): which one holds each session; a single node has no such column
+    nodes = any(s.node is not None for s in [*terminals, *(k.info for k in kernels)])
+    rows = [("KIND", "ID", "NAME", *(["NODE"] if nodes else []), "STATUS", "DETAIL", "AGE")]
     now = time.time()
     for t in terminals:
         detail = f"{t.cols}x{t.rows}, {t.viewers} viewer{'s' if t.viewers != 1 else ''}"
-        if t.exit_code is not None:
+        if t.closed_reason == "node_lost":
+            detail = f"lost with node {t.node} (gone for good)"
+        elif t.exit_code is not None:
             detail = f"exit code {t.exit_code}"
         elif t.closed_reason == "host_lost":
             detail = "lost when the server stopped (output kept)"
         if t.connection_id is not None:
             detail = f"on {t.connection_id}, {detail}"
-        rows.append(("terminal", t.id, t.name, t.status, detail, _age(now - t.created_at)))
+        where = [_node(t)] if nodes else []
+        age = _age(now - t.created_at)
+        rows.append(("terminal", t.id, t.name, *where, t.status, detail, age))
     for k in kernels:
         i = k.info
         detail = f"{i.execution_count} run{'s' if i.execution_count != 1 else ''}"
-        if i.closed_reason == "host_lost":
+        if i.closed_reason == "node_lost":
+            detail = f"lost with node {i.node} (gone for good)"
+        elif i.closed_reason == "host_lost":
             detail = "lost when the server stopped (files kept)"
         age = _age(now - i.created_at) if i.created_at else "-"
-        rows.append(("kernel", i.session_id, i.kernel_name, i.status, detail, age))
+        where = [_node(i)] if nodes else []
+        rows.append(("kernel", i.session_id, i.kernel_name, *where, i.status, detail, age))
     if len(rows) == 1:
         print("No sessions. 'hearth new' starts a terminal; 'hearth exec CODE' runs code.")
         return 0
     _table(rows)
     return 0
+
+
+def _dumped(info: Any) -> dict[str, Any]:
+    """A session as the server answered it: on a single node, without the cluster's fields."""
+    dumped: dict[str, Any] = info.model_dump(
+        exclude={"node", "node_reachable"} if info.node is None else None
+    )
+    return dumped
+
+
+def _node(info: Any) -> str:
+    """The node holding a session (SPEC §12), and whether it can be reached now."""
+    if info.node is None:
+        return "-"
+    return str(info.node) if info.node_reachable else f"{info.node} (unreachable)"
 
 
 def _age(seconds: float) -> str:
@@ -164,6 +188,7 @@ def _new(args: argparse.Namespace) -> int:
             rows=rows,
             cols=cols,
             connection_id=connection,
+            node=args.node,
         )
     if args.detach:
         print(session.id)
@@ -423,6 +448,11 @@ def _add_client_commands(commands: Any) -> None:
         "--connection",
         metavar="CONNECTION",
         help="on this saved connection's machine, over SSH (its id or name)",
+    )
+    new.add_argument(
+        "--node",
+        metavar="NODE",
+        help="on this node of a cluster ('hearth ls' and GET /healthz name them)",
     )
     new.add_argument(
         "program",

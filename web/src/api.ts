@@ -87,3 +87,16 @@ export function wsUrl(path: string, params: Record<string, string | number | und
 // --- the shapes the server answers: generated from hearth.protocol (web/src/wire.ts) ---------
 
 export type { KernelState as KernelSession, PoolState, TerminalState } from "./wire";
+
+import type { TerminalState } from "./wire";
+
+/** A terminal session as the REST API answers it (create, get, list). On many nodes (SPEC §12)
+ * the cluster's middleware (hearth.cluster.middleware, not hearth.protocol, so not in wire.ts)
+ * adds the `node` holding it, `node_reachable: false` to a listed session whose node can't be
+ * reached now, and `closed_reason: "node_lost"` once that node has been gone for good. A single
+ * node adds none of them. (The websocket's hello carries the plain TerminalState.) */
+export type TerminalSession = Omit<TerminalState, "closed_reason"> & {
+  closed_reason?: TerminalState["closed_reason"] | "node_lost";
+  node?: string;
+  node_reachable?: boolean;
+};

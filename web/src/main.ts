@@ -182,6 +182,8 @@ window.hearth = {
       state: t.state,
       exitCode: t.exitCode,
       connectionId: t.connectionId,
+      node: t.node,
+      nodeReachable: t.nodeReachable,
       written: t.written,
       received: t.received,
       suppressed: t.suppressed,

@@ -15,7 +15,7 @@ import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { Terminal } from "@xterm/xterm";
 
-import { ApiError, getJson, sendJson, unauthorized, wsUrl, type TerminalState } from "./api";
+import { ApiError, getJson, sendJson, unauthorized, wsUrl, type TerminalSession, type TerminalState } from "./api";
 import { CLOSE, decodeOutput, decodeText, formatBytes, type ServerFrame } from "./protocol";
 import { el } from "./dom";
 import { limitRepeats } from "./repeats";
@@ -30,6 +30,9 @@ export interface TabHost {
   replaced(tab: TerminalTab, oldId: string): void;
   /** A key the workspace handles (shortcuts); true when it was one. */
   shortcut(event: KeyboardEvent): boolean;
+  /** The connection failed and is being retried: the node holding the session (SPEC §12) may
+   * be down, which the sessions' list tells. */
+  linkLost(tab: TerminalTab): void;
 }
 
 const CHUNK = 64 * 1024; // bytes per xterm write while draining the queue
@@ -74,6 +77,10 @@ export class TerminalTab {
   exitReason: string | null = null;
   /** The saved connection the session runs on (SPEC §11), or null on this server's machine. */
   connectionId: string | null;
+  /** The node holding the session (SPEC §12), or null on a single node. */
+  node: string | null;
+  /** False while the sessions' list says its node can't be reached (a hello says it can). */
+  nodeReachable = true;
   viewers = 0;
   /** Offset of the next byte to write to the screen (what `terminal_sessions` remembers). */
   written = 0;
@@ -124,11 +131,13 @@ export class TerminalTab {
     name: string,
     remembered: number | null,
     connectionId: string | null = null,
+    node: string | null = null,
   ) {
     this.id = id;
     this.name = name;
     this.remembered = remembered;
     this.connectionId = connectionId;
+    this.node = node;
     this.debug = localStorage.getItem("hearth_debug") === "1" ? [] : null;
 
     this.screen = el("div", { class: "screen" });
@@ -417,6 +426,7 @@ export class TerminalTab {
     fresh: boolean,
   ): void {
     this.attempts = 0;
+    this.nodeReachable = true; // its node answered (directly or through the one serving this page)
     this.viewers = session.viewers;
     if (session.name && session.name !== this.name) this.name = session.name;
     this.connectionId = session.connection_id ?? null;
@@ -592,6 +602,7 @@ export class TerminalTab {
     this.attempts += 1;
     this.setState(navigator.onLine ? "reconnecting" : "disconnected");
     this.retryTimer = window.setTimeout(() => this.connect(), delay);
+    this.host.linkLost(this);
   }
 
   /** Retry at once (the browser is back online, or the user asked). */
@@ -624,10 +635,12 @@ export class TerminalTab {
       const body: Record<string, unknown> = { name: this.name };
       if (this.connectionId) body.connection_id = this.connectionId;
       if (this.fitted) Object.assign(body, { rows: this.term.rows, cols: this.term.cols });
-      const session = await sendJson<TerminalState>("POST", "/api/v1/terminal/sessions", body);
+      const session = await sendJson<TerminalSession>("POST", "/api/v1/terminal/sessions", body);
       if (this.disposed) return;
       this.id = session.id;
       this.name = session.name;
+      this.node = session.node ?? null;
+      this.nodeReachable = true;
       this.pane.dataset.sessionId = session.id;
       this.exitCode = null;
       this.exitReason = null;

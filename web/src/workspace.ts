@@ -1,8 +1,9 @@
 // The terminals view: tabs over server-side sessions, remembered in localStorage, and the
 // sessions panel to attach ones opened elsewhere. A tab runs here or on a saved connection's
-// machine (SPEC §11), and says which.
+// machine (SPEC §11), and says which; on many nodes (SPEC §12) it also says which node holds its
+// session, and when that node can't be reached.
 
-import { ApiError, getJson, request, sendJson, type TerminalState } from "./api";
+import { ApiError, getJson, request, sendJson, type TerminalSession } from "./api";
 import { ConnectionMenu, listConnections, where, type ConnectionInfo } from "./connections";
 import { ago, el } from "./dom";
 import { loadActive, loadSessions, saveActive, saveSessions } from "./storage";
@@ -41,6 +42,9 @@ export class Workspace implements TabHost {
   private readonly looked = new Set<string>();
   private saveTimer: number | undefined;
   private panelTimer: number | undefined;
+  /** A look at the sessions' list for where the tabs' sessions live, under way (see checkNodes). */
+  private nodeCheck: Promise<void> | null = null;
+  private nodeCheckAgain = false;
 
   constructor(private readonly app: Shortcuts) {
     const add = el("button", { class: "tab-add", title: "New terminal (Alt+Shift+N)", "aria-label": "New terminal" }, ["+"]);
@@ -92,19 +96,26 @@ export class Workspace implements TabHost {
   async start(): Promise<void> {
     const stored = loadSessions();
     const activeId = loadActive();
-    for (const s of stored) this.addTab(s.id, s.name, s.offset, s.connection ?? null);
+    for (const s of stored) this.addTab(s.id, s.name, s.offset, s.connection ?? null, s.node ?? null);
     if (this.tabs.length === 0) {
       await this.newTerminal();
       return;
     }
     this.activate(this.tabs.find((t) => t.id === activeId) ?? this.tabs[0]!);
     for (const tab of this.tabs) tab.connect();
+    this.checkNodes(); // remembered before the cluster had them, or moved on since
   }
 
   // --- tabs -------------------------------------------------------------------------------
 
-  private addTab(id: string, name: string, remembered: number | null, connectionId: string | null): TerminalTab {
-    const tab = new TerminalTab(this, id, name, remembered, connectionId);
+  private addTab(
+    id: string,
+    name: string,
+    remembered: number | null,
+    connectionId: string | null,
+    node: string | null,
+  ): TerminalTab {
+    const tab = new TerminalTab(this, id, name, remembered, connectionId, node);
     this.tabs.push(tab);
     this.panes.append(tab.pane);
     const dot = el("span", { class: "indicator", title: "Click to reconnect" });
@@ -113,10 +124,11 @@ export class Workspace implements TabHost {
       tab.retryNow();
     });
     const label = el("span", { class: "tab-name", title: "Double-click to rename" });
+    const nodeBadge = el("span", { class: "tab-node node-badge", hidden: "" });
     const host = el("span", { class: "tab-host", hidden: "" });
     const state = el("span", { class: "tab-state" });
     const close = el("button", { class: "tab-close", title: "Close terminal (Alt+Shift+W)", "aria-label": "Close terminal" }, ["×"]);
-    const item = el("div", { class: "tab", role: "tab", tabindex: "0" }, [dot, label, host, state, close]);
+    const item = el("div", { class: "tab", role: "tab", tabindex: "0" }, [dot, label, nodeBadge, host, state, close]);
     item.addEventListener("click", () => this.activate(tab));
     item.addEventListener("dblclick", () => this.rename(tab));
     item.addEventListener("auxclick", (e) => {
@@ -162,8 +174,8 @@ export class Workspace implements TabHost {
     }
     try {
       const body = connection ? { connection_id: connection.id } : {};
-      const session = await sendJson<TerminalState>("POST", "/api/v1/terminal/sessions", body);
-      const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null);
+      const session = await sendJson<TerminalSession>("POST", "/api/v1/terminal/sessions", body);
+      const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null, session.node ?? null);
       this.activate(tab);
       this.save();
       tab.connect();
@@ -182,13 +194,14 @@ export class Workspace implements TabHost {
   }
 
   /** Open a session that exists on the server (started here before, or on another device). */
-  attach(session: TerminalState): void {
+  attach(session: TerminalSession): void {
     const open = this.tabs.find((t) => t.id === session.id);
     if (open) {
       this.activate(open);
       return;
     }
-    const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null);
+    const tab = this.addTab(session.id, session.name, null, session.connection_id ?? null, session.node ?? null);
+    tab.nodeReachable = session.node_reachable !== false;
     this.activate(tab);
     this.save();
     tab.connect();
@@ -273,6 +286,10 @@ export class Workspace implements TabHost {
       }
       if (tab.connectionId) item.dataset.connectionId = tab.connectionId;
       else delete item.dataset.connectionId;
+      const node = item.querySelector<HTMLElement>(".tab-node");
+      if (node) showNode(node, tab.node, tab.nodeReachable);
+      if (tab.node) item.dataset.node = tab.node;
+      else delete item.dataset.node;
       const text = tab.state === "exited" ? exitText(tab.exitCode, tab.exitReason) : STATE_TEXT[tab.state];
       const state = item.querySelector<HTMLElement>(".tab-state");
       if (state) state.textContent = tab.state === "connected" ? "" : text;
@@ -296,6 +313,10 @@ export class Workspace implements TabHost {
 
   shortcut(event: KeyboardEvent): boolean {
     return this.app.global(event);
+  }
+
+  linkLost(tab: TerminalTab): void {
+    if (tab.node) this.checkNodes();
   }
 
   /** The terminal view's own shortcuts (Alt+Shift+…); true when handled. */
@@ -358,6 +379,7 @@ export class Workspace implements TabHost {
         name: t.name,
         offset: t.written,
         ...(t.connectionId ? { connection: t.connectionId } : {}),
+        ...(t.node ? { node: t.node } : {}),
       })),
     );
   }
@@ -391,6 +413,44 @@ export class Workspace implements TabHost {
     }
   }
 
+  /** Ask the sessions' list where the tabs' sessions live and whether their nodes can be
+   * reached (SPEC §12); one look at a time, and one more if asked meanwhile. */
+  checkNodes(): void {
+    if (this.nodeCheck) {
+      this.nodeCheckAgain = true;
+      return;
+    }
+    this.nodeCheck = (async () => {
+      try {
+        this.learnNodes(await getJson<TerminalSession[]>("/api/v1/terminal/sessions"));
+      } catch {
+        // the tabs keep what they knew
+      }
+    })().finally(() => {
+      this.nodeCheck = null;
+      if (this.nodeCheckAgain) {
+        this.nodeCheckAgain = false;
+        this.checkNodes();
+      }
+    });
+  }
+
+  /** What a list says of the tabs' sessions: their node, and whether it can be reached. A
+   * connected tab's node can, whatever a list fetched before its hello said. */
+  private learnNodes(sessions: TerminalSession[]): void {
+    const listed = new Map(sessions.map((s) => [s.id, s]));
+    for (const tab of this.tabs) {
+      const s = listed.get(tab.id);
+      if (!s) continue;
+      const node = s.node ?? null;
+      const reachable = s.node_reachable !== false || tab.state === "connected";
+      if (node === tab.node && reachable === tab.nodeReachable) continue;
+      tab.node = node;
+      tab.nodeReachable = reachable;
+      this.changed(tab);
+    }
+  }
+
   private knownConnections(connections: ConnectionInfo[]): void {
     this.connections.clear();
     for (const c of connections) this.connections.set(c.id, c);
@@ -411,6 +471,7 @@ export class Workspace implements TabHost {
       el("span", {}, [state]),
       el("span", { class: "sep" }, ["·"]),
       el("span", { title: "session id" }, [tab.id]),
+      ...nodeSegment(tab.node, tab.nodeReachable),
       ...this.placeSegment(tab.connectionId),
       el("span", { class: "sep" }, ["·"]),
       el("span", {}, [`${tab.viewers} viewer${tab.viewers === 1 ? "" : "s"}`]),
@@ -438,9 +499,9 @@ export class Workspace implements TabHost {
   }
 
   async refreshPanel(): Promise<void> {
-    let sessions: TerminalState[];
+    let sessions: TerminalSession[];
     try {
-      sessions = await getJson<TerminalState[]>("/api/v1/terminal/sessions");
+      sessions = await getJson<TerminalSession[]>("/api/v1/terminal/sessions");
     } catch (err) {
       this.panelList.replaceChildren(el("p", { class: "error" }, [String(err instanceof Error ? err.message : err)]));
       return;
@@ -449,22 +510,29 @@ export class Workspace implements TabHost {
       this.panelList.replaceChildren(el("p", { class: "hint" }, ["No sessions yet."]));
       return;
     }
+    this.learnNodes(sessions);
     await this.lookUp(sessions.map((s) => s.connection_id));
     this.panelList.replaceChildren(
       ...sessions.map((s) => {
         const here = this.tabs.some((t) => t.id === s.id);
         const button = el("button", { class: here ? "ghost" : "primary" }, [here ? "Show" : "Attach"]);
         button.addEventListener("click", () => this.attach(s));
-        const status = s.alive
-          ? s.status
-          : s.closed_reason === "host_lost"
-            ? "closed (lost when the server stopped)"
-            : `closed (${s.exit_code ?? "?"})`;
+        const lost = s.closed_reason === "node_lost";
+        const status = lost
+          ? `closed (lost with node ${s.node ?? "?"})`
+          : s.alive
+            ? s.status
+            : s.closed_reason === "host_lost"
+              ? "closed (lost when the server stopped)"
+              : `closed (${s.exit_code ?? "?"})`;
         const place = this.place(s.connection_id);
+        const node = s.node ? el("span", { class: "session-node node-badge" }) : null;
+        if (node) showNode(node, s.node ?? null, s.node_reachable !== false);
         return el("div", { class: "session-row", "data-session-id": s.id }, [
           el("div", { class: "session-main" }, [
             el("span", { class: "session-name" }, [s.name]),
-            el("span", { class: "badge", "data-status": s.alive ? s.status : "closed" }, [status]),
+            el("span", { class: "badge", "data-status": s.alive && !lost ? s.status : "closed" }, [status]),
+            node,
           ]),
           place && el("div", { class: "session-host", title: place.title }, [place.full]),
           el("div", { class: "session-meta" }, [
@@ -485,6 +553,26 @@ export class Workspace implements TabHost {
     this.empty.append(el("p", { class: "error", role: "alert" }, [text]));
     this.empty.hidden = false;
   }
+}
+
+/** The badge of the node holding a session (SPEC §12): its name, dimmed while it can't be
+ * reached; hidden on a single node. */
+function showNode(badge: HTMLElement, node: string | null, reachable: boolean): void {
+  badge.hidden = node === null;
+  badge.textContent = node ?? "";
+  badge.title = node === null ? "" : reachable ? `on node ${node}` : `node ${node} unreachable`;
+  badge.dataset.reachable = String(reachable);
+  badge.setAttribute("aria-label", badge.title);
+}
+
+function nodeSegment(node: string | null, reachable: boolean): HTMLElement[] {
+  if (!node) return [];
+  return [
+    el("span", { class: "sep" }, ["·"]),
+    el("span", { class: "status-node", "data-reachable": String(reachable) }, [
+      reachable ? `node ${node}` : `node ${node} unreachable`,
+    ]),
+  ];
 }
 
 /** How a tab that ended says so: its exit code, or why it ended without one. */

@@ -212,9 +212,11 @@ def create_terminal(
     rows: int | None = None,
     cols: int | None = None,
     connection_id: str | None = None,
+    node: str | None = None,
 ) -> Call[TerminalState]:
     given: dict[str, Any] = {"name": name, "id": id, "command": command, "cwd": cwd}
     given |= {"env": env, "rows": rows, "cols": cols, "connection_id": connection_id}
+    given |= {"node": node}  # only a cluster's nodes know it (SPEC §12)
     body = {k: v for k, v in given.items() if v is not None}
     errors: dict[int, type[HearthError]] = {502: BadGateway} if connection_id else {}
     return Call("POST", TERMINALS, _terminal, json=body, errors=errors)
@@ -250,13 +252,18 @@ def terminal_recording(id: str) -> Call[str]:
 
 
 def create_kernel(
-    session_id: str | None, files: list[dict[str, str]] | None, kernel_name: str | None
+    session_id: str | None,
+    files: list[dict[str, str]] | None,
+    kernel_name: str | None,
+    node: str | None = None,
 ) -> Call[KernelInfo]:
     body: dict[str, Any] = {"files": list(files or [])}
     if session_id is not None:
         body["session_id"] = session_id
     if kernel_name is not None:
         body["kernel_name"] = kernel_name
+    if node is not None:  # only a cluster's nodes know it (SPEC §12)
+        body["node"] = node
     return Call("POST", KERNELS, _kernel, json=body, long=True)
 
 

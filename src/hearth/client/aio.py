@@ -153,6 +153,7 @@ class AsyncTerminals:
         rows: int | None = None,
         cols: int | None = None,
         connection_id: str | None = None,
+        node: str | None = None,
     ) -> TerminalState:
         """Start a shell (or ``command``) on a PTY on the server; it runs until closed or
         timed out, whether or not anyone is attached. An ``id`` you already use: ``Conflict``.
@@ -161,7 +162,11 @@ class AsyncTerminals:
         shell there, or ``command``, its words quoted for the remote shell; no ``cwd``). The
         session is like any other, with ``protocol == "ssh"``. A step that fails on the way
         there (unreachable, refused, authentication, host key) raises ``BadGateway`` naming it,
-        and leaves no session behind."""
+        and leaves no session behind.
+
+        ``node``: on many nodes (SPEC §12), the node to start it on (``GET /healthz`` lists
+        them; one that is down: ``HostUnavailable``, one unknown: ``BadRequest``); without it
+        the one with the most room. The answer's ``node`` says where it went."""
         call = _calls.create_terminal(
             name=name,
             id=id,
@@ -171,6 +176,7 @@ class AsyncTerminals:
             rows=rows,
             cols=cols,
             connection_id=connection_id,
+            node=node,
         )
         return await self._client._send(call)
 
@@ -314,14 +320,17 @@ class AsyncKernels:
         session_id: str | None = None,
         files: list[dict[str, str]] | None = None,
         kernel_name: str | None = None,
+        node: str | None = None,
     ) -> AsyncKernelSession:
         """A ready kernel, from the warm pool when one is waiting.
 
         ``files``: ``[{"url": ..., "path": ...}]`` downloaded into its working directory first
         (``path`` optional). A ``session_id`` you already hold gives that same session back,
         with only the files it does not have yet downloaded.
+
+        ``node``: on many nodes (SPEC §12), the node to start it on, as for a terminal.
         """
-        info = await self._client._send(_calls.create_kernel(session_id, files, kernel_name))
+        info = await self._client._send(_calls.create_kernel(session_id, files, kernel_name, node))
         return AsyncKernelSession(self._client, info)
 
     async def list(self) -> list[AsyncKernelSession]:

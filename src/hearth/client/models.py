@@ -5,14 +5,23 @@ files, the pool, execution answers and events are those of ``hearth.protocol.ker
 (``KernelInfo`` is its ``KernelState``); saved connections are the ``ConnectionInfo`` of
 ``hearth.contract.connections``. Every model ignores fields it does not know, so an older client
 keeps working against a newer server.
+
+On many nodes (SPEC §12) the cluster adds to every session it answers about the ``node`` holding
+it, ``node_reachable: false`` to a listed one whose node can't be reached now, and
+``closed_reason: "node_lost"`` once that node is gone for good: not fields of the wire models
+(the cluster's middleware adds them), so the client's own ``TerminalState`` and ``KernelInfo``
+add them to those, ``node`` None on a single node.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict
 
+from hearth import protocol as _protocol
 from hearth.contract import connections as _contract
-from hearth.protocol import HistoryEntry, TerminalScreen, TerminalState
+from hearth.protocol import HistoryEntry, TerminalScreen
 from hearth.protocol.kernels import (
     ExecutionResult,
     KernelEvent,
@@ -45,7 +54,28 @@ class ConnectionTest(_contract.ConnectionTest):
     model_config = ConfigDict(extra="ignore")
 
 
-KernelInfo = KernelState  # a kernel session as GET /api/v1/sessions/{id} shows it (SPEC §4.2)
+ClosedReason = Literal["host_lost", "node_lost"]
+
+
+class TerminalState(_protocol.TerminalState):
+    """A terminal session as the REST API shows it (SPEC §3.1), with, on many nodes (SPEC §12),
+    the ``node`` holding it (None on a single node) and whether that node can be reached now
+    (``node_reachable``; False: what it showed last, ``closed_reason == "node_lost"`` once it is
+    gone for good)."""
+
+    node: str | None = None
+    node_reachable: bool = True
+    # wider than the wire model's: a node lost for good closes what it held
+    closed_reason: ClosedReason | None = None  # type: ignore[assignment]
+
+
+class KernelInfo(KernelState):
+    """A kernel session as ``GET /api/v1/sessions/{id}`` shows it (SPEC §4.2), with ``node``
+    and ``node_reachable`` as ``TerminalState`` has them (SPEC §12)."""
+
+    node: str | None = None
+    node_reachable: bool = True
+    closed_reason: ClosedReason | None = None  # type: ignore[assignment]  # as above
 
 
 class ConnectionInfo(_contract.ConnectionInfo):

@@ -142,6 +142,7 @@ class Terminals:
         rows: int | None = None,
         cols: int | None = None,
         connection_id: str | None = None,
+        node: str | None = None,
     ) -> TerminalState:
         """Start a shell (or ``command``) on a PTY on the server; it runs until closed or
         timed out, whether or not anyone is attached. An ``id`` you already use: ``Conflict``.
@@ -150,7 +151,11 @@ class Terminals:
         shell there, or ``command``, its words quoted for the remote shell; no ``cwd``). The
         session is like any other, with ``protocol == "ssh"``. A step that fails on the way
         there (unreachable, refused, authentication, host key) raises ``BadGateway`` naming it,
-        and leaves no session behind."""
+        and leaves no session behind.
+
+        ``node``: on many nodes (SPEC §12), the node to start it on (``GET /healthz`` lists
+        them; one that is down: ``HostUnavailable``, one unknown: ``BadRequest``); without it
+        the one with the most room. The answer's ``node`` says where it went."""
         call = _calls.create_terminal(
             name=name,
             id=id,
@@ -160,6 +165,7 @@ class Terminals:
             rows=rows,
             cols=cols,
             connection_id=connection_id,
+            node=node,
         )
         return self._client._send(call)
 
@@ -303,14 +309,17 @@ class Kernels:
         session_id: str | None = None,
         files: list[dict[str, str]] | None = None,
         kernel_name: str | None = None,
+        node: str | None = None,
     ) -> KernelSession:
         """A ready kernel, from the warm pool when one is waiting.
 
         ``files``: ``[{"url": ..., "path": ...}]`` downloaded into its working directory first
         (``path`` optional). A ``session_id`` you already hold gives that same session back,
         with only the files it does not have yet downloaded.
+
+        ``node``: on many nodes (SPEC §12), the node to start it on, as for a terminal.
         """
-        info = self._client._send(_calls.create_kernel(session_id, files, kernel_name))
+        info = self._client._send(_calls.create_kernel(session_id, files, kernel_name, node))
         return KernelSession(self._client, info)
 
     def list(self) -> list[KernelSession]:
