@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -568,8 +569,9 @@ def test_lists_through_a_show_bs_sessions_marked_b(
     through_a = {item[id_field]: item for item in listed["a"]}
     assert ours <= set(through_a), (ours, listed["a"])
     assert {through_a[i]["node"] for i in ours} == {"b"}
-    assert all(item["node"] == "b" for item in listed["a"])  # a holds nothing of alice's
-    assert listed["a"] == listed["b"]  # both nodes list the same, in the same order
+    through_b = {item[id_field]: item for item in listed["b"]}
+    assert len(through_a) == len(listed["a"]) and len(through_b) == len(listed["b"])  # no twice
+    assert through_a == through_b  # both nodes list the same sessions, alike
     for node in (a, b):
         bobs = httpx.get(node.url + path, headers={"Authorization": f"Bearer {BOB}"}, timeout=30)
         assert bobs.status_code == 200 and bobs.json() == []
@@ -684,6 +686,69 @@ async def test_resume_through_a_after_a_cut_loses_and_repeats_nothing(pair: Pair
         assert info["output_start"] == 0 and info["node"] == "b"
     finally:
         await t2.close()
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+FLOOD_LINES = 600_000  # 61 MB: more than the owner's buffer (8 MiB) and every socket's
+FLOOD_LINE = b"0" * 100 + b"\r\n"
+
+
+async def test_a_stalled_viewer_through_a_holds_the_program_back_and_loses_nothing(
+    pair: Pair,
+) -> None:
+    """Flow control through a, as on one node (tests/server/test_terminal_ws.py's slow viewer
+    alone): a terminal's only viewer, reading nothing through a while its program writes 61 MB,
+    holds the program back (its output stops growing before the end) at no cost to the relaying
+    node (no copy of the stream in its memory); once it reads, it gets every byte once."""
+    a, _ = pair
+    flood = Call(
+        "flood-",
+        "POST",
+        f"{T}/sessions",
+        201,
+        json={
+            "id": "{id}",
+            "command": [
+                "/bin/sh",
+                "-c",
+                f"read go; yes $(printf '%0100d' 0) | head -n {FLOOD_LINES}; echo END; sleep 60",
+            ],
+            "node": "b",
+        },
+    )
+    twin = Twin(a, {"id": label("flood-")})
+    made = send(twin, flood)
+    assert made.status_code == 201 and made.json()["node"] == "b", made.text
+    end = len(b"go\r\n") + FLOOD_LINES * len(FLOOD_LINE) + len(b"END\r\n")
+    viewer = await TermClient.connect(ws_base(a), twin.id, ALICE, reconnect="true")
+    try:
+        relay = a.served.proc.pid
+        before = peak = rss(relay)
+        await viewer.send(b"go\n")  # then read nothing until the program has stopped
+        async with httpx.AsyncClient(base_url=a.url, timeout=30) as client:
+            url = f"{T}/sessions/{twin.id}?token={ALICE}"
+            deadline = time.monotonic() + 60
+            seen, same = -1, 0
+            while same < 25:  # 0.5 s without a byte more: the program is held back
+                output_end = (await client.get(url)).json()["output_end"]
+                same, seen = (same + 1, seen) if output_end == seen else (0, output_end)
+                peak = max(peak, rss(relay))
+                assert time.monotonic() < deadline, "the output never stopped growing"
+                await asyncio.sleep(0.02)
+        assert seen < end, "the program wrote it all to a viewer that read nothing"
+        assert peak - before < 16 << 20, f"the relaying node grew by {peak - before} bytes"
+        await viewer.read_until(b"END\r\n", timeout=120)
+        assert viewer.first_offset == 0 and viewer.next_offset == end
+        assert not [f for f in viewer.frames if f["type"] == "missed"]
+        assert bytes(viewer.output) == b"go\r\n" + FLOOD_LINE * FLOOD_LINES + b"END\r\n"
+    finally:
+        await viewer.close()
 
 
 async def everything_until_closed(url: str, **kwargs: Any) -> tuple[list[Any], int | None, str]:
