@@ -192,6 +192,14 @@ TERMINAL_CALLS = cases(
     Call("screen", "GET", f"{T}/sessions/{{id}}/screen", 200),
     Call("token in the query", "GET", f"{T}/sessions/{{id}}?token={ALICE}", 200, token=None),
     Call(
+        "login cookie",
+        "GET",
+        f"{T}/sessions/{{id}}",
+        200,
+        token=None,
+        headers=(("Cookie", f"hearth_token={ALICE}"),),
+    ),
+    Call(
         "jupyter's token header",
         "GET",
         f"{T}/sessions/{{id}}",
@@ -362,6 +370,15 @@ def test_an_upload_through_a_downloads_byte_identical(kernels: Twins) -> None:
     on_b = send(Twin(kernels.direct.node, kernels.relayed.fields), down)
     assert through_a.status_code == on_b.status_code == 200
     assert through_a.content == data and on_b.content == data
+    # sent without a length (chunked), as a client streaming a file does
+    chunks = [data[i : i + 65_000] for i in range(0, len(data), 65_000)]
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    path = f"/api/v1/sessions/{kernels.relayed.id}/files/chunked.bin"
+    with httpx.Client(base_url=kernels.relayed.node.url, headers=auth, timeout=60) as client:
+        chunked = client.put(path, content=iter(chunks))
+        assert chunked.status_code == 200, chunked.text
+        assert chunked.json() == {"path": "chunked.bin", "size": len(data)}
+        assert client.get(path).content == data
 
 
 JK = (("Authorization", f"token {ALICE}"),)  # Jupyter's form of the header
@@ -641,6 +658,27 @@ async def test_a_terminal_websocket_through_a_is_one_on_b(pair: Pair) -> None:
     finally:
         for client in viewers + others:
             await client.close()
+
+
+async def test_the_legacy_terminal_websocket_through_a_is_bs(terminals: Twins) -> None:
+    """``WS /ws/terminal/{id}?resume=true`` (SPEC §3.2's alias) through a: b's hello and
+    replay."""
+    seen = []
+    for twin in terminals:
+        url = f"{ws_base(twin.node)}/ws/terminal/{twin.id}?resume=true&token={ALICE}"
+        frames: list[Any] = []
+        async with websockets.connect(url) as ws:
+            while not (
+                frames and isinstance(frames[-1], dict) and frames[-1]["type"] == "replay_done"
+            ):
+                message = await asyncio.wait_for(ws.recv(), 15)
+                frames.append(
+                    decode_output(message) if isinstance(message, bytes) else json.loads(message)
+                )
+        seen.append(twin.neutral(frames))
+    assert seen[1] == seen[0]
+    assert seen[0][0]["type"] == "hello" and seen[0][0]["session"]["id"] == "{id}"
+    assert (0, b"hello\r\n") in seen[0]
 
 
 def seq_output(n: int) -> bytes:
