@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
@@ -114,9 +113,9 @@ class Relay:
 
     # --- plain calls -----------------------------------------------------------------------
 
-    async def get_json(self, base: str, user: str, path: str) -> Any:
-        """``GET path`` on another node as ``user``: its JSON; NodeUnreachable if it can't
-        answer within ``LIST_TIMEOUT``."""
+    async def get_bytes(self, base: str, user: str, path: str) -> bytes:
+        """``GET path`` on another node as ``user``: its 200 answer's body, unparsed;
+        NodeUnreachable if it can't answer within ``LIST_TIMEOUT``."""
         headers = {HEADER: self.signer.sign(user, "GET", path)}
         try:
             answer = await self._http.get(base + path, headers=headers, timeout=LIST_TIMEOUT)
@@ -124,7 +123,7 @@ class Relay:
             raise NodeUnreachable(str(exc) or type(exc).__name__) from None
         if answer.status_code != 200:
             raise NodeUnreachable(f"HTTP {answer.status_code}")
-        return answer.json()
+        return answer.content
 
     # --- HTTP ------------------------------------------------------------------------------
 

@@ -256,6 +256,9 @@ TERMINALS_GET = Call("terminals.get", TerminalArgs, _INFO, ordered=True)
 TERMINALS_LIST: Call[UserArgs, list[TerminalInfo]] = Call(
     "terminals.list_sessions", UserArgs, _answer(list[TerminalInfo]), ordered=True
 )
+TERMINALS_LIST_JSON: Call[UserArgs, FileHead] = Call(
+    "terminals.list_json", UserArgs, _answer(FileHead), ordered=True, stream=Stream.BYTES
+)
 TERMINALS_TOUCH = Call("terminals.touch", TerminalArgs, _INFO, ordered=True)
 TERMINALS_RENAME = Call("terminals.rename", RenameTerminal, _INFO, ordered=True)
 TERMINALS_CLOSE = Call("terminals.close", TerminalArgs, _NONE, ordered=False)

@@ -46,7 +46,7 @@ __all__ = [
     "read_json",
 ]
 
-PROTOCOL = 2  # raised on any change a host of the previous version could not serve
+PROTOCOL = 3  # raised on any change a host of the previous version could not serve
 HEADER = struct.Struct(">IB")
 _DATA_HEAD = struct.Struct(">IQ")
 JSON, DATA = 0, 1

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Self
+
+from pydantic import TypeAdapter
 
 from hearth.connections.service import Connections
 from hearth.contract.api import ConnectionsAPI, KernelsAPI, TerminalsAPI
@@ -93,6 +96,24 @@ class LocalViewer:
         self.attachment.close()
 
 
+_LISTED: TypeAdapter[list[TerminalInfo]] = TypeAdapter(list[TerminalInfo])
+_PIECE = 256 * 1024  # the size of a DATA frame's bytes, as a download's
+
+
+@dataclass(frozen=True, slots=True)
+class Serialized:
+    """Bytes made here, sent as a download is (``hearth.contract.api.Download``)."""
+
+    name: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+async def _pieces(body: bytes) -> AsyncIterator[bytes]:
+    for at in range(0, len(body), _PIECE):
+        yield body[at : at + _PIECE]
+
+
 class LocalTerminals:
     def __init__(self, manager: TerminalManager) -> None:
         self.manager = manager
@@ -108,6 +129,10 @@ class LocalTerminals:
 
     async def list_sessions(self, user: str) -> list[TerminalInfo]:
         return self.manager.list_sessions(user)
+
+    async def list_json(self, user: str) -> Serialized:
+        body = _LISTED.dump_json(self.manager.list_sessions(user))
+        return Serialized("sessions.json", len(body), _pieces(body))
 
     async def touch(self, user: str, id: str) -> TerminalInfo:
         return self.manager.touch(user, id)

@@ -436,6 +436,9 @@ class RemoteTerminals:
     async def list_sessions(self, user: str) -> list[TerminalInfo]:
         return await self._call(calls.TERMINALS_LIST, calls.UserArgs(user=user))
 
+    async def list_json(self, user: str) -> RemoteFile:
+        return await _download(self._client, calls.TERMINALS_LIST_JSON, calls.UserArgs(user=user))
+
     async def touch(self, user: str, id: str) -> TerminalInfo:
         return await self._call(calls.TERMINALS_TOUCH, calls.TerminalArgs(user=user, id=id))
 
