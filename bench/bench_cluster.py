@@ -41,9 +41,9 @@ from terminal_hearth import TOKEN, Hearth, create_body, hearth_server
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def node_env(name: str, redis: Redis, secret: str) -> dict[str, str]:
+def node_env(name: str, redis: Redis, secret: str, db: int = 0) -> dict[str, str]:
     return {
-        "HEARTH_CLUSTER_REDIS_URL": redis.url,
+        "HEARTH_CLUSTER_REDIS_URL": f"{redis.url.rsplit('/', 1)[0]}/{db}",
         "HEARTH_CLUSTER_SECRET": secret,
         "HEARTH_NODE_NAME": name,
         "HEARTH_SESSION_POOL_SIZE": "1",
@@ -133,12 +133,60 @@ async def measure(plan: Plan, a: Any, b: Any, samples: int) -> dict[str, dict[st
     return figures
 
 
+async def list_figures(plan: Plan, ports: list[int], count: int) -> dict[str, Any]:
+    await wait_for_each_other(ports)
+    base = f"http://127.0.0.1:{ports[0]}"
+    async with httpx.AsyncClient(
+        base_url=base, headers=HEADERS, trust_env=False, timeout=120
+    ) as client:
+        gate = asyncio.Semaphore(16)
+        placed: dict[str, int] = {}
+        t0 = time.monotonic()
+
+        async def one(i: int) -> None:
+            async with gate:
+                body = {"id": f"l{i}", "command": ["/bin/sleep", "1d"]}
+                made = await client.post("/api/v1/terminal/sessions", json=body)
+                if made.status_code != 201:
+                    raise RuntimeError(f"create: HTTP {made.status_code} {made.text}")
+                node = made.json()["node"]
+                placed[node] = placed.get(node, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        log(f"created {count} terminals in {time.monotonic() - t0:.1f} s: {placed}")
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter_ns()
+            answer = await client.get("/api/v1/terminal/sessions")
+            times.append((time.perf_counter_ns() - t0) / 1e9)
+            if answer.status_code != 200:
+                raise RuntimeError(f"list: HTTP {answer.status_code}")
+        listed = answer.json()
+        if len(listed) != count or len({s["id"] for s in listed}) != count:
+            raise RuntimeError(f"listed {len(listed)} of {count}")
+    return {"list_p50_ms": ms(times), "list_p99_ms": ms(times, 99), "placed": placed}
+
+
+def more_ptys(count: int) -> None:
+    path = Path("/proc/sys/kernel/pty/max")
+    if int(path.read_text()) < count + 1024:
+        try:
+            path.write_text(str(count + 4096))
+        except OSError as exc:
+            raise SystemExit(
+                f"{count} terminals need kernel.pty.max ≥ {count + 1024}: {exc}"
+            ) from None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="10 MB, fewer samples")
     p.add_argument("--json", type=Path, help="also write the raw figures to this file")
+    p.add_argument("--list", type=int, help="terminals to list across three nodes")
     args = p.parse_args()
     mb = 10 if args.quick else 50
+    count = args.list or (1000 if args.quick else 10_000)
+    more_ptys(count)
     with tempfile.TemporaryDirectory(prefix="hearth-bench-cluster-") as tmp_name:
         tmp = Path(tmp_name)
         line = ("0123456789abcdefghijklmnopqrstuvwxyz" * 3)[:99]
@@ -165,6 +213,19 @@ def main() -> int:
                 hearth_server(plan, "a", node_env("a", redis, secret)) as a,
             ):
                 figures = asyncio.run(measure(plan, a, b, 100 if args.quick else 300))
+            many = {  # another cluster (Redis database 1): these three nodes only
+                "HEARTH_SANDBOX": "none",
+                "HEARTH_SCREEN_MODEL": "false",
+                "HEARTH_MAX_TERMINALS": str(count),
+                "HEARTH_MAX_TERMINALS_PER_USER": str(count),
+                "HEARTH_SESSION_POOL_SIZE": "0",
+            }
+            with (
+                hearth_server(plan, "c", node_env("c", redis, secret, 1) | many) as c,
+                hearth_server(plan, "d", node_env("d", redis, secret, 1) | many) as d,
+                hearth_server(plan, "e", node_env("e", redis, secret, 1) | many) as e,
+            ):
+                figures["list"] = asyncio.run(list_figures(plan, [c.port, d.port, e.port], count))
         finally:
             redis.stop()
     direct, relayed = figures["direct"], figures["relayed"]

@@ -473,23 +473,7 @@ def test_a_create_through_a_answers_as_one_on_b(pair: Pair, kind: str) -> None:
     assert relayed.json()["node"] == "b"
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            kind,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="GET /api/kernels/{id} has no 'node': ClusterMiddleware's _annotated "
-                "looks for the id in 'session_id' (_FIELD_OF['k']) for every kernel path, and a "
-                "Jupyter kernel's model names it 'id'",
-            ),
-        )
-        if kind == "jupyter-kernel"
-        else kind
-        for kind in KINDS
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_session_read_on_either_node_says_it_is_on_b(
     pair: Pair, request: pytest.FixtureRequest, kind: str
 ) -> None:
@@ -1003,11 +987,6 @@ async def test_jupyter_channels_through_a_are_those_of_b(pair: Pair, framing: st
 # --- what is made or moved on b by other calls than a create ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Jupyter session moved to a new kernel (PATCH) leaves that kernel out of the "
-    "cluster index until b's next full sync (SYNC_EVERY, 30 s): a answers 404 for it",
-)
 def test_a_jupyter_sessions_new_kernel_answers_through_a(pair: Pair) -> None:
     twins = twins_of(pair, "jupyter-session")
     moved = []
@@ -1023,13 +1002,6 @@ def test_a_jupyter_sessions_new_kernel_answers_through_a(pair: Pair) -> None:
     both(twins, Call("its new kernel", "GET", "/api/kernels/{kernel}", 200))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="POST /api/sessions for a path b's session has is placed by headroom, on whichever "
-    "node the body doesn't name (the middleware's _named_keys looks only at kernel.id for "
-    "Jupyter sessions), so even asked on b it makes a second session for the path on a "
-    "instead of answering b's",
-)
 def test_a_jupyter_session_asked_again_by_path_is_bs_whoever_is_asked(pair: Pair) -> None:
     """Jupyter's clients ask for a notebook's session by its path, on whichever node: one node
     answers the session it has for that path, so a cluster must too."""
@@ -1059,11 +1031,6 @@ def test_a_jupyter_session_asked_again_by_path_is_bs_whoever_is_asked(pair: Pair
             ), f"asked on {node.name}: {model}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a terminal made by a websocket (reconnect=false, a new id) is not put in the "
-    "cluster index until its node's next full sync (SYNC_EVERY, 30 s): a answers 404 for it",
-)
 async def test_a_terminal_made_by_a_websocket_on_b_answers_through_a(pair: Pair) -> None:
     a, b = pair
     id = label("wsmade-")

@@ -198,12 +198,6 @@ def test_a_node_lost_for_good_closes_its_sessions_in_the_lists(cluster: StartClu
     assert rows["kept"][3:5] == ["a", "disconnected"]  # no viewer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=httpx.TimeoutException,
-    reason="cluster bug: a create naming a node whose lease is still held but whose web server "
-    "is gone hangs (middleware._create drains the request body a second time in _unavailable)",
-)
 def test_a_create_naming_a_node_just_gone_answers_503_at_once(cluster: StartCluster) -> None:
     # a long lease: a still sees b up when its web server is gone, so the create is relayed
     a, b = cluster(2, env_all={"HEARTH_NODE_LEASE_S": "15"})

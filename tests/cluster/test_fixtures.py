@@ -81,11 +81,13 @@ def test_three_nodes_share_redis_each_with_its_own_settings_and_host(
     assert len(secrets) == 1 and len(secrets.pop()) >= 16
     assert len({env["HEARTH_TOKENS"] for env in envs}) == 1
 
-    # a node's own settings are its own: c holds one terminal, a more
+    # a node's own settings are its own: c holds one terminal, a more (each create names its
+    # node, or the cluster would place the second elsewhere)
     for node, second in [(nodes[0], 201), (nodes[2], 429)]:
+        here = {**SLEEPER, "node": node.name}
         with httpx.Client(base_url=node.url, headers=H, timeout=30) as c:
-            assert c.post("/api/v1/terminal/sessions", json=SLEEPER).status_code == 201
-            assert c.post("/api/v1/terminal/sessions", json=SLEEPER).status_code == second
+            assert c.post("/api/v1/terminal/sessions", json=here).status_code == 201
+            assert c.post("/api/v1/terminal/sessions", json=here).status_code == second
 
 
 def test_a_killed_web_server_leaves_its_host_and_sessions_for_the_next(

@@ -18,13 +18,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.cluster.index import IndexDown, NodeView
 from hearth.cluster.node import Node
-from hearth.cluster.paths import ID_FIELDS, Key, Kind, Target, target_of
+from hearth.cluster.paths import ID_FIELDS, Key, Kind, Target, notebook_key, target_of
 from hearth.cluster.relay import NodeUnreachable, Relay, local_path
 from hearth.cluster.signing import HEADER, Signer
 from hearth.errors import BadRequest, HearthError, HostUnavailable
@@ -146,7 +147,11 @@ class ClusterMiddleware:
     ) -> None:
         """This node answers: JSON about sessions gets ``"node"``; creates and deletes go to the
         index."""
-        if scope["type"] == "websocket" or user is None:
+        if user is None:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            if target.kind == "t" and target.id is not None and _may_create(scope):
+                await cluster.node.placed(Key("t", user, target.id))  # before it exists
             return await self.app(scope, receive, send)
         method = scope["method"]
         if target.role == "one" and method == "DELETE":
@@ -161,7 +166,9 @@ class ClusterMiddleware:
             data = _annotated(body, target, cluster.node.name) if 200 <= status < 300 else None
             if data is None:
                 return body
-            if target.role == "create":  # in the index before the client can ask elsewhere
+            # in the index before the client can ask elsewhere (a Jupyter session's PATCH may
+            # have started its new kernel here)
+            if target.role == "create" or (target.kind == "j" and method == "PATCH"):
                 await cluster.node.created(target.kind, user, target.path, json.loads(data))
             return data
 
@@ -225,7 +232,8 @@ class ClusterMiddleware:
             await cluster.relay.http(scope, receive, send, node.url, user, body=body)
         except NodeUnreachable:
             if asked is not None:  # the node asked for is down: say so, don't place elsewhere
-                return await _unavailable(cluster, scope, receive, send, node.name, node)
+                read = _replaying(body, receive)  # (the body is read: nothing left to drain)
+                return await _unavailable(cluster, scope, read, send, node.name, node)
             await self._here(cluster, target, user, scope, _replaying(body, receive), send)
 
 
@@ -282,6 +290,8 @@ def _named_keys(kind: Kind, user: str, request: dict[str, Any]) -> list[Key]:
         kernel = request.get("kernel")
         if isinstance(kernel, dict) and isinstance(kernel.get("id"), str):
             keys.append(Key("k", user, kernel["id"]))
+        if isinstance(request.get("path"), str):  # a notebook has one session, wherever asked
+            keys.append(notebook_key(user, request["path"]))
     return keys
 
 
@@ -393,7 +403,7 @@ def _annotated(body: bytes, target: Target, node: str) -> bytes | None:
         data = json.loads(body)
     except ValueError:
         return None
-    field = ID_FIELDS.get(target.path) if target.path else _FIELD_OF[target.kind]
+    field = ID_FIELDS[target.path]
     if target.role == "list" and isinstance(data, list):
         for item in data:
             if isinstance(item, dict):
@@ -407,7 +417,11 @@ def _annotated(body: bytes, target: Target, node: str) -> bytes | None:
     return None
 
 
-_FIELD_OF: dict[Kind, str] = {"t": "id", "k": "session_id", "j": "id", "c": "id"}
+def _may_create(scope: Scope) -> bool:
+    """A terminal websocket that makes its session if it is missing (not ``reconnect`` or, on
+    the legacy path, ``resume``)."""
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    return not any(query.get(flag, "").lower() in ("true", "1") for flag in ("reconnect", "resume"))
 
 
 async def _unavailable(

@@ -18,7 +18,7 @@ from typing import Any
 
 from hearth import __version__
 from hearth.cluster.index import ClusterIndex, IndexDown, NodeNameTaken, NodeView
-from hearth.cluster.paths import ID_FIELDS, Key, Kind
+from hearth.cluster.paths import ID_FIELDS, Key, Kind, notebook_key
 from hearth.config import Settings
 
 __all__ = ["LISTS", "Node", "NodeNameTaken", "headroom_of"]
@@ -131,6 +131,7 @@ class Node:
 
     async def sync(self) -> None:
         """Write every user's lists from here, and where each of their sessions is."""
+        before = set(self.here)  # what is made while this runs is not in its lists
         lists: dict[tuple[str, str], dict[str, Any]] = {}
         keys: set[Key] = set()
         for user in self._users:
@@ -141,8 +142,8 @@ class Node:
                     keys |= _keys_of(kind, user, path, items)
         await self.index.save_lists(self.name, lists)
         await self.index.place(sorted(keys, key=Key.field), self.name)
-        await self.index.forget(sorted(self.here - keys, key=Key.field), self.name)
-        self.here = keys
+        await self.index.forget(sorted(before - keys, key=Key.field), self.name)
+        self.here = keys | (self.here - before)
 
     async def created(self, kind: Kind, user: str, path: str, answer: Any) -> None:
         """A create answered here: its keys are placed on this node now (a call through another
@@ -156,6 +157,14 @@ class Node:
             for id, item in _by_id(path, [answer]).items():  # listed while this node is down
                 await self.index.save_item(self.name, user, path, id, item)
         self.changed()
+
+    async def placed(self, key: Key) -> None:
+        """``key`` is being made here (a terminal a websocket opens): in the index now."""
+        if key not in self.here:
+            self.here.add(key)
+            with contextlib.suppress(IndexDown):
+                await self.index.place([key], self.name)
+            self.changed()
 
     async def deleted(self, key: Key) -> None:
         self.here.discard(key)
@@ -203,6 +212,8 @@ def _keys_of(kind: Kind, user: str, path: str, items: list[Any]) -> set[Key]:
             if kind == "c" and item.get("shared"):
                 continue  # the operator's connections are on every node
             keys.add(Key(kind, user, item[field]))
+            if kind == "j" and isinstance(item.get("path"), str):
+                keys.add(notebook_key(user, item["path"]))
     return keys
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ID_FIELDS", "KINDS", "Key", "Kind", "Target", "target_of"]
+__all__ = ["ID_FIELDS", "KINDS", "Key", "Kind", "Target", "notebook_key", "target_of"]
 
 # t: terminal sessions, k: kernel sessions (Jupyter's kernels too), j: Jupyter's sessions,
 # c: saved connections (they live on the node that saved them, as do its terminals)
@@ -38,6 +38,11 @@ class Key:
         return cls(kind, user, id)
 
 
+def notebook_key(user: str, path: str) -> Key:
+    """Where a notebook's Jupyter session is: Jupyter's clients ask for it by its path."""
+    return Key("j", user, f"path:{path}")
+
+
 @dataclass(frozen=True)
 class Target:
     """What a request is about: ``one`` resource (its kind and id), the ``list`` of a kind, or
@@ -46,18 +51,20 @@ class Target:
     role: Literal["one", "list", "create"]
     kind: Kind
     id: str | None = None
-    path: str = ""  # the list's or the create's path, as the nodes serve it
+    path: str = ""  # the collection's path (as a list or a create), whose models it answers
 
 
 _ID = r"([A-Za-z0-9_.\-]{1,128})"
-_ONE: list[tuple[re.Pattern[str], Kind]] = [
-    (re.compile(rf"^/api/(?:v1/)?terminal/sessions?/{_ID}(?:/.*)?$"), "t"),
-    (re.compile(rf"^/api/v1/terminal/ws/{_ID}$"), "t"),
-    (re.compile(rf"^/ws/terminal/{_ID}$"), "t"),
-    (re.compile(rf"^/api/v1/sessions/{_ID}(?:/.*)?$"), "k"),
-    (re.compile(rf"^/api/kernels/{_ID}(?:/.*)?$"), "k"),
-    (re.compile(rf"^/api/sessions/{_ID}$"), "j"),
-    (re.compile(rf"^/api/v1/connections/{_ID}(?:/.*)?$"), "c"),
+_TERMINALS = "/api/v1/terminal/sessions"
+# (the path, its kind, the collection whose models it answers)
+_ONE: list[tuple[re.Pattern[str], Kind, str]] = [
+    (re.compile(rf"^/api/(?:v1/)?terminal/sessions?/{_ID}(?:/.*)?$"), "t", _TERMINALS),
+    (re.compile(rf"^/api/v1/terminal/ws/{_ID}$"), "t", _TERMINALS),
+    (re.compile(rf"^/ws/terminal/{_ID}$"), "t", _TERMINALS),
+    (re.compile(rf"^/api/v1/sessions/{_ID}(?:/.*)?$"), "k", "/api/v1/sessions"),
+    (re.compile(rf"^/api/kernels/{_ID}(?:/.*)?$"), "k", "/api/kernels"),
+    (re.compile(rf"^/api/sessions/{_ID}$"), "j", "/api/sessions"),
+    (re.compile(rf"^/api/v1/connections/{_ID}(?:/.*)?$"), "c", "/api/v1/connections"),
 ]
 _COLLECTIONS: dict[str, Kind] = {
     "/api/v1/terminal/sessions": "t",
@@ -87,8 +94,8 @@ def target_of(method: str, path: str) -> Target | None:
         if method == "POST":
             return Target("create", kind, path=path)
         return None
-    for pattern, kind in _ONE:
+    for pattern, kind, collection in _ONE:
         match = pattern.match(path)
         if match is not None:
-            return Target("one", kind, match.group(1))
+            return Target("one", kind, match.group(1), collection)
     return None
