@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from hearth.cluster.paths import Key
@@ -28,6 +30,7 @@ from hearth.cluster.paths import Key
 __all__ = ["ClusterIndex", "IndexDown", "NodeNameTaken", "NodeView"]
 
 PREFIX = "hearth:"
+SENTINEL = "redis+sentinel://"
 
 
 class IndexDown(Exception):
@@ -53,14 +56,14 @@ class NodeView:
 
 class ClusterIndex:
     def __init__(self, url: str, *, timeout: float = 1.0) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            decode_responses=True,
-            health_check_interval=0,
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry_on_timeout": False,
+            "decode_responses": True,
+            "health_check_interval": 0,
+        }
+        self._redis = redis_for(url, options)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -173,6 +176,32 @@ class ClusterIndex:
             raise IndexDown(str(exc)) from None
         except OSError as exc:
             raise IndexDown(str(exc)) from None
+
+
+def redis_for(url: str, options: dict[str, Any]) -> aioredis.Redis:
+    """A client of ``redis://…`` (``rediss://`` with TLS, ``unix://``), or of the master that
+    Sentinel names for ``redis+sentinel://[:password@]host:port[,host:port…]/service[/db]``:
+    after a failover it follows the new master."""
+    if not url.startswith(SENTINEL):
+        return aioredis.Redis.from_url(url, **options)
+    rest = url[len(SENTINEL) :]
+    credentials, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise ValueError(f"{SENTINEL}host:port[,host:port…]/service[/db]: got {url!r}")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        sentinels.append((name or host, int(port or 26379)))
+    password = unquote(credentials.partition(":")[2]) if credentials else None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, sentinel_kwargs={"socket_timeout": options["socket_timeout"]}
+    )
+    master: aioredis.Redis = sentinel.master_for(
+        service, db=int(db or 0), password=password, **options
+    )
+    return master
 
 
 def _list_key(node: str, user: str, path: str) -> str:
