@@ -11,13 +11,15 @@ import secrets
 import signal
 import string
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cluster.redis import Redis
-from tests.conftest import TOKENS
+from tests.conftest import ALICE, TOKENS
 from tests.served import DISK_LIMIT, HEARTH, Served, free_port, shutdown, unmount_volume
 
 LEASE_S = "2"  # a dead node is seen as one quickly
@@ -94,6 +96,25 @@ class Node:
         served = NodeServed(proc, self.port, line, self)
         assert "Hearth is serving at" in line, f"node {self.name}: {served.stop()}"
         return served
+
+
+def wait_for_nodes(nodes: list[Node], deadline_s: float = 30) -> None:
+    """Until every node sees every other one up (their leases are in Redis)."""
+    deadline = time.monotonic() + deadline_s
+    names = {n.name for n in nodes}
+    for node in nodes:
+        while True:
+            health = httpx.get(f"{node.url}/healthz", timeout=5).json()
+            seen = {n["name"] for n in health.get("nodes", []) if n["reachable"]}
+            if health.get("cluster") == "ok" and names <= seen:
+                break
+            assert time.monotonic() < deadline, f"{node.name} sees {health}"
+            time.sleep(0.05)
+
+
+def api(node: Node, token: str = ALICE) -> httpx.Client:
+    """A REST client of ``node`` as ``token``'s user (alice's by default)."""
+    return httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 def node_env(redis: Redis, name: str, port: int, secret: str) -> dict[str, str]:

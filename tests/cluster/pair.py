@@ -14,9 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.nodes import Node, free_ports, node_env
+from tests.cluster.nodes import Node, free_ports, node_env, wait_for_nodes
 from tests.cluster.redis import Redis
-from tests.cluster.test_placement import wait_for_nodes
 from tests.served import shutdown, unmount_volume
 
 # a terminal's whole output of the resume test (seq 1 100000: ~590 kB) stays buffered

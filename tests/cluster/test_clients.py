@@ -20,7 +20,7 @@ import pytest
 import hearth
 from hearth.client import KernelInfo, TerminalState
 from hearth.errors import BadRequest, HostUnavailable
-from tests.cluster.nodes import Node, StartCluster
+from tests.cluster.nodes import Node, StartCluster, wait_for_nodes
 from tests.conftest import ALICE, RunningServer
 
 SLEEPER = ["/bin/sh", "-c", "exec sleep 1000"]
@@ -42,20 +42,6 @@ def table(url: str) -> list[list[str]]:
     done = hearth_cli(url, "ls")
     assert done.returncode == 0, done.stderr
     return [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()]
-
-
-def wait_for_nodes(nodes: list[Node], deadline_s: float = 30) -> None:
-    """Until every node sees every other one up."""
-    deadline = time.monotonic() + deadline_s
-    names = {n.name for n in nodes}
-    for node in nodes:
-        while True:
-            health = httpx.get(f"{node.url}/healthz", timeout=5).json()
-            seen = {n["name"] for n in health.get("nodes", []) if n["reachable"]}
-            if health.get("cluster") == "ok" and names <= seen:
-                break
-            assert time.monotonic() < deadline, f"{node.name} sees {health}"
-            time.sleep(0.05)
 
 
 def node_up(via: Node, name: str) -> bool:

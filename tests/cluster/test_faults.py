@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from tests.cluster.nodes import Node, StartCluster, node_env
+from tests.cluster.nodes import Node, StartCluster, api, node_env, wait_for_nodes
 from tests.cluster.redis import Redis
-from tests.cluster.test_placement import SLEEPER, api, wait_for_nodes
+from tests.cluster.test_placement import SLEEPER
 from tests.conftest import ALICE
 from tests.served import HEARTH, free_port, shutdown, unmount_volume
 from tests.server.termclient import TermClient, close_code_of

@@ -9,8 +9,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.cluster.nodes import StartCluster
-from tests.cluster.test_placement import api, wait_for_nodes
+from tests.cluster.nodes import StartCluster, api, wait_for_nodes
 from tests.conftest import ALICE
 from tests.jupyter.kernelsocket import V1, KernelSocket, outputs_text
 from tests.jupyter.servers import LAB_TOKEN, jupyter_with_gateway

@@ -3,32 +3,10 @@ node then answers for the session (SPEC §12)."""
 
 from __future__ import annotations
 
-import time
-
-import httpx
-
-from tests.cluster.nodes import Node, StartCluster
-from tests.conftest import ALICE, BOB
+from tests.cluster.nodes import StartCluster, api, wait_for_nodes
+from tests.conftest import BOB
 
 SLEEPER = ["/bin/sh", "-c", "exec sleep 1000"]
-
-
-def api(node: Node, token: str = ALICE) -> httpx.Client:
-    return httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-
-def wait_for_nodes(nodes: list[Node], deadline_s: float = 20) -> None:
-    """Until every node sees every other one up (their leases are in Redis)."""
-    deadline = time.monotonic() + deadline_s
-    names = {n.name for n in nodes}
-    for node in nodes:
-        while True:
-            health = httpx.get(f"{node.url}/healthz", timeout=5).json()
-            seen = {n["name"] for n in health.get("nodes", []) if n["reachable"]}
-            if health.get("cluster") == "ok" and names <= seen:
-                break
-            assert time.monotonic() < deadline, f"{node.name} sees {health}"
-            time.sleep(0.05)
 
 
 def test_creates_through_a_full_node_land_on_the_others_and_answer_everywhere(

@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.cluster.nodes import Node, StartCluster
-from tests.cluster.test_placement import wait_for_nodes
+from tests.cluster.nodes import Node, StartCluster, wait_for_nodes
 from tests.conftest import ALICE
 from tests.server.termclient import TermClient
 

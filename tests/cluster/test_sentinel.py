@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.cluster.nodes import StartCluster
+from tests.cluster.nodes import StartCluster, api, wait_for_nodes
 from tests.cluster.redis import Redis
-from tests.cluster.test_placement import SLEEPER, api, wait_for_nodes
+from tests.cluster.test_placement import SLEEPER
 from tests.served import free_port
 
 SERVICE = "hearth"

@@ -6,34 +6,19 @@ unreachable; once b is back the tab connects and nothing is lost."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
 from tests.cluster import nodes as cluster_nodes
 from tests.cluster import redis as cluster_redis
-from tests.cluster.nodes import Node, StartCluster
+from tests.cluster.nodes import StartCluster, wait_for_nodes
 from tests.conftest import ALICE
 from tests.e2e.conftest import open_workspace, shot, tabs, type_line, wait_tabs, wait_text
 
 # the real nodes and Redis of the cluster tests (tests/cluster/conftest.py), as fixtures here
 cluster = cluster_nodes.cluster
 redis_server = cluster_redis.redis_server
-
-
-def wait_for_nodes(nodes: list[Node], deadline_s: float = 30) -> None:
-    """Until every node sees every other one up."""
-    deadline = time.monotonic() + deadline_s
-    names = {n.name for n in nodes}
-    for node in nodes:
-        while True:
-            health = httpx.get(f"{node.url}/healthz", timeout=5).json()
-            seen = {n["name"] for n in health.get("nodes", []) if n["reachable"]}
-            if health.get("cluster") == "ok" and names <= seen:
-                break
-            assert time.monotonic() < deadline, f"{node.name} sees {health}"
-            time.sleep(0.05)
 
 
 def tab_of(page: Any, id: str) -> dict[str, Any]:
