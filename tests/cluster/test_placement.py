@@ -3,8 +3,12 @@ node then answers for the session (SPEC §12)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
+
 from tests.cluster.nodes import StartCluster, api, wait_for_nodes
-from tests.conftest import BOB
+from tests.conftest import ALICE, BOB
 
 SLEEPER = ["/bin/sh", "-c", "exec sleep 1000"]
 
@@ -51,3 +55,27 @@ def test_an_id_taken_on_another_node_is_a_conflict_there(cluster: StartCluster) 
         assert again.status_code == 409, again.text
         assert via_b.delete("/api/v1/terminal/sessions/once").status_code == 204
         assert via_a.get("/api/v1/terminal/sessions/once").status_code == 404
+
+
+async def test_one_id_created_through_two_nodes_at_once_is_one_session(
+    cluster: StartCluster,
+) -> None:
+    a, b, c = cluster(3)
+    wait_for_nodes([a, b, c])
+    headers = {"Authorization": f"Bearer {ALICE}"}
+    body = {"id": "race", "command": SLEEPER}
+    for _ in range(5):
+        async with (
+            httpx.AsyncClient(base_url=a.url, headers=headers, timeout=30) as via_a,
+            httpx.AsyncClient(base_url=b.url, headers=headers, timeout=30) as via_b,
+        ):
+            made = await asyncio.gather(
+                via_a.post("/api/v1/terminal/sessions", json=body),
+                via_b.post("/api/v1/terminal/sessions", json=body),
+            )
+            assert sorted(r.status_code for r in made) == [201, 409], [r.text for r in made]
+            [winner] = [r.json()["node"] for r in made if r.status_code == 201]
+            for client in (via_a, via_b):
+                listed = (await client.get("/api/v1/terminal/sessions")).json()
+                assert [(s["id"], s["node"]) for s in listed] == [("race", winner)]
+            assert (await via_a.delete("/api/v1/terminal/sessions/race")).status_code == 204

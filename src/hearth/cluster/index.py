@@ -125,11 +125,12 @@ class ClusterIndex:
         owner: str | None = await self._run(self._redis.hget(f"{PREFIX}where", key.field()))
         return owner
 
-    async def claim(self, key: Key, node: str) -> str:
-        """Record ``key`` on ``node`` unless it is somewhere already; the node it is on."""
+    async def claim(self, key: Key, node: str) -> str | None:
+        """Record ``key`` on ``node`` unless it is somewhere already: None if it was recorded
+        now, else the node it is on."""
         where = f"{PREFIX}where"
         if await self._run(self._redis.hsetnx(where, key.field(), node)):
-            return node
+            return None
         return await self.owner(key) or node
 
     async def place(self, keys: list[Key], node: str) -> None:

@@ -13,6 +13,7 @@ relayed again. A node without a cluster (no ``cluster_redis_url``) has no such m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.cluster.index import IndexDown, NodeView
-from hearth.cluster.node import Node
+from hearth.cluster.node import SAVED_AS, Node
 from hearth.cluster.paths import ID_FIELDS, Key, Kind, Target, notebook_key, target_of
 from hearth.cluster.relay import NodeUnreachable, Relay, local_path
 from hearth.cluster.signing import HEADER, Signer
@@ -194,7 +195,7 @@ class ClusterMiddleware:
         if mine is None:  # not a list: this node's answer says why
             return await _replay(send, status, headers, body)
         others = [v for v in cluster.node.views.values() if v.name != cluster.node.name]
-        theirs = await asyncio.gather(*(_list_of(cluster, v, user, scope) for v in others))
+        theirs = await asyncio.gather(*(_list_of(cluster, v, user, target.path) for v in others))
         # JSON arrays joined as they are, not parsed: thousands of sessions per node
         inner = [part.strip()[1:-1].strip() for part in (mine, *theirs)]
         merged = b"[" + b",".join(p for p in inner if p) + b"]"
@@ -224,17 +225,36 @@ class ClusterMiddleware:
             body = json.dumps(request).encode()
         try:
             node = await _placement(cluster, target.kind, user, request, asked)
+            claimed = await _claim(cluster, target.kind, user, request, node)
         except HearthError as exc:
             return await _json_answer(send, exc.status_code, {"detail": exc.message})
-        if node is None or node.name == cluster.node.name:
-            return await self._here(cluster, target, user, scope, _replaying(body, receive), send)
+        if claimed is not None and claimed[2] is not None:
+            if claimed[2] != (node.name if node else cluster.node.name):
+                node = await _view(cluster, claimed[2])  # made meanwhile elsewhere: it answers
+            claimed = None  # not ours to let go
+        status = 0
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            await cluster.relay.http(scope, receive, send, node.url, user, body=body)
-        except NodeUnreachable:
-            if asked is not None:  # the node asked for is down: say so, don't place elsewhere
-                read = _replaying(body, receive)  # (the body is read: nothing left to drain)
-                return await _unavailable(cluster, scope, read, send, node.name, node)
-            await self._here(cluster, target, user, scope, _replaying(body, receive), send)
+            if node is None or node.name == cluster.node.name:
+                read = _replaying(body, receive)
+                return await self._here(cluster, target, user, scope, read, watched)
+            try:
+                await cluster.relay.http(scope, receive, watched, node.url, user, body=body)
+            except NodeUnreachable:
+                if asked is not None:  # the node asked for is down: say so, place it nowhere
+                    read = _replaying(body, receive)  # (the body is read: nothing to drain)
+                    return await _unavailable(cluster, scope, read, watched, node.name, node)
+                await self._here(cluster, target, user, scope, _replaying(body, receive), watched)
+        finally:
+            if claimed is not None and not 200 <= status < 300:  # nothing was made: let go
+                with contextlib.suppress(IndexDown):
+                    await cluster.node.index.forget([claimed[0]], claimed[1])
 
 
 # --- placement ----------------------------------------------------------------------------
@@ -275,6 +295,23 @@ async def _placement(
     best = max(candidates, key=lambda v: _score(kind, v))
     _spend(kind, best)
     return best
+
+
+async def _claim(
+    cluster: Cluster, kind: Kind, user: str, request: dict[str, Any], node: NodeView | None
+) -> tuple[Key, str, str | None] | None:
+    """A create that names its own id claims it in the index for the node it goes to, so that
+    two creates of one id through two nodes make one session: (the key, the node claimed for,
+    None if the claim is new, else the node that had it already)."""
+    field = {"t": "id", "k": "session_id"}.get(kind)
+    if field is None or not isinstance(request.get(field), str):
+        return None
+    key = Key(kind, user, request[field])
+    name = node.name if node is not None else cluster.node.name
+    try:
+        return key, name, await cluster.node.index.claim(key, name)
+    except IndexDown:
+        return None
 
 
 def _named_keys(kind: Kind, user: str, request: dict[str, Any]) -> list[Key]:
@@ -331,9 +368,9 @@ async def _view(cluster: Cluster, name: str) -> NodeView | None:
     return view
 
 
-async def _list_of(cluster: Cluster, view: NodeView, user: str, scope: Scope) -> bytes:
-    """``view``'s list (a JSON array, its items marked by that node), or what it saved."""
-    path = scope["path"]
+async def _list_of(cluster: Cluster, view: NodeView, user: str, path: str) -> bytes:
+    """``view``'s list at ``path`` (a JSON array, its items marked by that node), or what it
+    saved."""
     lost = view.lost(_now(), cluster.node.lost_after)
     if view.up:
         try:
@@ -341,7 +378,7 @@ async def _list_of(cluster: Cluster, view: NodeView, user: str, scope: Scope) ->
         except NodeUnreachable:
             pass
     try:
-        saved = await cluster.node.index.saved_list(view.name, user, path)
+        saved = await cluster.node.index.saved_list(view.name, user, SAVED_AS.get(path, path))
     except IndexDown:
         return b"[]"
     for item in saved:

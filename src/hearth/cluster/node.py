@@ -21,19 +21,20 @@ from hearth.cluster.index import ClusterIndex, IndexDown, NodeNameTaken, NodeVie
 from hearth.cluster.paths import ID_FIELDS, Key, Kind, notebook_key
 from hearth.config import Settings
 
-__all__ = ["LISTS", "Node", "NodeNameTaken", "headroom_of"]
+__all__ = ["LISTS", "SAVED_AS", "Node", "NodeNameTaken", "headroom_of"]
 
 log = logging.getLogger("hearth.cluster")
 
 # the lists a node saves for each user, so that others can show them while it is down
 LISTS: dict[str, Kind] = {
-    "/api/v1/terminal/sessions": "t",
-    "/api/terminal/sessions": "t",
+    "/api/v1/terminal/sessions": "t",  # the legacy path's list is the same (SAVED_AS)
     "/api/v1/sessions": "k",
     "/api/kernels": "k",
     "/api/sessions": "j",
     "/api/v1/connections": "c",
 }
+# a list answered at another path, saved once
+SAVED_AS = {"/api/terminal/sessions": "/api/v1/terminal/sessions"}
 # the lists whose items name the keys this node holds (the others repeat them)
 _KEYED = ("/api/v1/terminal/sessions", "/api/v1/sessions", "/api/sessions", "/api/v1/connections")
 SYNC_EVERY = 30.0  # seconds between full writes of this node's part, changes aside
