@@ -93,6 +93,30 @@ def test_create_get_list_rename_close(server: RunningServer) -> None:
         assert r.status_code == 404 and "one" in r.json()["detail"]
 
 
+def test_the_list_shows_every_change_as_a_get_does(server: RunningServer) -> None:
+    """A listed session's JSON is kept until something it shows changes: a rename, a resize,
+    output, an exit must each show in the next list."""
+    command = ["/bin/sh", "-c", "read a; echo got $a; read b; exit 3"]
+
+    def listed_is_got(c: httpx.Client) -> bool:
+        [item] = [s for s in c.get(API + "/sessions").json() if s["id"] == "l"]
+        return bool(item == c.get(API + "/sessions/l").json())
+
+    with client(server) as c:
+        create(c, id="l", command=command)
+        assert listed_is_got(c)
+        c.patch(API + "/sessions/l", json={"name": "renamed"})
+        assert listed_is_got(c) and c.get(API + "/sessions/l").json()["name"] == "renamed"
+        server.call(lambda: server.core.terminals.resize("alice", "l", 30, 90))
+        assert listed_is_got(c) and c.get(API + "/sessions/l").json()["rows"] == 30
+        server.call(lambda: server.core.terminals.write("alice", "l", b"x\n"))
+        poll(lambda: c.get(API + "/sessions/l").json()["output_end"] >= len(b"x\r\ngot x\r\n"))
+        assert listed_is_got(c)
+        server.call(lambda: server.core.terminals.write("alice", "l", b"y\n"))
+        poll(lambda: c.get(API + "/sessions/l").json()["exit_code"] == 3)
+        assert listed_is_got(c)
+
+
 def test_existing_id_is_409(server: RunningServer) -> None:
     with client(server) as c:
         create(c, id="dup")

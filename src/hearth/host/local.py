@@ -12,8 +12,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Self
 
-from pydantic import TypeAdapter
-
 from hearth.connections.service import Connections
 from hearth.contract.api import ConnectionsAPI, KernelsAPI, TerminalsAPI
 from hearth.contract.connections import (
@@ -96,7 +94,6 @@ class LocalViewer:
         self.attachment.close()
 
 
-_LISTED: TypeAdapter[list[TerminalInfo]] = TypeAdapter(list[TerminalInfo])
 _PIECE = 256 * 1024  # the size of a DATA frame's bytes, as a download's
 
 
@@ -131,7 +128,7 @@ class LocalTerminals:
         return self.manager.list_sessions(user)
 
     async def list_json(self, user: str) -> Serialized:
-        body = _LISTED.dump_json(self.manager.list_sessions(user))
+        body = self.manager.list_json(user)
         return Serialized("sessions.json", len(body), _pieces(body))
 
     async def touch(self, user: str, id: str) -> TerminalInfo:

@@ -167,8 +167,15 @@ class TerminalManager:
         return self._sessions.get((user, id))
 
     def list_sessions(self, user: str) -> list[TerminalInfo]:
-        mine = [s.info() for (owner, _), s in self._sessions.items() if owner == user]
-        return sorted(mine, key=lambda i: i.created_at, reverse=True)
+        return [s.info() for s in self._mine(user)]
+
+    def list_json(self, user: str) -> bytes:
+        """``list_sessions`` as a JSON array."""
+        return b"[" + b",".join(s.info_json() for s in self._mine(user)) + b"]"
+
+    def _mine(self, user: str) -> list[TerminalSession]:
+        mine = [s for (owner, _), s in self._sessions.items() if owner == user]
+        return sorted(mine, key=lambda s: s.created_at, reverse=True)
 
     def counts(self) -> Iterator[tuple[str, str, int]]:
         by_status = dict.fromkeys(TerminalStatus, 0)

@@ -15,6 +15,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from pydantic import TypeAdapter
+
 from hearth.contract.terminals import Resized, TerminalInfo, TerminalStatus, ViewerCount
 from hearth.terminals.attachment import Attachment
 from hearth.terminals.buffer import OutputBuffer
@@ -31,6 +33,9 @@ log = logging.getLogger("hearth.terminals")
 STALL_TIMEOUT = 2.0
 LOG_FLUSH_DELAY = 0.005  # seconds gathered output may wait for the log when no viewer pulls it
 OOM_CHECK_INTERVAL = 0.5  # seconds between looks at the cgroup's OOM kills, while output flows
+
+
+_INFO_JSON: TypeAdapter[TerminalInfo] = TypeAdapter(TerminalInfo)
 
 
 class TerminalSession:
@@ -87,6 +92,7 @@ class TerminalSession:
         self._reading = False
         self._stall_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._listed: tuple[tuple[object, ...], bytes] | None = None  # see info_json
         if source is None:
             self.drained = True
             return
@@ -132,6 +138,27 @@ class TerminalSession:
             connection_id=self.connection_id,
             exit_reason=self.exit_reason,
         )
+
+    def info_json(self) -> bytes:
+        """``info()`` as JSON, made again only when something it shows changed: a list of
+        thousands of mostly idle sessions costs a comparison each (SPEC §12)."""
+        state = (
+            self.name,
+            self.exit_code,
+            self.source is not None,
+            len(self.attachments),
+            self.last_activity,
+            self.timeout,
+            self.rows,
+            self.cols,
+            self.buffer.start,
+            self.buffer.end,
+            self.closed_reason,
+            self.exit_reason,
+        )
+        if self._listed is None or self._listed[0] != state:
+            self._listed = (state, _INFO_JSON.dump_json(self.info()))
+        return self._listed[1]
 
     def touch(self) -> None:
         self.last_activity = self._clock()
