@@ -18,6 +18,8 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -212,16 +214,17 @@ class PtyProcess:
     def sandboxed(self) -> bool:
         return self.launch is not None and self.launch.sandboxed
 
-    def signal_session(self, sig: int) -> None:
+    def signal_session(self, sig: int, asked: float | None = None) -> None:
         """Send ``sig`` to the process group and every other process of the child's session
-        (in a sandbox: to every process of it; SIGKILL ends its whole PID namespace)."""
+        (in a sandbox: to every process of it; SIGKILL ends its whole PID namespace). ``asked``:
+        when it was asked for (``time.monotonic()``), if earlier than now."""
         if self.sandboxed:
             if sig == signal.SIGKILL:
                 kill_sandbox(self.pid)
             else:
                 signal_sandbox(self.pid, sig)
             return
-        for pid in _session_members(self.pid) | {self.pid}:
+        for pid in _session_members(self.pid, asked) | {self.pid}:
             try:
                 if pid == self.pid:
                     os.killpg(pid, sig)
@@ -234,13 +237,15 @@ class PtyProcess:
         """Ask (SIGHUP), wait ``grace`` seconds, force (SIGKILL), reap. Idempotent."""
         if not self.exited.done():
             log.info("hangup", extra={"pid": self.pid})
-            await asyncio.to_thread(self.signal_session, signal.SIGHUP)  # scans /proc: off-loop
+            asked = time.monotonic()  # scans /proc: off the loop, shared by the closes asked now
+            await asyncio.to_thread(self.signal_session, signal.SIGHUP, asked)
             self.close_fd()
             try:
                 await asyncio.wait_for(asyncio.shield(self.exited), grace)
             except TimeoutError:
                 log.warning("kill after grace", extra={"pid": self.pid, "grace": grace})
-        await asyncio.to_thread(self.signal_session, signal.SIGKILL)  # the session's stragglers
+        asked = time.monotonic()
+        await asyncio.to_thread(self.signal_session, signal.SIGKILL, asked)  # the stragglers
         self.close_fd()
         return await self.exited
 
@@ -255,13 +260,29 @@ class PtyProcess:
             self.exited.set_result(exit_status(returncode))
 
 
-def _session_members(sid: int) -> set[int]:
-    """Pids whose session id is ``sid`` (Linux /proc); empty where /proc can't tell."""
-    members: set[int] = set()
+def _session_members(sid: int, asked: float | None = None) -> set[int]:
+    """Pids whose session id is ``sid`` (Linux /proc); empty where /proc can't tell. A scan of
+    /proc begun after this was asked for (``asked``, default now) serves it: closing thousands
+    of terminals at once (``hearth shutdown``) scans /proc a few times, not once for each, and
+    misses nothing."""
+    global _scanned
+    asked = time.monotonic() if asked is None else asked
+    with _scanning:
+        began, sessions = _scanned
+        if began < asked:
+            began = time.monotonic()
+            sessions = _scan_sessions()
+            _scanned = (began, sessions)
+    return set(sessions.get(sid, ()))
+
+
+def _scan_sessions() -> dict[int, set[int]]:
+    """Every process's pid by its session id."""
+    sessions: dict[int, set[int]] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return members
+        return sessions
     for name in names:
         if not name.isdigit():
             continue
@@ -272,9 +293,13 @@ def _session_members(sid: int) -> set[int]:
             continue
         # Fields after the parenthesised command: state ppid pgrp session ...
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 3 and int(fields[3]) == sid:
-            members.add(int(name))
-    return members
+        if len(fields) > 3:
+            sessions.setdefault(int(fields[3]), set()).add(int(name))
+    return sessions
+
+
+_scanning = threading.Lock()  # callers run in worker threads (the scan is off the loop)
+_scanned: tuple[float, dict[int, set[int]]] = (float("-inf"), {})  # (when it began, what)
 
 
 def is_eof(exc: OSError) -> bool:
