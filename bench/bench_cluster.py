@@ -66,20 +66,30 @@ async def wait_for_each_other(ports: list[int]) -> None:
                 await asyncio.sleep(0.05)
 
 
-async def execute_round_trips(port: int, session_id: str, samples: int) -> list[float]:
-    out = []
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", headers=HEADERS, trust_env=False, timeout=60
-    ) as client:
-        path = f"/api/v1/sessions/{session_id}/execute"
+async def execute_round_trips(ports: list[int], session_id: str, samples: int) -> list[list[float]]:
+    """Seconds per execute of ``1``, through each port in turn (direct and relayed samples
+    alternate, so both see the same machine)."""
+    out: list[list[float]] = [[] for _ in ports]
+    clients = [
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=HEADERS, trust_env=False, timeout=60
+        )
+        for port in ports
+    ]
+    path = f"/api/v1/sessions/{session_id}/execute"
+    try:
         for i in range(samples + 10):
-            t0 = time.perf_counter_ns()
-            answer = await client.post(path, json={"code": "1"})
-            elapsed = (time.perf_counter_ns() - t0) / 1e9
-            if answer.status_code != 200:
-                raise RuntimeError(f"execute: HTTP {answer.status_code} {answer.text}")
-            if i >= 10:
-                out.append(elapsed)
+            for times, client in zip(out, clients, strict=True):
+                t0 = time.perf_counter_ns()
+                answer = await client.post(path, json={"code": "1"})
+                elapsed = (time.perf_counter_ns() - t0) / 1e9
+                if answer.status_code != 200:
+                    raise RuntimeError(f"execute: HTTP {answer.status_code} {answer.text}")
+                if i >= 10:
+                    times.append(elapsed)
+    finally:
+        for client in clients:
+            await client.aclose()
     return out
 
 
@@ -121,9 +131,12 @@ async def measure(plan: Plan, a: Any, b: Any, samples: int) -> dict[str, dict[st
             if made.status_code not in (200, 201) or made.json().get("node") != "b":
                 raise RuntimeError(f"create on b: HTTP {made.status_code} {made.text}")
     figures: dict[str, dict[str, Any]] = {}
+    log("== execute, direct and relayed in turn")
+    by_port = dict(
+        zip((b.port, a.port), await execute_round_trips([b.port, a.port], "k1", samples))
+    )
     for name, port, relay in (("direct", b.port, None), ("relayed", a.port, a.pid)):
-        log(f"== {name}: execute")
-        execs = await execute_round_trips(port, "k1", samples)
+        execs = by_port[port]
         log(f"== {name}: terminal")
         figures[name] = {
             "execute_p50_ms": ms(execs),

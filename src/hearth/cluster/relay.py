@@ -12,10 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, quote, urlencode
 
-import httpx
+import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from yarl import URL
 
 from hearth.cluster.signing import HEADER, Signer
 
@@ -95,16 +96,28 @@ def local_path(scope: Scope) -> str:
 
 
 class Relay:
+    """Its HTTP client is aiohttp's (a C parser): a relayed call costs ~0.14 ms of client here,
+    httpx's ~0.97 ms (measured against one local server), and issue 23 allows a relay 1 ms."""
+
     def __init__(self, signer: Signer) -> None:
         self.signer = signer
-        self._http = httpx.AsyncClient(
-            trust_env=False,
-            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:  # made in the loop it serves
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+                auto_decompress=False,  # the answer goes back as it came
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                trust_env=False,
+            )
+        return self._http
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     def _headers(self, scope: Scope, user: str, path: str) -> list[tuple[bytes, bytes]]:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _DROPPED]
@@ -117,13 +130,14 @@ class Relay:
         """``GET path`` on another node as ``user``: its 200 answer's body, unparsed;
         NodeUnreachable if it can't answer within ``LIST_TIMEOUT``."""
         headers = {HEADER: self.signer.sign(user, "GET", path)}
+        timeout = aiohttp.ClientTimeout(total=LIST_TIMEOUT)
         try:
-            answer = await self._http.get(base + path, headers=headers, timeout=LIST_TIMEOUT)
-        except httpx.HTTPError as exc:
+            async with self._client.get(base + path, headers=headers, timeout=timeout) as answer:
+                if answer.status != 200:
+                    raise NodeUnreachable(f"HTTP {answer.status}")
+                return await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise NodeUnreachable(str(exc) or type(exc).__name__) from None
-        if answer.status_code != 200:
-            raise NodeUnreachable(f"HTTP {answer.status_code}")
-        return answer.content
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -142,30 +156,31 @@ class Relay:
         headers = self._headers(scope, user, path)
         if body is not None:
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-        content: bytes | AsyncIterator[bytes] = body if body is not None else _body(receive)
-        url = httpx.URL(base)  # its raw path set, not parsed: httpx would resolve a ".."
-        url = url.copy_with(raw_path=(url.raw_path.rstrip(b"/") + _sent_path(scope).encode()))
-        request = self._http.build_request(scope["method"], url, headers=headers, content=content)
+        content: bytes | AsyncIterator[bytes] | None = body
+        framed = (b"content-length", b"transfer-encoding")  # the client's request has a body
+        if body is None and any(k.lower() in framed for k, _ in scope["headers"]):
+            content = _body(receive)  # streamed on as it comes (an upload)
+        # the path as it came, not parsed again (a ".." would be resolved, an escape undone)
+        url = URL(base.rstrip("/") + _sent_path(scope), encoded=True)
+        sent = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
         try:
-            upstream = await self._http.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise NodeUnreachable(str(exc) or type(exc).__name__) from None
-        except httpx.HTTPError as exc:  # it took the request and failed: it may have acted
+            upstream = await self._client.request(
+                scope["method"], url, headers=sent, data=content, allow_redirects=False
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:  # refused, or taken and failed
             raise NodeUnreachable(str(exc) or type(exc).__name__) from None
         try:
             back = [
                 (k.encode("latin-1"), v.encode("latin-1"))
-                for k, v in upstream.headers.multi_items()
+                for k, v in upstream.headers.items()
                 if k.lower().encode() not in _DROPPED_BACK
             ]
-            await send(
-                {"type": "http.response.start", "status": upstream.status_code, "headers": back}
-            )
-            async for chunk in upstream.aiter_raw():
+            await send({"type": "http.response.start", "status": upstream.status, "headers": back})
+            async for chunk in upstream.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await upstream.aclose()
+            upstream.release()
 
     # --- websockets ------------------------------------------------------------------------
 
