@@ -132,9 +132,8 @@ async def measure(plan: Plan, a: Any, b: Any, samples: int) -> dict[str, dict[st
                 raise RuntimeError(f"create on b: HTTP {made.status_code} {made.text}")
     figures: dict[str, dict[str, Any]] = {}
     log("== execute, direct and relayed in turn")
-    by_port = dict(
-        zip((b.port, a.port), await execute_round_trips([b.port, a.port], "k1", samples))
-    )
+    ports = [b.port, a.port]
+    by_port = dict(zip(ports, await execute_round_trips(ports, "k1", samples), strict=True))
     for name, port, relay in (("direct", b.port, None), ("relayed", a.port, a.pid)):
         execs = by_port[port]
         log(f"== {name}: terminal")
