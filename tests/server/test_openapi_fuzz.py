@@ -27,7 +27,10 @@ from tests.conftest import ALICE, RunningServer
 EXAMPLES = 90  # with generated session ids
 EXISTING = 35  # with the id of a session that exists
 AUTH = {"Authorization": f"Bearer {ALICE}"}
+CLOSED_PORT = 9  # discard: nothing listens there on a test machine
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+# operations that reach another machine (SPEC §11): its failure is a 502 that names the step
+UPSTREAM = {"POST /api/v1/connections/{id}/test", "POST /api/v1/terminal/sessions"}
 
 
 @pytest.fixture
@@ -55,6 +58,8 @@ def contained(case: Any, server: RunningServer) -> None:
             url = item.get("url") if isinstance(item, dict) else None
             if isinstance(url, str) and ("://" in url or _scheme(url) in ("http", "https")):
                 item["url"] = f"http://127.0.0.1:{server.port}/nothing-here"
+    if isinstance(body.get("host"), str):  # a saved connection: to a closed port here
+        body["host"], body["port"] = "127.0.0.1", CLOSED_PORT
     command = body.get("command")
     if (
         isinstance(command, list)
@@ -103,6 +108,9 @@ def fuzz(
         contained(case, server)
         response = case.call(session=session, headers=AUTH, timeout=30)
         statuses[response.status_code] += 1
+        if response.status_code == 502 and operation.label in UPSTREAM:
+            assert response.json()["detail"], response.text  # which step failed, said
+            return
         case.validate_response(response, checks=CHECKS, headers=AUTH)
         if operation.label == "POST /api/v1/terminal/sessions" and response.status_code == 201:
             # Close it, so that the next create starts a process too instead of a 429.

@@ -307,17 +307,17 @@ def test_a_process_killed_by_a_signal_exits_with_128_plus_the_signal(server: Run
 def test_an_internal_error_is_a_json_500_and_the_server_lives_on(server: RunningServer) -> None:
     manager = server.core.terminals
 
-    def broken(user: str) -> list[object]:
+    def broken(user: str) -> bytes:
         raise RuntimeError("a bug")
 
-    original = manager.list_sessions
-    manager.list_sessions = broken
+    original = manager.list_json
+    manager.list_json = broken  # what the list of terminals asks of the host
     try:
         with httpx.Client(base_url=server.url, headers=auth(ALICE)) as c:
             r = c.get(f"{API}/sessions")
             assert r.status_code == 500
             assert "Internal error" in r.json()["detail"]
     finally:
-        manager.list_sessions = original
+        manager.list_json = original
     with client(server) as c:
         assert c.get(f"{API}/sessions").status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -122,9 +123,11 @@ async def test_an_idle_remote_session_is_ended_and_its_channel_closed(
     await saved(server, sshd)
     assert (await open_terminal(server, id="idle")).status_code == 201
     t = await TermClient.connect(server.ws_url, "idle", ALICE)
-    await t.send(b"echo SHELL=$$=\n")
-    said = (await t.read_until(b"=\r\n")).decode()
-    shell = proc(int(said.rsplit("SHELL=", 1)[1].split("=")[0]))  # sshd is on this machine
+    await t.send(b"echo SHELL=$$=P''ID\n")  # the echoed line has no "=PID": the output has
+    said = (await t.read_until(b"=PID\r\n")).decode()
+    found = re.search(r"SHELL=(\d+)=PID", said)
+    assert found is not None, said
+    shell = proc(int(found.group(1)))  # sshd is on this machine
     assert shell is not None and alive(shell)
     await t.close()
     async with rest(server) as c:
