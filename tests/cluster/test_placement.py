@@ -79,3 +79,19 @@ async def test_one_id_created_through_two_nodes_at_once_is_one_session(
                 listed = (await client.get("/api/v1/terminal/sessions")).json()
                 assert [(s["id"], s["node"]) for s in listed] == [("race", winner)]
             assert (await via_a.delete("/api/v1/terminal/sessions/race")).status_code == 204
+
+
+def test_a_connection_is_saved_beside_the_one_it_jumps_through(cluster: StartCluster) -> None:
+    """A terminal on a connection runs where the connection is saved, and a connection reaches
+    its jump host from there: one naming a jump is saved on the jump's node, wherever asked."""
+    a, b, c = cluster(3)
+    wait_for_nodes([a, b, c])
+    box = {"host": "127.0.0.1", "port": 9, "username": "ops", "auth": {"password": "pw"}}
+    with api(a) as via_a, api(c) as via_c:
+        made = via_a.post("/api/v1/connections", json={**box, "id": "bastion", "node": "b"})
+        assert made.status_code == 201 and made.json()["node"] == "b", made.text
+        behind = via_c.post("/api/v1/connections", json={**box, "id": "db", "jump": "bastion"})
+        assert behind.status_code == 201, behind.text
+        assert behind.json()["node"] == "b"
+        again = via_c.post("/api/v1/connections", json={**box, "id": "bastion"})
+        assert again.status_code == 409, again.text  # asked on c, answered by b, which has it

@@ -138,6 +138,18 @@ class ClusterIndex:
             mapping = {k.field(): node for k in keys}
             await self._run(self._redis.hset(f"{PREFIX}where", mapping=mapping))  # type: ignore[arg-type]
 
+    async def on(self, node: str) -> set[Key]:
+        """Every key recorded on ``node``."""
+        found: set[Key] = set()
+        try:
+            async for field, owner in self._redis.hscan_iter(f"{PREFIX}where", count=1000):
+                key = Key.parse(field) if owner == node else None
+                if key is not None:
+                    found.add(key)
+        except (RedisError, OSError) as exc:
+            raise IndexDown(str(exc)) from None
+        return found
+
     async def forget(self, keys: list[Key], node: str) -> None:
         """Drop ``keys`` that are still recorded on ``node`` (not one placed elsewhere since)."""
         for key in keys:

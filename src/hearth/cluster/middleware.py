@@ -13,7 +13,6 @@ relayed again. A node without a cluster (no ``cluster_redis_url``) has no such m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -228,33 +227,17 @@ class ClusterMiddleware:
             claimed = await _claim(cluster, target.kind, user, request, node)
         except HearthError as exc:
             return await _json_answer(send, exc.status_code, {"detail": exc.message})
-        if claimed is not None and claimed[2] is not None:
-            if claimed[2] != (node.name if node else cluster.node.name):
-                node = await _view(cluster, claimed[2])  # made meanwhile elsewhere: it answers
-            claimed = None  # not ours to let go
-        status = 0
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        if claimed is not None and claimed[1] != (node.name if node else cluster.node.name):
+            node = await _view(cluster, claimed[1])  # made meanwhile elsewhere: it answers
+        if node is None or node.name == cluster.node.name:
+            return await self._here(cluster, target, user, scope, _replaying(body, receive), send)
         try:
-            if node is None or node.name == cluster.node.name:
-                read = _replaying(body, receive)
-                return await self._here(cluster, target, user, scope, read, watched)
-            try:
-                await cluster.relay.http(scope, receive, watched, node.url, user, body=body)
-            except NodeUnreachable:
-                if asked is not None:  # the node asked for is down: say so, place it nowhere
-                    read = _replaying(body, receive)  # (the body is read: nothing to drain)
-                    return await _unavailable(cluster, scope, read, watched, node.name, node)
-                await self._here(cluster, target, user, scope, _replaying(body, receive), watched)
-        finally:
-            if claimed is not None and not 200 <= status < 300:  # nothing was made: let go
-                with contextlib.suppress(IndexDown):
-                    await cluster.node.index.forget([claimed[0]], claimed[1])
+            await cluster.relay.http(scope, receive, send, node.url, user, body=body)
+        except NodeUnreachable:
+            if asked is not None:  # the node asked for is down: say so, place it nowhere
+                read = _replaying(body, receive)  # (the body is read: nothing to drain)
+                return await _unavailable(cluster, scope, read, send, node.name, node)
+            await self._here(cluster, target, user, scope, _replaying(body, receive), send)
 
 
 # --- placement ----------------------------------------------------------------------------
@@ -299,17 +282,17 @@ async def _placement(
 
 async def _claim(
     cluster: Cluster, kind: Kind, user: str, request: dict[str, Any], node: NodeView | None
-) -> tuple[Key, str, str | None] | None:
+) -> tuple[Key, str] | None:
     """A create that names its own id claims it in the index for the node it goes to, so that
-    two creates of one id through two nodes make one session: (the key, the node claimed for,
-    None if the claim is new, else the node that had it already)."""
-    field = {"t": "id", "k": "session_id"}.get(kind)
+    two creates of one id through two nodes make one session: (the key, the node that has it).
+    A claim whose create failed is dropped by that node's next sync."""
+    field = {"t": "id", "k": "session_id", "c": "id"}.get(kind)
     if field is None or not isinstance(request.get(field), str):
         return None
     key = Key(kind, user, request[field])
     name = node.name if node is not None else cluster.node.name
     try:
-        return key, name, await cluster.node.index.claim(key, name)
+        return key, await cluster.node.index.claim(key, name) or name
     except IndexDown:
         return None
 
@@ -329,6 +312,11 @@ def _named_keys(kind: Kind, user: str, request: dict[str, Any]) -> list[Key]:
             keys.append(Key("k", user, kernel["id"]))
         if isinstance(request.get("path"), str):  # a notebook has one session, wherever asked
             keys.append(notebook_key(user, request["path"]))
+    elif kind == "c":
+        if isinstance(request.get("id"), str):
+            keys.append(Key("c", user, request["id"]))
+        if isinstance(request.get("jump"), str):  # saved beside the connection it goes through
+            keys.append(Key("c", user, request["jump"]))
     return keys
 
 

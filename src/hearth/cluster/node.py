@@ -143,7 +143,10 @@ class Node:
                     keys |= _keys_of(kind, user, path, items)
         await self.index.save_lists(self.name, lists)
         await self.index.place(sorted(keys, key=Key.field), self.name)
-        await self.index.forget(sorted(before - keys, key=Key.field), self.name)
+        # what the index has here that is not (ended, or a claim whose create failed), but
+        # what was made while this ran
+        stale = (await self.index.on(self.name)) - keys - (self.here - before)
+        await self.index.forget(sorted(stale, key=Key.field), self.name)
         self.here = keys | (self.here - before)
 
     async def created(self, kind: Kind, user: str, path: str, answer: Any) -> None:
