@@ -473,7 +473,7 @@ async def _unavailable(
             }
         )
         return
-    await _drain(receive)
+    await _read_body(receive)  # what the client sent is not sent on
     extra = [(b"retry-after", cluster.retry_after.encode())] if status == 503 else []
     await _json_answer(send, status, {"detail": detail}, extra)
 
@@ -590,7 +590,3 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return again
-
-
-async def _drain(receive: Receive) -> None:
-    await _read_body(receive)

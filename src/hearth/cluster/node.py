@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -246,8 +247,6 @@ def _memory_available() -> int:
 def _default_url(settings: Settings) -> str:
     host = settings.host
     if host in ("0.0.0.0", "::", ""):
-        import socket
-
         host = socket.getfqdn()
     if ":" in host:
         host = f"[{host}]"

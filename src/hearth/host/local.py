@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Self
 
 from hearth.connections.service import Connections
@@ -97,15 +96,6 @@ class LocalViewer:
 _PIECE = 256 * 1024  # the size of a DATA frame's bytes, as a download's
 
 
-@dataclass(frozen=True, slots=True)
-class Serialized:
-    """Bytes made here, sent as a download is (``hearth.contract.api.Download``)."""
-
-    name: str
-    size: int
-    chunks: AsyncIterator[bytes]
-
-
 async def _pieces(body: bytes) -> AsyncIterator[bytes]:
     for at in range(0, len(body), _PIECE):
         yield body[at : at + _PIECE]
@@ -127,9 +117,9 @@ class LocalTerminals:
     async def list_sessions(self, user: str) -> list[TerminalInfo]:
         return self.manager.list_sessions(user)
 
-    async def list_json(self, user: str) -> Serialized:
-        body = self.manager.list_json(user)
-        return Serialized("sessions.json", len(body), _pieces(body))
+    async def list_json(self, user: str) -> FileStream:
+        body = self.manager.list_json(user)  # sent as a download is
+        return FileStream("sessions.json", len(body), _pieces(body))
 
     async def touch(self, user: str, id: str) -> TerminalInfo:
         return self.manager.touch(user, id)
