@@ -96,7 +96,7 @@ import type { TerminalState } from "./wire";
  * reached now, and `closed_reason: "node_lost"` once that node has been gone for good. A single
  * node adds none of them. (The websocket's hello carries the plain TerminalState.) */
 export type TerminalSession = Omit<TerminalState, "closed_reason"> & {
-  closed_reason?: TerminalState["closed_reason"] | "node_lost";
+  closed_reason?: TerminalState["closed_reason"];
   node?: string;
   node_reachable?: boolean;
 };

@@ -27,7 +27,7 @@ export interface KernelState {
   execution_state?: string;
   connections?: number;
   jupyter?: JupyterName | null;
-  closed_reason?: "host_lost" | null;
+  closed_reason?: "host_lost" | "node_lost" | null;
 }
 
 export interface PoolState {
@@ -55,7 +55,7 @@ export interface TerminalState {
   output_start: number;
   output_end: number;
   command?: string[];
-  closed_reason?: "host_lost" | null;
+  closed_reason?: "host_lost" | "node_lost" | null;
   connection_id?: string | null;
   exit_reason?: string | null;
 }

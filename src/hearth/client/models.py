@@ -15,8 +15,6 @@ add them to those, ``node`` None on a single node.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import ConfigDict
 
 from hearth import protocol as _protocol
@@ -54,9 +52,6 @@ class ConnectionTest(_contract.ConnectionTest):
     model_config = ConfigDict(extra="ignore")
 
 
-ClosedReason = Literal["host_lost", "node_lost"]
-
-
 class TerminalState(_protocol.TerminalState):
     """A terminal session as the REST API shows it (SPEC §3.1), with, on many nodes (SPEC §12),
     the ``node`` holding it (None on a single node) and whether that node can be reached now
@@ -65,8 +60,6 @@ class TerminalState(_protocol.TerminalState):
 
     node: str | None = None
     node_reachable: bool = True
-    # wider than the wire model's: a node lost for good closes what it held
-    closed_reason: ClosedReason | None = None  # type: ignore[assignment]
 
 
 class KernelInfo(KernelState):
@@ -75,7 +68,6 @@ class KernelInfo(KernelState):
 
     node: str | None = None
     node_reachable: bool = True
-    closed_reason: ClosedReason | None = None  # type: ignore[assignment]  # as above
 
 
 class ConnectionInfo(_contract.ConnectionInfo):

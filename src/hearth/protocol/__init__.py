@@ -212,7 +212,7 @@ class TerminalState(BaseModel):
     output_start: int
     output_end: int
     command: list[str] = Field(default_factory=list)
-    closed_reason: Literal["host_lost"] | None = None
+    closed_reason: Literal["host_lost", "node_lost"] | None = None  # node_lost: §12
     connection_id: str | None = None  # the saved connection it runs on (protocol "ssh")
     # why it ended, beyond its exit status: "connection lost: <why>", a memory limit
     exit_reason: str | None = None

@@ -112,7 +112,8 @@ class KernelState(_Answer):
     execution_state: str = "idle"
     connections: int = 0  # Jupyter clients on its channels
     jupyter: JupyterName | None = None
-    closed_reason: Literal["host_lost"] | None = None  # its kernel ended with the server (§8)
+    # its kernel ended with the server (§8), or its node is gone for good (§12, set by the cluster)
+    closed_reason: Literal["host_lost", "node_lost"] | None = None
 
 
 class WorkingFile(_Answer):
